@@ -1,0 +1,119 @@
+import Foundation
+import GatehouseCore
+
+/// The validated gateway configuration. Every field has a documented default.
+public struct GatehouseConfig: Sendable, Equatable {
+    /// Where clients connect with the PostgreSQL protocol.
+    public var postgresListen: HostPort = HostPort(host: "127.0.0.1", port: 6432)
+    /// Where the HTTP API listens.
+    public var httpListen: HostPort = HostPort(host: "127.0.0.1", port: 7070)
+    /// Directory for the state store, signing key and generated TLS certificate.
+    public var dataDirectory: String = ".gatehouse"
+    /// State store URL: `sqlite:` (a file in the data directory, the default) or `sqlite:/path/file.db`.
+    public var storeURL: String = "sqlite:"
+    public var clientTLS: ClientTLS = ClientTLS()
+    public var tokens: TokenSettings = TokenSettings()
+    public var limits: Limits = Limits()
+    public var connections: [Connection] = []
+    public var users: [UserEntry] = []
+    public var groups: [String] = []
+
+    public init() {}
+
+    public func connection(named name: String) -> Connection? {
+        connections.first { $0.name == name }
+    }
+
+    /// The SQLite file the store uses.
+    public var sqlitePath: String {
+        let path = String(storeURL.dropFirst("sqlite:".count))
+        return path.isEmpty ? (dataDirectory as NSString).appendingPathComponent("gatehouse.db") : path
+    }
+}
+
+public struct HostPort: Sendable, Equatable, CustomStringConvertible {
+    public var host: String
+    public var port: Int
+
+    public init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+    }
+
+    public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+}
+
+/// TLS offered to clients that send SSLRequest.
+public struct ClientTLS: Sendable, Equatable {
+    /// PEM certificate chain; when nil a self-signed certificate is generated once into the data directory.
+    public var certificateFile: String?
+    public var keyFile: String?
+    /// Accept token passwords over plaintext from non-loopback addresses. Off by default: tokens are secrets.
+    public var allowPlaintextPasswords: Bool = false
+
+    public init() {}
+}
+
+public struct TokenSettings: Sendable, Equatable {
+    /// Lifetime of an access token (the psql password).
+    public var accessTokenTTL: TimeInterval = 15 * 60
+    /// Longest lifetime a caller may ask for.
+    public var maxAccessTokenTTL: TimeInterval = 12 * 3600
+    /// Lifetime of the login that `gatehouse login` stores.
+    public var loginTTL: TimeInterval = 12 * 3600
+
+    public init() {}
+}
+
+public struct Limits: Sendable, Equatable {
+    /// Largest protocol message accepted from a client or a server.
+    public var maxMessageBytes: Int = 256 * 1024 * 1024
+    /// Time allowed for a client to authenticate after connecting.
+    public var authenticationTimeout: TimeInterval = 30
+    /// Time allowed to connect and authenticate to the upstream server.
+    public var upstreamConnectTimeout: TimeInterval = 10
+
+    public init() {}
+}
+
+/// An upstream PostgreSQL database that users reach by naming the connection as `dbname`.
+public struct Connection: Sendable, Equatable {
+    public enum TLSMode: String, Sendable, Equatable, CaseIterable {
+        case disable
+        case require
+        case verifyFull = "verify-full"
+    }
+
+    public var name: String
+    public var host: String
+    public var port: Int = 5432
+    public var database: String
+    public var user: String
+    /// The brokered password, resolved at start from `password_env` or `password_file`; nil for trust.
+    public var password: String?
+    public var tls: TLSMode = .disable
+    public var caFile: String?
+
+    public init(name: String, host: String, port: Int = 5432, database: String, user: String, password: String?) {
+        self.name = name
+        self.host = host
+        self.port = port
+        self.database = database
+        self.user = user
+        self.password = password
+    }
+}
+
+public struct UserEntry: Sendable, Equatable {
+    public var name: String
+    public var groups: [String]
+    public var passwordHash: String?
+    public var expiresAt: Date?
+
+    public init(name: String, groups: [String], passwordHash: String? = nil, expiresAt: Date? = nil) {
+        self.name = name
+        self.groups = groups
+        self.passwordHash = passwordHash
+        self.expiresAt = expiresAt
+    }
+}

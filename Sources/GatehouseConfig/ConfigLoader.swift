@@ -1,0 +1,410 @@
+import Foundation
+import GatehouseCore
+import Yams
+
+/// A configuration problem, with the file and line it was found at.
+public struct ConfigError: Error, Sendable, Equatable, CustomStringConvertible {
+    public var file: String
+    public var line: Int?
+    public var reason: String
+
+    public var description: String {
+        if let line { return "\(file):\(line): \(reason)" }
+        return "\(file): \(reason)"
+    }
+}
+
+/// Reads YAML configuration into a validated `GatehouseConfig`, refusing unknown keys, bad values
+/// and secrets that cannot be resolved.
+public struct ConfigLoader {
+    /// Environment used to resolve `password_env`; injected so tests need not touch the process.
+    public var environment: [String: String]
+    /// Directory against which relative `password_file`, `ca_file` and certificate paths resolve.
+    public var baseDirectory: String
+
+    public init(environment: [String: String] = ProcessInfo.processInfo.environment, baseDirectory: String) {
+        self.environment = environment
+        self.baseDirectory = baseDirectory
+    }
+
+    /// Loads and validates a configuration file.
+    public static func load(path: String, environment: [String: String] = ProcessInfo.processInfo.environment) throws
+        -> GatehouseConfig
+    {
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            throw ConfigError(file: path, line: nil, reason: "cannot read the file: \(error.localizedDescription)")
+        }
+        let directory = (path as NSString).deletingLastPathComponent
+        return try ConfigLoader(environment: environment, baseDirectory: directory.isEmpty ? "." : directory)
+            .parse(text, file: path)
+    }
+
+    public func parse(_ text: String, file: String) throws -> GatehouseConfig {
+        let expanded = try expandVariables(text, file: file)
+        let root: Node?
+        do {
+            root = try Yams.compose(yaml: expanded)
+        } catch let error as YamlError {
+            throw ConfigError(file: file, line: Self.line(of: error), reason: "not valid YAML: \(Self.problem(of: error))")
+        }
+        guard let root else { throw ConfigError(file: file, line: nil, reason: "the file is empty") }
+        var reader = Reader(file: file, loader: self)
+        return try reader.readRoot(root)
+    }
+
+    /// Replaces `${NAME}` and `${NAME:-default}` with environment values, line by line so that
+    /// error lines stay true. An unset variable without a default is an error.
+    func expandVariables(_ text: String, file: String) throws -> String {
+        guard text.contains("${") else { return text }
+        var lines: [String] = []
+        for (index, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            var output = ""
+            var rest = Substring(line)
+            while let start = rest.range(of: "${") {
+                output += rest[..<start.lowerBound]
+                guard let end = rest[start.upperBound...].firstIndex(of: "}") else {
+                    throw ConfigError(file: file, line: index + 1, reason: "unterminated ${ in a variable reference")
+                }
+                let reference = rest[start.upperBound..<end]
+                let name: Substring
+                let fallback: Substring?
+                if let separator = reference.range(of: ":-") {
+                    name = reference[..<separator.lowerBound]
+                    fallback = reference[separator.upperBound...]
+                } else {
+                    name = reference
+                    fallback = nil
+                }
+                if let value = environment[String(name)], !value.isEmpty {
+                    output += value
+                } else if let fallback {
+                    output += fallback
+                } else {
+                    throw ConfigError(file: file, line: index + 1, reason: "environment variable \(name) is not set")
+                }
+                rest = rest[rest.index(after: end)...]
+            }
+            output += rest
+            lines.append(output)
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    static func line(of error: YamlError) -> Int? {
+        switch error {
+        case .scanner(_, _, let mark, _), .parser(_, _, let mark, _), .composer(_, _, let mark, _): return mark.line
+        default: return nil
+        }
+    }
+
+    static func problem(of error: YamlError) -> String {
+        switch error {
+        case .scanner(_, let problem, _, _), .parser(_, let problem, _, _), .composer(_, let problem, _, _):
+            return problem
+        default: return "\(error)"
+        }
+    }
+
+    func resolve(_ path: String) -> String {
+        path.hasPrefix("/") ? path : (baseDirectory as NSString).appendingPathComponent(path)
+    }
+}
+
+/// Walks the YAML tree; each accessor checks the type and reports the node's line.
+private struct Reader {
+    let file: String
+    let loader: ConfigLoader
+
+    func fail(_ node: Node?, _ reason: String) -> ConfigError {
+        ConfigError(file: file, line: node?.mark?.line, reason: reason)
+    }
+
+    /// The pairs of a mapping, refusing keys not in `allowed` and repeated keys.
+    func mapping(_ node: Node, _ what: String, allowed: Set<String>) throws -> [(String, Node, Node)] {
+        guard let mapping = node.mapping else { throw fail(node, "\(what) must be a mapping of keys to values") }
+        var seen = Set<String>()
+        var pairs: [(String, Node, Node)] = []
+        for (key, value) in mapping {
+            guard let name = key.string else { throw fail(key, "\(what): keys must be plain strings") }
+            guard allowed.contains(name) else {
+                throw fail(key, "unknown key '\(name)' in \(what) (allowed: \(allowed.sorted().joined(separator: ", ")))")
+            }
+            guard seen.insert(name).inserted else { throw fail(key, "key '\(name)' appears twice in \(what)") }
+            pairs.append((name, key, value))
+        }
+        return pairs
+    }
+
+    func string(_ node: Node, _ what: String) throws -> String {
+        guard let scalar = node.scalar, node.tag.description != "tag:yaml.org,2002:null" else {
+            throw fail(node, "\(what) must be a string")
+        }
+        guard !scalar.string.isEmpty else { throw fail(node, "\(what) must not be empty") }
+        return scalar.string
+    }
+
+    func int(_ node: Node, _ what: String, range: ClosedRange<Int>) throws -> Int {
+        guard let value = node.scalar.flatMap({ Int($0.string) }) else { throw fail(node, "\(what) must be a whole number") }
+        guard range.contains(value) else {
+            throw fail(node, "\(what) must be between \(range.lowerBound) and \(range.upperBound), not \(value)")
+        }
+        return value
+    }
+
+    func bool(_ node: Node, _ what: String) throws -> Bool {
+        switch node.scalar?.string.lowercased() {
+        case "true", "yes", "on": return true
+        case "false", "no", "off": return false
+        default: throw fail(node, "\(what) must be true or false")
+        }
+    }
+
+    func duration(_ node: Node, _ what: String) throws -> TimeInterval {
+        let text = try string(node, what)
+        guard let value = DurationText.parse(text) else {
+            throw fail(node, "\(what) must be a duration such as 30s, 15m, 12h or 7d, not '\(text)'")
+        }
+        return value
+    }
+
+    func hostPort(_ node: Node, _ what: String) throws -> HostPort {
+        let text = try string(node, what)
+        var host: Substring
+        var portText: Substring
+        if text.hasPrefix("["), let close = text.firstIndex(of: "]") {
+            host = text[text.index(after: text.startIndex)..<close]
+            portText = text[close...].dropFirst(2)
+        } else if let colon = text.lastIndex(of: ":") {
+            host = text[..<colon]
+            portText = text[text.index(after: colon)...]
+        } else {
+            throw fail(node, "\(what) must be HOST:PORT, e.g. 127.0.0.1:6432, not '\(text)'")
+        }
+        guard !host.isEmpty, let port = Int(portText), (0...65535).contains(port) else {
+            throw fail(node, "\(what) must be HOST:PORT with a port from 0 to 65535, not '\(text)'")
+        }
+        return HostPort(host: String(host), port: port)
+    }
+
+    func name(_ node: Node, _ what: String) throws -> String {
+        let value = try string(node, what)
+        guard Name.isValid(value) else {
+            throw fail(
+                node,
+                "\(what) '\(value)' is not a valid name: start with a letter, then letters, digits, _, - or ., at most 63 characters"
+            )
+        }
+        return value
+    }
+
+    func sequence(_ node: Node, _ what: String) throws -> [Node] {
+        guard let sequence = node.sequence else { throw fail(node, "\(what) must be a list") }
+        return Array(sequence)
+    }
+
+    mutating func readRoot(_ root: Node) throws -> GatehouseConfig {
+        var config = GatehouseConfig()
+        var usersNode: Node?
+        for (key, _, value) in try mapping(
+            root, "the configuration",
+            allowed: ["listen", "data_dir", "store", "tls", "tokens", "limits", "connections", "users", "groups"])
+        {
+            switch key {
+            case "listen":
+                for (key, _, value) in try mapping(value, "listen", allowed: ["postgres", "http"]) {
+                    if key == "postgres" { config.postgresListen = try hostPort(value, "listen.postgres") }
+                    if key == "http" { config.httpListen = try hostPort(value, "listen.http") }
+                }
+            case "data_dir":
+                config.dataDirectory = loader.resolve(try string(value, "data_dir"))
+            case "store":
+                let url = try string(value, "store")
+                guard url.hasPrefix("sqlite:") else {
+                    throw fail(
+                        value,
+                        "store '\(url)' is not supported: use sqlite: (a file in data_dir) or sqlite:/path/to/file.db")
+                }
+                config.storeURL = url
+            case "tls":
+                for (key, _, value) in try mapping(
+                    value, "tls", allowed: ["cert_file", "key_file", "allow_plaintext_passwords"])
+                {
+                    switch key {
+                    case "cert_file": config.clientTLS.certificateFile = try existingFile(value, "tls.cert_file")
+                    case "key_file": config.clientTLS.keyFile = try existingFile(value, "tls.key_file")
+                    default: config.clientTLS.allowPlaintextPasswords = try bool(value, "tls.allow_plaintext_passwords")
+                    }
+                }
+                if (config.clientTLS.certificateFile == nil) != (config.clientTLS.keyFile == nil) {
+                    throw fail(value, "tls needs both cert_file and key_file, or neither (a self-signed certificate)")
+                }
+            case "tokens":
+                for (key, _, value) in try mapping(value, "tokens", allowed: ["access_ttl", "max_access_ttl", "login_ttl"]) {
+                    switch key {
+                    case "access_ttl": config.tokens.accessTokenTTL = try duration(value, "tokens.access_ttl")
+                    case "max_access_ttl": config.tokens.maxAccessTokenTTL = try duration(value, "tokens.max_access_ttl")
+                    default: config.tokens.loginTTL = try duration(value, "tokens.login_ttl")
+                    }
+                }
+                if config.tokens.accessTokenTTL > config.tokens.maxAccessTokenTTL {
+                    throw fail(value, "tokens.access_ttl must not exceed tokens.max_access_ttl")
+                }
+            case "limits":
+                for (key, _, value) in try mapping(
+                    value, "limits", allowed: ["max_message_bytes", "authentication_timeout", "upstream_connect_timeout"])
+                {
+                    switch key {
+                    case "max_message_bytes":
+                        config.limits.maxMessageBytes = try int(value, "limits.max_message_bytes", range: 1024...1_073_741_824)
+                    case "authentication_timeout":
+                        config.limits.authenticationTimeout = try duration(value, "limits.authentication_timeout")
+                    default:
+                        config.limits.upstreamConnectTimeout = try duration(value, "limits.upstream_connect_timeout")
+                    }
+                }
+            case "connections":
+                for item in try sequence(value, "connections") {
+                    let connection = try readConnection(item)
+                    if config.connection(named: connection.name) != nil {
+                        throw fail(item, "connection '\(connection.name)' is declared twice")
+                    }
+                    config.connections.append(connection)
+                }
+            case "groups":
+                for item in try sequence(value, "groups") {
+                    let group = try name(item, "group")
+                    guard !config.groups.contains(group) else { throw fail(item, "group '\(group)' is declared twice") }
+                    config.groups.append(group)
+                }
+            default:
+                usersNode = value
+            }
+        }
+        if !config.groups.contains(Group.admins) { config.groups.append(Group.admins) }
+        if let usersNode {
+            for item in try sequence(usersNode, "users") {
+                let user = try readUser(item, groups: config.groups)
+                guard !config.users.contains(where: { $0.name == user.name }) else {
+                    throw fail(item, "user '\(user.name)' is declared twice")
+                }
+                config.users.append(user)
+            }
+        }
+        return config
+    }
+
+    func existingFile(_ node: Node, _ what: String) throws -> String {
+        let path = loader.resolve(try string(node, what))
+        guard FileManager.default.isReadableFile(atPath: path) else {
+            throw fail(node, "\(what): cannot read \(path)")
+        }
+        return path
+    }
+
+    func readConnection(_ node: Node) throws -> Connection {
+        var name: String?
+        var host: String?
+        var port = 5432
+        var database: String?
+        var user: String?
+        var password: String?
+        var passwordGiven = false
+        var tls = Connection.TLSMode.disable
+        var caFile: String?
+        for (key, keyNode, value) in try mapping(
+            node, "a connection",
+            allowed: [
+                "name", "host", "port", "database", "user", "password_env", "password_file", "tls", "ca_file", "trust",
+            ])
+        {
+            switch key {
+            case "name": name = try self.name(value, "connection name")
+            case "host": host = try string(value, "connection host")
+            case "port": port = try int(value, "connection port", range: 1...65535)
+            case "database": database = try string(value, "connection database")
+            case "user": user = try string(value, "connection user")
+            case "password_env", "password_file":
+                guard !passwordGiven else { throw fail(keyNode, "give only one of password_env and password_file") }
+                passwordGiven = true
+                if key == "password_env" {
+                    let variable = try string(value, "password_env")
+                    guard let secret = loader.environment[variable], !secret.isEmpty else {
+                        throw fail(value, "password_env: environment variable \(variable) is not set or empty")
+                    }
+                    password = secret
+                } else {
+                    let path = loader.resolve(try string(value, "password_file"))
+                    guard let contents = try? String(contentsOfFile: path, encoding: .utf8) else {
+                        throw fail(value, "password_file: cannot read \(path)")
+                    }
+                    let secret = contents.trimmingCharacters(in: .newlines)
+                    guard !secret.isEmpty else { throw fail(value, "password_file: \(path) is empty") }
+                    password = secret
+                }
+            case "trust":
+                // Explicitly no password: the upstream trusts this gateway (e.g. by address or certificate).
+                guard try bool(value, "trust") else { throw fail(value, "trust can only be true; omit it otherwise") }
+                guard !passwordGiven else { throw fail(keyNode, "trust: true excludes password_env and password_file") }
+                passwordGiven = true
+            case "tls":
+                let text = try string(value, "connection tls")
+                guard let mode = Connection.TLSMode(rawValue: text) else {
+                    throw fail(value, "connection tls must be one of disable, require, verify-full, not '\(text)'")
+                }
+                tls = mode
+            default: caFile = try existingFile(value, "ca_file")
+            }
+        }
+        guard let name else { throw fail(node, "a connection needs a name") }
+        guard let host else { throw fail(node, "connection '\(name)' needs a host") }
+        guard let database else { throw fail(node, "connection '\(name)' needs a database") }
+        guard let user else { throw fail(node, "connection '\(name)' needs a user (the upstream role)") }
+        guard passwordGiven else {
+            throw fail(node, "connection '\(name)' needs password_env or password_file (or trust: true)")
+        }
+        if tls == .verifyFull && caFile == nil {
+            throw fail(node, "connection '\(name)' uses tls: verify-full and needs ca_file")
+        }
+        var connection = Connection(name: name, host: host, port: port, database: database, user: user, password: password)
+        connection.tls = tls
+        connection.caFile = caFile
+        return connection
+    }
+
+    func readUser(_ node: Node, groups declared: [String]) throws -> UserEntry {
+        var name: String?
+        var groups: [String] = []
+        var passwordHash: String?
+        var expiresAt: Date?
+        for (key, _, value) in try mapping(node, "a user", allowed: ["name", "groups", "password_hash", "expires"]) {
+            switch key {
+            case "name": name = try self.name(value, "user name")
+            case "groups":
+                for item in try sequence(value, "user groups") {
+                    let group = try self.name(item, "group")
+                    guard declared.contains(group) else {
+                        throw fail(item, "group '\(group)' is not declared under groups")
+                    }
+                    groups.append(group)
+                }
+            case "password_hash":
+                let text = try string(value, "password_hash")
+                guard PasswordHash(text) != nil else {
+                    throw fail(value, "password_hash is not a hash made by `gatehouse hash-password`")
+                }
+                passwordHash = text
+            default:
+                let text = try string(value, "expires")
+                guard let date = Timestamp.parse(text) else {
+                    throw fail(value, "expires must be a date or time such as 2026-12-31 or 2026-12-31T18:00:00Z")
+                }
+                expiresAt = date
+            }
+        }
+        guard let name else { throw fail(node, "a user needs a name") }
+        return UserEntry(name: name, groups: groups, passwordHash: passwordHash, expiresAt: expiresAt)
+    }
+}

@@ -1,0 +1,182 @@
+import Crypto
+import Foundation
+
+/// Stable names of audit event types. Never rename one: exports and alerting rules depend on them.
+public enum AuditEventType: String, Sendable, Codable, CaseIterable {
+    case gatewayStart = "gateway.start"
+    case gatewayStop = "gateway.stop"
+    case authSuccess = "auth.success"
+    case authFailure = "auth.failure"
+    case loginSuccess = "login.success"
+    case loginFailure = "login.failure"
+    case tokenIssued = "token.issued"
+    case tokenRevoked = "token.revoked"
+    case sessionStart = "session.start"
+    case sessionEnd = "session.end"
+    case sessionTerminated = "session.terminated"
+    case sessionRefused = "session.refused"
+    case cancelRequest = "session.cancel"
+    case userBootstrap = "admin.bootstrap"
+    case passwordSet = "admin.password_set"
+}
+
+/// What a caller records; the log adds the sequence number, time and chain.
+public struct AuditRecord: Sendable, Equatable {
+    public var type: AuditEventType
+    public var actor: String?
+    public var session: String?
+    public var connection: String?
+    public var source: String?
+    public var detail: [String: String]
+
+    public init(
+        _ type: AuditEventType, actor: String? = nil, session: String? = nil, connection: String? = nil,
+        source: String? = nil, detail: [String: String] = [:]
+    ) {
+        self.type = type
+        self.actor = actor
+        self.session = session
+        self.connection = connection
+        self.source = source
+        self.detail = detail
+    }
+}
+
+/// One event of the tamper-evident audit chain.
+///
+/// `hash` is SHA-256 over `prev_hash` and the canonical JSON of every other field, so editing,
+/// inserting or deleting an event breaks every later link.
+public struct AuditEvent: Sendable, Equatable, Codable {
+    public var seq: Int64
+    public var time: String
+    public var type: String
+    public var actor: String?
+    public var session: String?
+    public var connection: String?
+    public var source: String?
+    public var detail: [String: String]
+    public var prevHash: String
+    public var hash: String
+
+    enum CodingKeys: String, CodingKey {
+        case seq, time, type, actor, session, connection, source, detail
+        case prevHash = "prev_hash"
+        case hash
+    }
+
+    public init(
+        seq: Int64, time: String, type: String, actor: String?, session: String?, connection: String?,
+        source: String?, detail: [String: String], prevHash: String, hash: String
+    ) {
+        self.seq = seq
+        self.time = time
+        self.type = type
+        self.actor = actor
+        self.session = session
+        self.connection = connection
+        self.source = source
+        self.detail = detail
+        self.prevHash = prevHash
+        self.hash = hash
+    }
+
+    /// The hash of the link before the first event.
+    public static let genesisHash = String(repeating: "0", count: 64)
+
+    /// Seals a record as the event after `previous` (or the first one).
+    public static func seal(_ record: AuditRecord, seq: Int64, time: Date, prevHash: String) -> AuditEvent {
+        var event = AuditEvent(
+            seq: seq, time: Timestamp.format(time), type: record.type.rawValue, actor: record.actor,
+            session: record.session, connection: record.connection, source: record.source, detail: record.detail,
+            prevHash: prevHash, hash: "")
+        event.hash = event.computedHash()
+        return event
+    }
+
+    /// The hash this event's content implies.
+    public func computedHash() -> String {
+        var unsealed = self
+        unsealed.hash = ""
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        let body = (try? encoder.encode(unsealed)) ?? Data()
+        var hasher = SHA256()
+        hasher.update(data: Data(prevHash.utf8))
+        hasher.update(data: body)
+        return hasher.finalize().map { String(format: "%02x", $0) }.joined()
+    }
+
+    /// One JSON line, as exported.
+    public func jsonLine() -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return String(decoding: (try? encoder.encode(self)) ?? Data(), as: UTF8.self)
+    }
+}
+
+/// The verdict on a run of audit events.
+public struct AuditChainReport: Sendable, Equatable, Codable {
+    public var eventsChecked: Int
+    public var firstSeq: Int64?
+    public var lastSeq: Int64?
+    public var lastHash: String?
+    /// Each break found, in order: sequence number and what is wrong.
+    public var problems: [Problem]
+
+    public struct Problem: Sendable, Equatable, Codable {
+        public var seq: Int64
+        public var reason: String
+    }
+
+    public var isIntact: Bool { problems.isEmpty }
+}
+
+public enum AuditChain {
+    /// Verifies that `events` (in order) form an unbroken chain.
+    ///
+    /// When `fromGenesis` is true the first event must be number 1 and link to the genesis hash;
+    /// otherwise the run may start anywhere (an export of a range) and only its inner links are checked.
+    public static func verify(_ events: some Sequence<AuditEvent>, fromGenesis: Bool = true) -> AuditChainReport {
+        var verifier = Verifier(fromGenesis: fromGenesis)
+        for event in events { verifier.add(event) }
+        return verifier.report
+    }
+
+    /// Checks a chain one event at a time, so long chains need not be held in memory.
+    public struct Verifier: Sendable {
+        public private(set) var report = AuditChainReport(eventsChecked: 0, firstSeq: nil, lastSeq: nil, lastHash: nil, problems: [])
+        private var previous: AuditEvent?
+        private let fromGenesis: Bool
+
+        public init(fromGenesis: Bool = true) {
+            self.fromGenesis = fromGenesis
+        }
+
+        public mutating func add(_ event: AuditEvent) {
+            report.eventsChecked += 1
+            if report.firstSeq == nil { report.firstSeq = event.seq }
+            if let previous {
+                if event.seq != previous.seq + 1 {
+                    report.problems.append(
+                        .init(seq: event.seq, reason: "expected event \(previous.seq + 1) after \(previous.seq): events are missing"))
+                }
+                if event.prevHash != previous.hash {
+                    report.problems.append(.init(seq: event.seq, reason: "link to the previous event is broken"))
+                }
+            } else if fromGenesis {
+                if event.seq != 1 {
+                    report.problems.append(.init(seq: event.seq, reason: "chain starts at \(event.seq), not at 1: events are missing"))
+                }
+                if event.prevHash != AuditEvent.genesisHash {
+                    report.problems.append(.init(seq: event.seq, reason: "first event does not link to the genesis hash"))
+                }
+            }
+            if event.computedHash() != event.hash {
+                report.problems.append(.init(seq: event.seq, reason: "content does not match its hash: the event was edited"))
+            }
+            previous = event
+            report.lastSeq = event.seq
+            report.lastHash = event.hash
+        }
+    }
+}

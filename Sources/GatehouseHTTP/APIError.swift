@@ -1,0 +1,52 @@
+import Foundation
+import Hummingbird
+
+/// An API failure with a stable machine-readable code. All HTTP status mapping happens here.
+public struct APIError: HTTPResponseError, Sendable {
+    public enum Code: String, Sendable {
+        case badRequest = "bad_request"
+        case unauthenticated
+        case forbidden
+        case notFound = "not_found"
+        case loginFailed = "login_failed"
+        case internalError = "internal_error"
+
+        var status: HTTPResponse.Status {
+            switch self {
+            case .badRequest: .badRequest
+            case .unauthenticated, .loginFailed: .unauthorized
+            case .forbidden: .forbidden
+            case .notFound: .notFound
+            case .internalError: .internalServerError
+            }
+        }
+    }
+
+    public var code: Code
+    public var message: String
+
+    public init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    public var status: HTTPResponse.Status { code.status }
+
+    public func response(from request: Request, context: some RequestContext) throws -> Response {
+        let data = try JSONEncoder().encode(APIErrorBody(error: .init(code: code.rawValue, message: message)))
+        var headers = HTTPFields()
+        headers[.contentType] = "application/json; charset=utf-8"
+        if code == .unauthenticated { headers[.wwwAuthenticate] = "Bearer realm=\"gatehouse\"" }
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(data: data)))
+    }
+}
+
+/// The JSON body of every API error: `{"error": {"code": "...", "message": "..."}}`.
+public struct APIErrorBody: Codable, Sendable {
+    public struct Detail: Codable, Sendable {
+        public var code: String
+        public var message: String
+    }
+
+    public var error: Detail
+}

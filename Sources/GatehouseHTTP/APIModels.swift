@@ -1,0 +1,115 @@
+import Foundation
+import GatehouseCore
+import GatehouseProxy
+import Hummingbird
+
+/// Request and response bodies of the HTTP API (`/api/v1`). Field names are snake_case on the wire.
+public enum API {
+    public struct LoginRequest: Codable, Sendable {
+        public var user: String
+        public var password: String
+        public init(user: String, password: String) {
+            self.user = user
+            self.password = password
+        }
+    }
+
+    public struct TokenResponse: Codable, Sendable, ResponseEncodable {
+        public var token: String
+        public var id: String
+        public var user: String
+        public var groups: [String]
+        public var expires_at: String
+    }
+
+    public struct TokenRequest: Codable, Sendable {
+        /// Lifetime such as `15m`; the configured default when absent.
+        public var ttl: String?
+        public init(ttl: String?) { self.ttl = ttl }
+    }
+
+    public struct RevokeRequest: Codable, Sendable {
+        /// A token to revoke (its id and expiry are read from it).
+        public var token: String?
+        /// Revoke every token of this user issued until now.
+        public var user: String?
+        public init(token: String?, user: String?) {
+            self.token = token
+            self.user = user
+        }
+    }
+
+    public struct RevokeResponse: Codable, Sendable, ResponseEncodable {
+        public var revoked: String
+    }
+
+    public struct Me: Codable, Sendable, ResponseEncodable {
+        public var user: String
+        public var groups: [String]
+        public var login_expires_at: String
+    }
+
+    public struct Session: Codable, Sendable {
+        public var id: String
+        public var user: String
+        public var connection: String
+        public var source: String
+        public var application_name: String
+        public var started_at: String
+        public var tls: Bool
+
+        init(_ info: SessionInfo) {
+            id = info.id
+            user = info.user
+            connection = info.connection
+            source = info.source
+            application_name = info.applicationName
+            started_at = Timestamp.format(info.startedAt)
+            tls = info.tls
+        }
+    }
+
+    public struct Sessions: Codable, Sendable, ResponseEncodable {
+        public var sessions: [Session]
+    }
+
+    public struct TerminateResponse: Codable, Sendable, ResponseEncodable {
+        public var terminated: String
+    }
+
+    public struct AuditPage: Codable, Sendable, ResponseEncodable {
+        public var events: [AuditEvent]
+        /// Pass as `after` to read on.
+        public var next_after: Int64
+    }
+
+    public struct AuditVerification: Codable, Sendable, ResponseEncodable {
+        public var intact: Bool
+        public var events_checked: Int
+        public var last_seq: Int64?
+        public var last_hash: String?
+        public var problems: [AuditChainReport.Problem]
+
+        public init(_ report: AuditChainReport) {
+            intact = report.isIntact
+            events_checked = report.eventsChecked
+            last_seq = report.lastSeq
+            last_hash = report.lastHash
+            problems = report.problems
+        }
+    }
+
+    public struct PasswordRequest: Codable, Sendable {
+        public var password: String
+        public init(password: String) { self.password = password }
+    }
+
+    public struct Done: Codable, Sendable, ResponseEncodable {
+        public var ok: Bool
+    }
+
+    public struct Health: Codable, Sendable, ResponseEncodable {
+        public var status: String
+        public var sessions: Int
+    }
+}

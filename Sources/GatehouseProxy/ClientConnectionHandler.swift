@@ -1,0 +1,509 @@
+import Foundation
+import GatehouseAuth
+import GatehouseConfig
+import GatehouseCore
+import Logging
+import NIOCore
+import NIOPosix
+import NIOSSL
+import PostgresWire
+
+/// The client end of a proxied session: runs `ClientStateMachine`'s actions, then relays frames to
+/// and from the upstream server.
+///
+/// Never throws past its boundary: every failure ends this connection with a FATAL ErrorResponse.
+final class ClientConnectionHandler: ChannelDuplexHandler {
+    typealias InboundIn = FrontendInput
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private let environment: ProxyEnvironment
+    private var machine: ClientStateMachine
+    private var context: ChannelHandlerContext?
+    private var upstream: UpstreamHandler?
+    private var upstreamChannel: Channel?
+    private var pendingRead = false
+    private var timeout: Scheduled<Void>?
+
+    private let sessionID = RandomSecret.hex(8)
+    private var source = "unknown"
+    private var isLoopback = false
+    private var tlsActive = false
+    private var user: User?
+    private var connection: Connection?
+    private var request: StartupRequest?
+    private var sessionStarted: Date?
+    private var endReason: String?
+    private var logger: Logger
+
+    init(environment: ProxyEnvironment) {
+        self.environment = environment
+        self.machine = ClientStateMachine(allowPlaintextPasswords: environment.config.clientTLS.allowPlaintextPasswords)
+        self.logger = environment.logger
+    }
+
+    // MARK: Channel events
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        if let address = context.channel.remoteAddress {
+            source = address.ipAddress ?? "\(address)"
+            isLoopback = Self.isLoopback(source)
+        }
+        machine = ClientStateMachine(
+            allowPlaintextPasswords: environment.config.clientTLS.allowPlaintextPasswords || isLoopback)
+        logger[metadataKey: "session"] = "\(sessionID)"
+        logger[metadataKey: "source"] = "\(source)"
+        let timeoutSeconds = environment.config.limits.authenticationTimeout
+        timeout = context.eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(Int64(timeoutSeconds * 1000))) {
+            self.perform(self.machine.authenticationTimedOut(), context: context)
+        }
+        context.fireChannelActive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .frame(let frame):
+            if case .relaying = machine.state {
+                relayToUpstream(frame)
+            } else {
+                perform(machine.frame(frame), context: context)
+            }
+        case .startup(let packet):
+            perform(machine.startupPacket(packet), context: context)
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        upstream?.flush()
+        context.fireChannelReadComplete()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        timeout?.cancel()
+        machine.peerClosed()
+        if let upstream {
+            upstream.close()
+        } else if let upstreamChannel {
+            upstreamChannel.close(promise: nil)
+        }
+        endSession(reason: endReason ?? "client disconnected")
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        if let wireError = error as? PostgresWireError {
+            logger.info("closing connection after malformed client input", metadata: ["error": "\(wireError)"])
+            sendFatal(context: context, sqlState: ProxyFailure.Code.protocolViolation, message: "protocol violation: \(wireError)", hint: nil)
+        } else if error is NIOSSLError || error is BoringSSLError {
+            logger.info("TLS failure with client", metadata: ["error": "\(error)"])
+            context.close(promise: nil)
+        } else {
+            logger.debug("connection error", metadata: ["error": "\(error)"])
+            context.close(promise: nil)
+        }
+    }
+
+    // Backpressure: read from the client only while the upstream can take what we write to it.
+    func read(context: ChannelHandlerContext) {
+        if let upstream, !upstream.isWritable {
+            pendingRead = true
+        } else {
+            context.read()
+        }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable { upstream?.resumeReading() }
+        context.fireChannelWritabilityChanged()
+    }
+
+    // MARK: Relay (called by the upstream handler, on this event loop)
+
+    private func relayToUpstream(_ frame: PostgresFrame) {
+        upstream?.write(frame.bytes)
+    }
+
+    func forwardFromUpstream(_ frame: PostgresFrame) {
+        context?.write(wrapOutboundOut(frame.bytes), promise: nil)
+    }
+
+    func flushToClient() {
+        context?.flush()
+    }
+
+    var isWritable: Bool { context?.channel.isWritable ?? false }
+
+    func resumeReading() {
+        guard pendingRead, let context else { return }
+        pendingRead = false
+        context.read()
+    }
+
+    func upstreamClosed() {
+        guard let context else { return }
+        endReason = endReason ?? "upstream server closed the connection"
+        context.writeAndFlush(wrapOutboundOut(ByteBuffer()), promise: nil)
+        context.close(promise: nil)
+    }
+
+    /// Ends the session from outside (an administrator, a revoked grant).
+    func terminate(reason: String) {
+        guard let context else { return }
+        endReason = "terminated: \(reason)"
+        sendFatal(
+            context: context, sqlState: ProxyFailure.Code.adminShutdown,
+            message: "terminating connection: \(reason)", hint: nil)
+    }
+
+    // MARK: Actions
+
+    private func perform(_ action: ClientStateMachine.Action, context: ChannelHandlerContext) {
+        switch action {
+        case .none:
+            break
+        case .startTLS:
+            startTLS(context: context)
+        case .refuseEncryption:
+            var buffer = context.channel.allocator.buffer(capacity: 1)
+            buffer.writeInteger(UInt8(ascii: "N"))
+            context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+        case .negotiateProtocol(let newestMinor, let unsupported):
+            var body = ByteBuffer()
+            body.writeInteger(StartupPacket.protocolVersion3 | newestMinor)
+            body.writeInteger(Int32(unsupported.count))
+            for option in unsupported { body.writeNullTerminatedString(option) }
+            context.write(wrapOutboundOut(PostgresFrame(type: MessageType.negotiateProtocolVersion, body: body).bytes), promise: nil)
+            perform(machine.afterNegotiation(), context: context)
+        case .requestPassword:
+            context.writeAndFlush(wrapOutboundOut(AuthenticationMessage.cleartextPassword.frame.bytes), promise: nil)
+        case .verifyToken(let request, let token):
+            self.request = request
+            verify(request: request, token: token, context: context)
+        case .connectUpstream(let request):
+            connectUpstream(request: request, context: context)
+        case .forwardCancel(let key):
+            forwardCancel(key)
+            context.close(promise: nil)
+        case .completeStartup:
+            break  // done by `startSession`, which owns the upstream's startup data
+        case .fatal(let sqlState, let message, let hint):
+            sendFatal(context: context, sqlState: sqlState, message: message, hint: hint)
+        case .close:
+            context.close(promise: nil)
+        }
+    }
+
+    private func startTLS(context: ChannelHandlerContext) {
+        guard let tls = environment.clientTLS else {
+            var buffer = context.channel.allocator.buffer(capacity: 1)
+            buffer.writeInteger(UInt8(ascii: "N"))
+            context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+            return
+        }
+        var buffer = context.channel.allocator.buffer(capacity: 1)
+        buffer.writeInteger(UInt8(ascii: "S"))
+        context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+        do {
+            try context.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls), position: .first)
+            tlsActive = true
+        } catch {
+            context.close(promise: nil)
+        }
+    }
+
+    /// Checks the token, the user as they stand now, and the connection name; audits the outcome.
+    private func verify(request: StartupRequest, token: String, context: ChannelHandlerContext) {
+        let environment = self.environment
+        let source = self.source
+        let sessionID = self.sessionID
+        let tls = tlsActive
+        runAsync(context: context) { () async throws -> Result<(User, Connection), ProxyFailure> in
+            let outcome: Result<(User, Connection), ProxyFailure>
+            do {
+                let claims = try await environment.tokens.verify(token, kind: .access)
+                if claims.sub != request.user {
+                    outcome = .failure(
+                        ProxyFailure(
+                            sqlState: ProxyFailure.Code.invalidPassword,
+                            message: "password authentication failed for user \"\(request.user)\": the token belongs to another user",
+                            hint: "use user=\(claims.sub), or a token of \(request.user)"))
+                } else {
+                    switch try await environment.identities.activeUser(named: request.user) {
+                    case .failure(let error):
+                        outcome = .failure(
+                            ProxyFailure(sqlState: ProxyFailure.Code.invalidAuthorization, message: "access refused: \(error.description)"))
+                    case .success(let user):
+                        if let connection = environment.config.connection(named: request.connection) {
+                            outcome = .success((user, connection))
+                        } else {
+                            let names = environment.config.connections.map(\.name).sorted().joined(separator: ", ")
+                            outcome = .failure(
+                                ProxyFailure(
+                                    sqlState: ProxyFailure.Code.unknownDatabase,
+                                    message: "connection \"\(request.connection)\" is not configured in Gatehouse",
+                                    hint: names.isEmpty ? "no connections are configured" : "use dbname= one of: \(names)"))
+                        }
+                    }
+                }
+            } catch let error as TokenError {
+                outcome = .failure(
+                    ProxyFailure(
+                        sqlState: ProxyFailure.Code.invalidPassword,
+                        message: "password authentication failed for user \"\(request.user)\": \(error.description)",
+                        hint: error.code == .expired || error.code == .revoked ? "run `gatehouse token` for a new token" : nil,
+                        auditReason: error.description))
+            }
+            var detail = ["application": request.applicationName, "tls": tls ? "true" : "false"]
+            switch outcome {
+            case .success: break
+            case .failure(let failure): detail["reason"] = failure.auditReason
+            }
+            let type: AuditEventType
+            switch outcome {
+            case .success: type = .authSuccess
+            case .failure: type = .authFailure
+            }
+            _ = try await environment.store.appendAudit(
+                AuditRecord(type, actor: request.user, session: sessionID, connection: request.connection, source: source, detail: detail))
+            return outcome
+        } then: { context, result in
+            switch result {
+            case .success(.success(let (user, connection))):
+                self.user = user
+                self.connection = connection
+                self.perform(self.machine.tokenVerified(), context: context)
+            case .success(.failure(let failure)):
+                self.logger.info("authentication refused", metadata: ["user": "\(request.user)", "reason": "\(failure.auditReason)"])
+                self.perform(
+                    self.machine.authenticationFailed(sqlState: failure.sqlState, message: failure.message, hint: failure.hint),
+                    context: context)
+            case .failure(let error):
+                self.logger.error("cannot record authentication in the audit log", metadata: ["error": "\(error)"])
+                self.perform(
+                    self.machine.authenticationFailed(
+                        sqlState: ProxyFailure.Code.internalError,
+                        message: "the gateway cannot write its audit log; refusing the session", hint: nil),
+                    context: context)
+            }
+        }
+    }
+
+    private func connectUpstream(request: StartupRequest, context: ChannelHandlerContext) {
+        guard let connection else { return }
+        let ready = context.eventLoop.makePromise(of: UpstreamStartup.self)
+        let tlsContext = environment.upstreamTLS[connection.name]
+        var parameters = request.passthrough
+        if parameters["application_name"] == nil { parameters["application_name"] = "gatehouse" }
+        let startupParameters = parameters
+        let limits = environment.config.limits
+        let bootstrap = ClientBootstrap(group: context.eventLoop)
+            .connectTimeout(.milliseconds(Int64(limits.upstreamConnectTimeout * 1000)))
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(
+                        ByteToMessageHandler(
+                            BackendDecoder(maxMessageLength: limits.maxMessageBytes, expectingSSLResponse: tlsContext != nil)))
+                    try channel.pipeline.syncOperations.addHandler(
+                        UpstreamHandler(
+                            connection: connection, startupParameters: startupParameters, tlsContext: tlsContext, ready: ready))
+                }
+            }
+        let upstreamTimeout = context.eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(Int64(limits.upstreamConnectTimeout * 1000))) {
+            self.upstream?.abandon("timed out after \(DurationText.format(limits.upstreamConnectTimeout)) waiting for the upstream server")
+            ready.fail(
+                ProxyFailure(
+                    sqlState: ProxyFailure.Code.cannotConnect,
+                    message: "timed out after \(DurationText.format(limits.upstreamConnectTimeout)) waiting for the upstream server"))
+        }
+        bootstrap.connect(host: connection.host, port: connection.port).assumeIsolated().whenComplete { result in
+            switch result {
+            case .success(let channel):
+                self.upstreamChannel = channel
+                if let handler = try? channel.pipeline.syncOperations.handler(type: UpstreamHandler.self) {
+                    self.upstream = handler
+                }
+                if case .closed = self.machine.state { channel.close(promise: nil) }
+            case .failure(let error):
+                ready.fail(
+                    ProxyFailure(
+                        sqlState: ProxyFailure.Code.cannotConnect,
+                        message: "cannot reach the upstream server \(connection.host):\(connection.port): \(Self.describe(error))"))
+            }
+        }
+        ready.futureResult.assumeIsolated().whenComplete { result in
+            upstreamTimeout.cancel()
+            switch result {
+            case .success(let startup):
+                self.startSession(startup, context: context)
+            case .failure(let error):
+                let failure = error as? ProxyFailure
+                    ?? ProxyFailure(sqlState: ProxyFailure.Code.cannotConnect, message: "\(error)")
+                self.refuseSession(
+                    failure: ProxyFailure(
+                        sqlState: failure.sqlState,
+                        message: "connection \"\(connection.name)\" is unavailable: \(failure.message)",
+                        hint: "the gateway could not open a session to the database; try again or tell its administrators"),
+                    context: context)
+            }
+        }
+    }
+
+    /// Records the refusal, then tells the client.
+    private func refuseSession(failure: ProxyFailure, context: ChannelHandlerContext) {
+        let environment = self.environment
+        let record = AuditRecord(
+            .sessionRefused, actor: request?.user, session: sessionID, connection: connection?.name, source: source,
+            detail: ["reason": failure.auditReason])
+        logger.warning("session refused", metadata: ["reason": "\(failure.auditReason)"])
+        runAsync(context: context) {
+            _ = try await environment.store.appendAudit(record)
+        } then: { context, _ in
+            self.perform(
+                self.machine.upstreamFailed(sqlState: failure.sqlState, message: failure.message, hint: failure.hint),
+                context: context)
+        }
+    }
+
+    /// Registers the session, records its start, then completes the client's startup.
+    private func startSession(_ startup: UpstreamStartup, context: ChannelHandlerContext) {
+        guard let connection, let user, let request else { return }
+        if case .closed = machine.state {
+            upstream?.close()
+            return
+        }
+        let started = environment.now()
+        let info = SessionInfo(
+            id: sessionID, user: user.name, connection: connection.name, source: source,
+            applicationName: request.applicationName, startedAt: started, tls: tlsActive)
+        let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let eventLoop = context.eventLoop
+        let key = environment.registry.register(
+            info,
+            cancelTarget: UpstreamCancelTarget(
+                host: connection.host, port: connection.port, processID: startup.processID, secretKey: startup.secretKey)
+        ) { reason in
+            eventLoop.execute { loopBound.value.terminate(reason: reason) }
+        }
+        sessionStarted = started
+        let environment = self.environment
+        let record = AuditRecord(
+            .sessionStart, actor: user.name, session: sessionID, connection: connection.name, source: source,
+            detail: [
+                "application": request.applicationName, "tls": tlsActive ? "true" : "false",
+                "upstream": "\(connection.host):\(connection.port)/\(connection.database)",
+            ])
+        runAsync(context: context) {
+            _ = try await environment.store.appendAudit(record)
+        } then: { context, result in
+            if case .failure(let error) = result {
+                self.logger.error("cannot record session start in the audit log", metadata: ["error": "\(error)"])
+                self.environment.registry.remove(id: self.sessionID)
+                self.sessionStarted = nil
+                self.perform(
+                    self.machine.upstreamFailed(
+                        sqlState: ProxyFailure.Code.internalError,
+                        message: "the gateway cannot write its audit log; refusing the session", hint: nil),
+                    context: context)
+                return
+            }
+            guard case .connectingUpstream = self.machine.state else { return }
+            _ = self.machine.upstreamReady()
+            self.timeout?.cancel()
+            context.write(self.wrapOutboundOut(AuthenticationMessage.ok.frame.bytes), promise: nil)
+            for frame in startup.parameterFrames { context.write(self.wrapOutboundOut(frame.bytes), promise: nil) }
+            context.write(
+                self.wrapOutboundOut(WireMessages.backendKeyData(processID: key.processID, secretKey: key.secretKey).bytes),
+                promise: nil)
+            context.writeAndFlush(self.wrapOutboundOut(startup.readyFrame.bytes), promise: nil)
+            self.logger.info("session started", metadata: ["user": "\(user.name)", "connection": "\(connection.name)"])
+            self.upstream?.link(self)
+        }
+    }
+
+    private func endSession(reason: String) {
+        guard let started = sessionStarted, let user, let connection else { return }
+        sessionStarted = nil
+        environment.registry.remove(id: sessionID)
+        let seconds = environment.now().timeIntervalSince(started)
+        let record = AuditRecord(
+            .sessionEnd, actor: user.name, session: sessionID, connection: connection.name, source: source,
+            detail: ["reason": reason, "duration_seconds": String(format: "%.3f", seconds)])
+        let store = environment.store
+        let logger = self.logger
+        logger.info("session ended", metadata: ["reason": "\(reason)"])
+        Task {
+            do { _ = try await store.appendAudit(record) } catch {
+                logger.error("cannot record session end in the audit log", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+
+    private func forwardCancel(_ key: GatewayCancelKey) {
+        guard let (sessionID, target) = environment.registry.cancelTarget(for: key) else {
+            logger.info("cancel request for an unknown session ignored")
+            return
+        }
+        let store = environment.store
+        let source = self.source
+        let logger = self.logger
+        ClientBootstrap(group: context?.eventLoop ?? MultiThreadedEventLoopGroup.singleton.any())
+            .connectTimeout(.seconds(5))
+            .connect(host: target.host, port: target.port)
+            .whenComplete { result in
+                switch result {
+                case .success(let channel):
+                    var buffer = channel.allocator.buffer(capacity: 16)
+                    StartupPacket.cancel(processID: target.processID, secretKey: target.secretKey).encode(into: &buffer)
+                    channel.writeAndFlush(buffer).whenComplete { _ in channel.close(promise: nil) }
+                case .failure(let error):
+                    logger.warning("cannot forward a cancel request", metadata: ["error": "\(error)"])
+                }
+            }
+        Task {
+            _ = try? await store.appendAudit(AuditRecord(.cancelRequest, session: sessionID, source: source))
+        }
+    }
+
+    private func sendFatal(context: ChannelHandlerContext, sqlState: String, message: String, hint: String?) {
+        endReason = endReason ?? message
+        let fields = ErrorNoticeFields(severity: "FATAL", sqlState: sqlState, message: message, hint: hint)
+        context.writeAndFlush(wrapOutboundOut(fields.errorFrame.bytes)).assumeIsolated().whenComplete { _ in
+            context.close(promise: nil)
+        }
+    }
+
+    /// Runs async work off the event loop and continues on it with the result.
+    private func runAsync<T: Sendable>(
+        context: ChannelHandlerContext, _ work: @escaping @Sendable () async throws -> T,
+        then: @escaping (ChannelHandlerContext, Result<T, Error>) -> Void
+    ) {
+        let promise = context.eventLoop.makePromise(of: T.self)
+        promise.completeWithTask(work)
+        promise.futureResult.assumeIsolated().whenComplete { result in then(context, result) }
+    }
+
+    static func isLoopback(_ address: String) -> Bool {
+        address.hasPrefix("127.") || address == "::1" || address.hasPrefix("::ffff:127.")
+    }
+
+    static func describe(_ error: Error) -> String {
+        if let error = error as? NIOConnectionError, let first = error.connectionErrors.first {
+            return describe(first.error)
+        }
+        if let error = error as? IOError {
+            switch error.errnoCode {
+            case ECONNREFUSED: return "connection refused"
+            case ETIMEDOUT: return "timed out"
+            case EHOSTUNREACH: return "host unreachable"
+            default: return error.description
+            }
+        }
+        if error is ChannelError { return "\(error)" }
+        return "\(error)"
+    }
+}

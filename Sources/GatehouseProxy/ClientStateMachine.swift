@@ -1,0 +1,164 @@
+import PostgresWire
+
+/// What a client asked for at startup.
+public struct StartupRequest: Sendable, Equatable {
+    public var user: String
+    /// The Gatehouse connection name (the client's `dbname`).
+    public var connection: String
+    public var applicationName: String
+    /// Parameters passed on to the upstream server (client_encoding, options, DateStyle, ...).
+    public var passthrough: [String: String]
+}
+
+/// The startup and authentication phase of one client connection, as a pure state machine.
+///
+/// Events go in, one action comes out; the channel handler performs it. After `.relay` the handler
+/// relays frames and this machine only tracks that the session is live.
+public struct ClientStateMachine: Sendable {
+    public enum State: Sendable, Equatable {
+        case awaitingStartup
+        case awaitingPassword(StartupRequest)
+        case authenticating(StartupRequest)
+        case connectingUpstream(StartupRequest)
+        case relaying
+        case closed
+    }
+
+    public enum Action: Sendable, Equatable {
+        /// Answer 'S' and start the TLS handshake.
+        case startTLS
+        /// Answer 'N': the request is refused, the client may go on in plaintext.
+        case refuseEncryption
+        /// Tell the client which protocol features we speak, then ask for the password.
+        case negotiateProtocol(newestMinor: Int32, unsupportedOptions: [String])
+        case requestPassword
+        case verifyToken(StartupRequest, token: String)
+        case connectUpstream(StartupRequest)
+        case forwardCancel(GatewayCancelKey)
+        /// Send AuthenticationOk, the upstream's parameters, our cancel key and ReadyForQuery.
+        case completeStartup
+        case fatal(sqlState: String, message: String, hint: String?)
+        /// Close without a message (after a cancel request, or when the peer is gone).
+        case close
+        case none
+    }
+
+    public private(set) var state = State.awaitingStartup
+    private var tlsActive = false
+    private var sentNegotiation = false
+    let allowPlaintextPasswords: Bool
+
+    /// - Parameter allowPlaintextPasswords: whether a token may arrive without TLS (loopback clients,
+    ///   or when the configuration allows it).
+    public init(allowPlaintextPasswords: Bool) {
+        self.allowPlaintextPasswords = allowPlaintextPasswords
+    }
+
+    public mutating func startupPacket(_ packet: StartupPacket) -> Action {
+        guard case .awaitingStartup = state else {
+            return protocolViolation("a startup packet arrived after startup")
+        }
+        switch packet {
+        case .sslRequest:
+            if tlsActive { return protocolViolation("SSLRequest on an encrypted connection") }
+            tlsActive = true
+            return .startTLS
+        case .gssEncryptionRequest:
+            return .refuseEncryption
+        case .cancel(let processID, let secretKey):
+            state = .closed
+            return .forwardCancel(GatewayCancelKey(processID: processID, secretKey: secretKey))
+        case .startup(let version, var parameters):
+            guard let user = parameters.removeValue(forKey: "user"), !user.isEmpty else {
+                return fatal("28000", "no user name in the startup packet", hint: "connect with user=YOUR_GATEHOUSE_USER")
+            }
+            if let replication = parameters["replication"], replication != "false", replication != "0", replication != "off" {
+                return fatal("28000", "replication connections are not supported through Gatehouse", hint: nil)
+            }
+            let connection = parameters.removeValue(forKey: "database") ?? user
+            let applicationName = parameters["application_name"] ?? ""
+            let unsupported = parameters.keys.filter { $0.hasPrefix("_pq_.") }.sorted()
+            for option in unsupported { parameters[option] = nil }
+            let request = StartupRequest(
+                user: user, connection: connection, applicationName: applicationName, passthrough: parameters)
+            guard tlsActive || allowPlaintextPasswords else {
+                return fatal(
+                    "28000", "Gatehouse accepts tokens only over TLS from this address",
+                    hint: "connect with sslmode=require (or verify-full with the gateway's certificate)")
+            }
+            state = .awaitingPassword(request)
+            if (version & 0xffff) != 0 || !unsupported.isEmpty {
+                sentNegotiation = true
+                return .negotiateProtocol(newestMinor: 0, unsupportedOptions: unsupported)
+            }
+            return .requestPassword
+        }
+    }
+
+    /// After a negotiation message the handler asks for the password as the next step.
+    public func afterNegotiation() -> Action { .requestPassword }
+
+    public mutating func frame(_ frame: PostgresFrame) -> Action {
+        switch state {
+        case .awaitingPassword(let request):
+            guard frame.type == MessageType.password else {
+                if frame.type == MessageType.terminate { state = .closed; return .close }
+                return protocolViolation("expected a password message, got message type '\(frame.typeName)'")
+            }
+            guard let token = try? WireMessages.decodePassword(frame.body), !token.isEmpty else {
+                return fatal("28P01", "empty or malformed password: the password must be a Gatehouse access token", hint: "password=$(gatehouse token)")
+            }
+            state = .authenticating(request)
+            return .verifyToken(request, token: token)
+        case .awaitingStartup:
+            return protocolViolation("a typed message arrived before the startup packet")
+        case .authenticating, .connectingUpstream:
+            if frame.type == MessageType.terminate { state = .closed; return .close }
+            return protocolViolation("message type '\(frame.typeName)' arrived while authenticating")
+        case .relaying, .closed:
+            return .none
+        }
+    }
+
+    public mutating func tokenVerified() -> Action {
+        guard case .authenticating(let request) = state else { return .none }
+        state = .connectingUpstream(request)
+        return .connectUpstream(request)
+    }
+
+    public mutating func authenticationFailed(sqlState: String, message: String, hint: String?) -> Action {
+        guard case .authenticating = state else { return .none }
+        return fatal(sqlState, message, hint: hint)
+    }
+
+    public mutating func upstreamReady() -> Action {
+        guard case .connectingUpstream = state else { return .close }
+        state = .relaying
+        return .completeStartup
+    }
+
+    public mutating func upstreamFailed(sqlState: String, message: String, hint: String?) -> Action {
+        guard case .connectingUpstream = state else { return .none }
+        return fatal(sqlState, message, hint: hint)
+    }
+
+    public mutating func authenticationTimedOut() -> Action {
+        switch state {
+        case .relaying, .closed: return .none
+        default: return fatal("08006", "authentication timed out", hint: nil)
+        }
+    }
+
+    public mutating func peerClosed() {
+        state = .closed
+    }
+
+    private mutating func protocolViolation(_ message: String) -> Action {
+        fatal("08P01", "protocol violation: \(message)", hint: nil)
+    }
+
+    private mutating func fatal(_ sqlState: String, _ message: String, hint: String?) -> Action {
+        state = .closed
+        return .fatal(sqlState: sqlState, message: message, hint: hint)
+    }
+}

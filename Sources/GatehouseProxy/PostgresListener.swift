@@ -1,0 +1,50 @@
+import Logging
+import NIOCore
+import NIOPosix
+import PostgresWire
+import ServiceLifecycle
+
+/// The PostgreSQL listener: accepts client connections and gives each its own handler pair.
+public final class PostgresListener: Service, Sendable {
+    private let environment: ProxyEnvironment
+    private let group: any EventLoopGroup
+    private let onBound: @Sendable (SocketAddress) -> Void
+
+    public init(
+        environment: ProxyEnvironment, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        onBound: @escaping @Sendable (SocketAddress) -> Void = { _ in }
+    ) {
+        self.environment = environment
+        self.group = group
+        self.onBound = onBound
+    }
+
+    public func run() async throws {
+        let environment = self.environment
+        let listen = environment.config.postgresListen
+        let channel = try await ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 1024)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.maxMessagesPerRead, value: 16)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(
+                        ByteToMessageHandler(FrontendDecoder(maxMessageLength: environment.config.limits.maxMessageBytes)))
+                    try channel.pipeline.syncOperations.addHandler(ClientConnectionHandler(environment: environment))
+                }
+            }
+            .bind(host: listen.host, port: listen.port)
+            .get()
+        if let address = channel.localAddress { onBound(address) }
+        environment.logger.info("PostgreSQL listener ready", metadata: ["address": "\(listen)"])
+        await withGracefulShutdownHandler {
+            try? await channel.closeFuture.get()
+        } onGracefulShutdown: {
+            channel.close(promise: nil)
+            for session in environment.registry.list() {
+                environment.registry.terminate(id: session.id, reason: "the gateway is shutting down")
+            }
+        }
+    }
+}

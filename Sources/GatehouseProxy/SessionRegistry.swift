@@ -1,0 +1,99 @@
+import Foundation
+import NIOConcurrencyHelpers
+
+/// What the gateway knows about one live proxied session.
+public struct SessionInfo: Sendable, Equatable, Codable {
+    public var id: String
+    public var user: String
+    public var connection: String
+    public var source: String
+    public var applicationName: String
+    public var startedAt: Date
+    public var tls: Bool
+
+    public init(id: String, user: String, connection: String, source: String, applicationName: String, startedAt: Date, tls: Bool) {
+        self.id = id
+        self.user = user
+        self.connection = connection
+        self.source = source
+        self.applicationName = applicationName
+        self.startedAt = startedAt
+        self.tls = tls
+    }
+}
+
+/// Where to send a CancelRequest for a session: the upstream server and the upstream backend's key.
+public struct UpstreamCancelTarget: Sendable, Equatable {
+    public var host: String
+    public var port: Int
+    public var processID: Int32
+    public var secretKey: Int32
+}
+
+/// The key Gatehouse gives a client in BackendKeyData; never the upstream's own key.
+public struct GatewayCancelKey: Sendable, Hashable {
+    public var processID: Int32
+    public var secretKey: Int32
+}
+
+/// Live sessions: listed, terminated on demand, and found by cancel key.
+///
+/// A lock guards small synchronous state; the closures it holds hop to each session's event loop.
+public final class SessionRegistry: Sendable {
+    private struct Entry: Sendable {
+        var info: SessionInfo
+        var cancelKey: GatewayCancelKey
+        var cancelTarget: UpstreamCancelTarget
+        var terminate: @Sendable (String) -> Void
+    }
+
+    private let state = NIOLockedValueBox<(sessions: [String: Entry], byCancelKey: [GatewayCancelKey: String])>(([:], [:]))
+
+    public init() {}
+
+    /// Registers a session and returns the cancel key to hand to its client.
+    public func register(
+        _ info: SessionInfo, cancelTarget: UpstreamCancelTarget, terminate: @escaping @Sendable (String) -> Void
+    ) -> GatewayCancelKey {
+        state.withLockedValue { state in
+            var key: GatewayCancelKey
+            repeat {
+                key = GatewayCancelKey(processID: Int32.random(in: 1...Int32.max), secretKey: Int32.random(in: Int32.min...Int32.max))
+            } while state.byCancelKey[key] != nil
+            state.sessions[info.id] = Entry(info: info, cancelKey: key, cancelTarget: cancelTarget, terminate: terminate)
+            state.byCancelKey[key] = info.id
+            return key
+        }
+    }
+
+    public func remove(id: String) {
+        state.withLockedValue { state in
+            if let entry = state.sessions.removeValue(forKey: id) { state.byCancelKey[entry.cancelKey] = nil }
+        }
+    }
+
+    public func list() -> [SessionInfo] {
+        state.withLockedValue { $0.sessions.values.map(\.info) }.sorted { $0.startedAt < $1.startedAt }
+    }
+
+    public func session(id: String) -> SessionInfo? {
+        state.withLockedValue { $0.sessions[id]?.info }
+    }
+
+    /// Ends a session with a FATAL error that tells its client why. Returns false when it is not live.
+    @discardableResult
+    public func terminate(id: String, reason: String) -> Bool {
+        guard let entry = state.withLockedValue({ $0.sessions[id] }) else { return false }
+        entry.terminate(reason)
+        return true
+    }
+
+    public func cancelTarget(for key: GatewayCancelKey) -> (sessionID: String, target: UpstreamCancelTarget)? {
+        state.withLockedValue { state in
+            guard let id = state.byCancelKey[key], let entry = state.sessions[id] else { return nil }
+            return (id, entry.cancelTarget)
+        }
+    }
+
+    public var count: Int { state.withLockedValue { $0.sessions.count } }
+}

@@ -1,0 +1,181 @@
+import Foundation
+import GatehouseCore
+import Logging
+import NIOCore
+import NIOPosix
+import SQLiteNIO
+
+/// The embedded default store: one SQLite file in WAL mode with full synchronous commits.
+public actor SQLiteStore: GatehouseStore {
+    private let connection: SQLiteConnection
+    private var lastSeq: Int64 = 0
+    private var lastHash = AuditEvent.genesisHash
+    private let now: @Sendable () -> Date
+
+    /// Opens (creating when needed) the database at `path`.
+    public static func open(path: String, now: @escaping @Sendable () -> Date = Date.init) async throws -> SQLiteStore {
+        let directory = (path as NSString).deletingLastPathComponent
+        if !directory.isEmpty {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        }
+        let connection: SQLiteConnection
+        do {
+            connection = try await SQLiteConnection.open(
+                storage: .file(path: path), logger: Logger(label: "gatehouse.store"))
+        } catch {
+            throw StoreError("cannot open the state store at \(path): \(error)")
+        }
+        let store = SQLiteStore(connection: connection, now: now)
+        try await store.migrate()
+        return store
+    }
+
+    private init(connection: SQLiteConnection, now: @escaping @Sendable () -> Date) {
+        self.connection = connection
+        self.now = now
+    }
+
+    private func migrate() async throws {
+        for statement in [
+            "PRAGMA journal_mode=WAL",
+            "PRAGMA synchronous=FULL",
+            "PRAGMA busy_timeout=5000",
+            """
+            CREATE TABLE IF NOT EXISTS audit_events (
+                seq INTEGER PRIMARY KEY, time TEXT NOT NULL, type TEXT NOT NULL, actor TEXT, session TEXT,
+                connection TEXT, source TEXT, detail TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL)
+            """,
+            """
+            CREATE TABLE IF NOT EXISTS users (
+                name TEXT PRIMARY KEY, groups TEXT NOT NULL, password_hash TEXT, expires_at TEXT,
+                disabled INTEGER NOT NULL DEFAULT 0, source TEXT NOT NULL)
+            """,
+            "CREATE TABLE IF NOT EXISTS revoked_tokens (id TEXT PRIMARY KEY, expires_at TEXT NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS user_token_cutoffs (user TEXT PRIMARY KEY, cutoff TEXT NOT NULL)",
+        ] {
+            _ = try await connection.query(statement, [])
+        }
+        if let row = try await connection.query("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1", []).first {
+            lastSeq = Int64(row.column("seq")?.integer ?? 0)
+            lastHash = row.column("hash")?.string ?? AuditEvent.genesisHash
+        }
+    }
+
+    public func appendAudit(_ record: AuditRecord) async throws -> AuditEvent {
+        let event = AuditEvent.seal(record, seq: lastSeq + 1, time: now(), prevHash: lastHash)
+        _ = try await connection.query(
+            """
+            INSERT INTO audit_events (seq, time, type, actor, session, connection, source, detail, prev_hash, hash)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """,
+            [
+                .integer(Int(event.seq)), .text(event.time), .text(event.type), Self.text(event.actor),
+                Self.text(event.session), Self.text(event.connection), Self.text(event.source),
+                .text(Self.encodeDetail(event.detail)), .text(event.prevHash), .text(event.hash),
+            ])
+        lastSeq = event.seq
+        lastHash = event.hash
+        return event
+    }
+
+    public func auditEvents(afterSeq: Int64, limit: Int) async throws -> [AuditEvent] {
+        try await connection.query(
+            "SELECT * FROM audit_events WHERE seq > ? ORDER BY seq LIMIT ?", [.integer(Int(afterSeq)), .integer(limit)]
+        ).map(Self.event)
+    }
+
+    public func latestAuditEvents(count: Int) async throws -> [AuditEvent] {
+        try await connection.query(
+            "SELECT * FROM (SELECT * FROM audit_events ORDER BY seq DESC LIMIT ?) ORDER BY seq", [.integer(count)]
+        ).map(Self.event)
+    }
+
+    public func user(named name: String) async throws -> StoredUser? {
+        try await connection.query("SELECT * FROM users WHERE name = ?", [.text(name)]).first.map(Self.user)
+    }
+
+    public func users() async throws -> [StoredUser] {
+        try await connection.query("SELECT * FROM users ORDER BY name", []).map(Self.user)
+    }
+
+    public func saveUser(_ stored: StoredUser) async throws {
+        _ = try await connection.query(
+            """
+            INSERT INTO users (name, groups, password_hash, expires_at, disabled, source) VALUES (?, ?, ?, ?, ?, ?)
+            ON CONFLICT(name) DO UPDATE SET groups = excluded.groups, password_hash = excluded.password_hash,
+                expires_at = excluded.expires_at, disabled = excluded.disabled, source = excluded.source
+            """,
+            [
+                .text(stored.user.name), .text(stored.user.groups.joined(separator: ",")), Self.text(stored.passwordHash),
+                Self.text(stored.user.expiresAt.map(Timestamp.format)), .integer(stored.user.disabled ? 1 : 0),
+                .text(stored.source.rawValue),
+            ])
+    }
+
+    public func setPasswordHash(_ hash: String, forUser name: String) async throws {
+        _ = try await connection.query("UPDATE users SET password_hash = ? WHERE name = ?", [.text(hash), .text(name)])
+    }
+
+    public func revocations() async throws -> Revocations {
+        var revocations = Revocations()
+        let nowText = Timestamp.format(now())
+        for row in try await connection.query("SELECT id FROM revoked_tokens WHERE expires_at > ?", [.text(nowText)]) {
+            if let id = row.column("id")?.string { revocations.tokenIDs.insert(id) }
+        }
+        for row in try await connection.query("SELECT user, cutoff FROM user_token_cutoffs", []) {
+            if let user = row.column("user")?.string, let cutoff = row.column("cutoff")?.string.flatMap(Timestamp.parse) {
+                revocations.userCutoffs[user] = cutoff
+            }
+        }
+        return revocations
+    }
+
+    public func revokeToken(id: String, expiresAt: Date) async throws {
+        _ = try await connection.query(
+            "INSERT OR IGNORE INTO revoked_tokens (id, expires_at) VALUES (?, ?)",
+            [.text(id), .text(Timestamp.format(expiresAt))])
+    }
+
+    public func revokeTokens(ofUser name: String, issuedBefore cutoff: Date) async throws {
+        _ = try await connection.query(
+            "INSERT INTO user_token_cutoffs (user, cutoff) VALUES (?, ?) ON CONFLICT(user) DO UPDATE SET cutoff = excluded.cutoff",
+            [.text(name), .text(Timestamp.format(cutoff))])
+    }
+
+    public func close() async throws {
+        try await connection.close()
+    }
+
+    private static func text(_ value: String?) -> SQLiteData {
+        value.map { .text($0) } ?? .null
+    }
+
+    private static func encodeDetail(_ detail: [String: String]) -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return String(decoding: (try? encoder.encode(detail)) ?? Data("{}".utf8), as: UTF8.self)
+    }
+
+    private static func event(_ row: SQLiteRow) -> AuditEvent {
+        let detail = (row.column("detail")?.string).flatMap {
+            try? JSONDecoder().decode([String: String].self, from: Data($0.utf8))
+        }
+        return AuditEvent(
+            seq: Int64(row.column("seq")?.integer ?? 0), time: row.column("time")?.string ?? "",
+            type: row.column("type")?.string ?? "", actor: row.column("actor")?.string,
+            session: row.column("session")?.string, connection: row.column("connection")?.string,
+            source: row.column("source")?.string, detail: detail ?? [:],
+            prevHash: row.column("prev_hash")?.string ?? "", hash: row.column("hash")?.string ?? "")
+    }
+
+    private static func user(_ row: SQLiteRow) -> StoredUser {
+        let groups = (row.column("groups")?.string ?? "").split(separator: ",").map(String.init)
+        let user = User(
+            name: row.column("name")?.string ?? "", groups: groups,
+            expiresAt: row.column("expires_at")?.string.flatMap(Timestamp.parse),
+            disabled: (row.column("disabled")?.integer ?? 0) != 0)
+        return StoredUser(
+            user: user, source: StoredUser.Source(rawValue: row.column("source")?.string ?? "") ?? .config,
+            passwordHash: row.column("password_hash")?.string)
+    }
+}

@@ -1,0 +1,65 @@
+import Foundation
+import GatehouseCore
+
+/// A user as the store keeps it: identity plus where it came from and its password hash.
+public struct StoredUser: Sendable, Equatable {
+    public enum Source: String, Sendable {
+        /// Declared in the configuration file; groups follow the file.
+        case config
+        /// Created by the first start of a fresh install.
+        case bootstrap
+    }
+
+    public var user: User
+    public var source: Source
+    public var passwordHash: String?
+
+    public init(user: User, source: Source, passwordHash: String?) {
+        self.user = user
+        self.source = source
+        self.passwordHash = passwordHash
+    }
+}
+
+/// Token revocations: single tokens by id, and every token of a user issued before a time.
+public struct Revocations: Sendable, Equatable {
+    public var tokenIDs: Set<String> = []
+    public var userCutoffs: [String: Date] = [:]
+
+    public init() {}
+
+    public func isRevoked(tokenID: String, user: String, issuedAt: Date) -> Bool {
+        if tokenIDs.contains(tokenID) { return true }
+        if let cutoff = userCutoffs[user], issuedAt <= cutoff { return true }
+        return false
+    }
+}
+
+/// The gateway's state: audit chain, users and password hashes, token revocations.
+///
+/// Implementations must make `appendAudit` durable before it returns: callers forward the audited
+/// action only after that.
+public protocol GatehouseStore: Sendable {
+    func appendAudit(_ record: AuditRecord) async throws -> AuditEvent
+    /// Events with a sequence number above `afterSeq`, oldest first.
+    func auditEvents(afterSeq: Int64, limit: Int) async throws -> [AuditEvent]
+    /// The newest `count` events, oldest first.
+    func latestAuditEvents(count: Int) async throws -> [AuditEvent]
+
+    func user(named name: String) async throws -> StoredUser?
+    func users() async throws -> [StoredUser]
+    func saveUser(_ user: StoredUser) async throws
+    func setPasswordHash(_ hash: String, forUser name: String) async throws
+
+    func revocations() async throws -> Revocations
+    func revokeToken(id: String, expiresAt: Date) async throws
+    func revokeTokens(ofUser name: String, issuedBefore cutoff: Date) async throws
+
+    func close() async throws
+}
+
+/// A store failure, safe to show to a client.
+public struct StoreError: Error, Sendable, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}

@@ -1,0 +1,167 @@
+import NIOCore
+
+/// What a client sends: first an untyped startup packet (possibly several, around TLS or GSS
+/// negotiation), then typed frames.
+public enum FrontendInput: Sendable, Equatable {
+    case startup(StartupPacket)
+    case frame(PostgresFrame)
+}
+
+/// Splits a client's byte stream into startup packets and typed frames.
+///
+/// Single-step: a frame is emitted only once it is complete; every length is bounded before any
+/// buffer is reserved for it.
+public struct FrontendDecoder: ByteToMessageDecoder, Sendable {
+    public typealias InboundOut = FrontendInput
+
+    /// PostgreSQL's own limit for a startup packet.
+    public static let maxStartupPacketLength = 10_000
+
+    public let maxMessageLength: Int
+    private var expectingStartup = true
+
+    public init(maxMessageLength: Int) {
+        self.maxMessageLength = maxMessageLength
+    }
+
+    public mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
+        guard let input = try decodeOne(&buffer) else { return .needMoreData }
+        context.fireChannelRead(Self.wrapInboundOut(input))
+        return .continue
+    }
+
+    public mutating func decodeLast(
+        context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool
+    ) throws -> DecodingState {
+        try decode(context: context, buffer: &buffer)
+    }
+
+    /// Decodes one input from the buffer, consuming nothing when the input is incomplete.
+    public mutating func decodeOne(_ buffer: inout ByteBuffer) throws -> FrontendInput? {
+        if expectingStartup {
+            guard let packet = try Self.decodeStartupPacket(&buffer) else { return nil }
+            switch packet {
+            case .startup:
+                expectingStartup = false
+            case .sslRequest, .gssEncryptionRequest:
+                // Anything sent after the request and before the answer would be read as if it had
+                // come over the encrypted channel (CVE-2021-23214): refuse it.
+                if buffer.readableBytes > 0 {
+                    throw PostgresWireError(
+                        .unexpectedDataAfterSSLRequest, "unexpected data after an encryption request")
+                }
+            case .cancel:
+                break
+            }
+            return .startup(packet)
+        }
+        guard let frame = try Self.decodeFrame(&buffer, maxMessageLength: maxMessageLength) else { return nil }
+        return .frame(frame)
+    }
+
+    static func decodeStartupPacket(_ buffer: inout ByteBuffer) throws -> StartupPacket? {
+        guard let length = buffer.getInteger(at: buffer.readerIndex, as: Int32.self) else { return nil }
+        guard length >= 8, length <= maxStartupPacketLength else {
+            throw PostgresWireError(.startupPacketInvalid, "invalid startup packet length \(length)")
+        }
+        guard var packet = buffer.readSlice(length: Int(length)) else { return nil }
+        packet.moveReaderIndex(forwardBy: 4)
+        let code = packet.readInteger(as: Int32.self)!
+        switch code {
+        case StartupPacket.sslRequestCode where length == 8:
+            return .sslRequest
+        case StartupPacket.gssEncryptionRequestCode where length == 8:
+            return .gssEncryptionRequest
+        case StartupPacket.cancelRequestCode where length == 16:
+            return .cancel(processID: packet.readInteger()!, secretKey: packet.readInteger()!)
+        case let version where version >> 16 == 3:
+            var parameters: [String: String] = [:]
+            while true {
+                guard let key = packet.readNullTerminatedString() else {
+                    throw PostgresWireError(.startupPacketInvalid, "startup packet is not terminated")
+                }
+                if key.isEmpty { break }
+                guard let value = packet.readNullTerminatedString() else {
+                    throw PostgresWireError(.startupPacketInvalid, "startup parameter \(key) has no value")
+                }
+                parameters[key] = value
+            }
+            return .startup(protocolVersion: version, parameters: parameters)
+        default:
+            throw PostgresWireError(
+                .unsupportedProtocolVersion,
+                "unsupported frontend protocol \(code >> 16).\(code & 0xffff): server supports 3.0")
+        }
+    }
+
+    /// Decodes one typed frame, or returns nil when it is not complete yet.
+    public static func decodeFrame(_ buffer: inout ByteBuffer, maxMessageLength: Int) throws -> PostgresFrame? {
+        guard let type = buffer.getInteger(at: buffer.readerIndex, as: UInt8.self),
+            let length = buffer.getInteger(at: buffer.readerIndex + 1, as: Int32.self)
+        else { return nil }
+        guard length >= 4 else {
+            throw PostgresWireError(.messageTooShort, "invalid message length \(length)")
+        }
+        guard Int(length) <= maxMessageLength else {
+            throw PostgresWireError(
+                .messageTooLarge, "message of \(length) bytes exceeds the limit of \(maxMessageLength) bytes")
+        }
+        guard let bytes = buffer.readSlice(length: Int(length) + 1) else { return nil }
+        return PostgresFrame(type: type, bytes: bytes)
+    }
+}
+
+/// What a server sends: an optional one-byte answer to SSLRequest, then typed frames.
+public enum BackendInput: Sendable, Equatable {
+    case sslResponse(accepted: Bool)
+    case frame(PostgresFrame)
+}
+
+/// Splits a server's byte stream into frames.
+public struct BackendDecoder: ByteToMessageDecoder, Sendable {
+    public typealias InboundOut = BackendInput
+
+    public let maxMessageLength: Int
+    private var expectingSSLResponse: Bool
+
+    public init(maxMessageLength: Int, expectingSSLResponse: Bool) {
+        self.maxMessageLength = maxMessageLength
+        self.expectingSSLResponse = expectingSSLResponse
+    }
+
+    public mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
+        guard let input = try decodeOne(&buffer) else { return .needMoreData }
+        context.fireChannelRead(Self.wrapInboundOut(input))
+        return .continue
+    }
+
+    public mutating func decodeLast(
+        context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool
+    ) throws -> DecodingState {
+        try decode(context: context, buffer: &buffer)
+    }
+
+    public mutating func decodeOne(_ buffer: inout ByteBuffer) throws -> BackendInput? {
+        if expectingSSLResponse {
+            guard let byte = buffer.readInteger(as: UInt8.self) else { return nil }
+            expectingSSLResponse = false
+            switch byte {
+            case UInt8(ascii: "S"):
+                // A server must not send anything before the TLS handshake (CVE-2021-23222).
+                if buffer.readableBytes > 0 {
+                    throw PostgresWireError(
+                        .unexpectedDataAfterSSLRequest, "server sent unexpected data after accepting TLS")
+                }
+                return .sslResponse(accepted: true)
+            case UInt8(ascii: "N"):
+                return .sslResponse(accepted: false)
+            default:
+                throw PostgresWireError(.malformedMessage, "invalid answer to SSLRequest from server")
+            }
+        }
+        guard let frame = try FrontendDecoder.decodeFrame(&buffer, maxMessageLength: maxMessageLength) else {
+            return nil
+        }
+        return .frame(frame)
+    }
+}

@@ -1,0 +1,313 @@
+import ArgumentParser
+import Foundation
+import GatehouseConfig
+import GatehouseCore
+import GatehouseHTTP
+
+struct Login: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Sign in to a gateway and keep the login for `gatehouse token`.",
+        discussion: "The login is stored in $GATEHOUSE_HOME (default ~/.config/gatehouse), readable by you only.")
+
+    @Option(help: "The gateway's HTTP API (default: $GATEHOUSE_SERVER, the last one used, or http://127.0.0.1:7070).")
+    var server: String?
+
+    @Option(help: "Your Gatehouse user name (default: $USER).")
+    var user: String?
+
+    @Flag(help: "Read the password from standard input instead of asking.")
+    var passwordStdin = false
+
+    @Flag(help: "Print JSON instead of text.")
+    var json = false
+
+    func run() async throws {
+        let server = Credentials.server(self.server)
+        guard let name = user ?? ProcessInfo.processInfo.environment["USER"] else {
+            throw CLIError("give --user NAME")
+        }
+        let password = try readSecret(prompt: "Password for \(name) at \(server): ", fromStandardInput: passwordStdin)
+        let response = try await APIClient(server: server, token: nil)
+            .send("POST", "login", body: API.LoginRequest(user: name, password: password), as: API.TokenResponse.self)
+        try Credentials(server: server, user: response.user, token: response.token, expires_at: response.expires_at).save()
+        if json {
+            struct Output: Encodable { var user: String; var groups: [String]; var expires_at: String; var server: String }
+            try printJSON(Output(user: response.user, groups: response.groups, expires_at: response.expires_at, server: server))
+        } else {
+            print("Logged in to \(server) as \(response.user) until \(response.expires_at).")
+        }
+    }
+}
+
+struct Logout: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Revoke your stored login and forget it.")
+
+    func run() async throws {
+        guard let credentials = Credentials.load() else {
+            print("Not logged in.")
+            return
+        }
+        defer { Credentials.remove() }
+        do {
+            _ = try await APIClient(server: credentials.server, token: credentials.token)
+                .send("POST", "logout", as: API.Done.self)
+            print("Logged out of \(credentials.server).")
+        } catch {
+            print("Forgot the local login; the gateway did not confirm revocation: \(error)")
+        }
+    }
+}
+
+struct Token: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Print a short-lived access token to use as the database password.",
+        discussion: """
+            psql "host=GATEWAY port=6432 dbname=CONNECTION user=ME password=$(gatehouse token)"
+            """)
+
+    @OptionGroup var options: ClientOptions
+
+    @Option(help: "Lifetime, e.g. 15m or 1h (default: the gateway's setting).")
+    var ttl: String?
+
+    func validate() throws {
+        if let ttl, DurationText.parse(ttl) == nil { throw ValidationError("--ttl must be a duration such as 15m or 1h") }
+    }
+
+    func run() async throws {
+        let response = try await APIClient.loggedIn(server: options.server)
+            .send("POST", "tokens", body: API.TokenRequest(ttl: ttl), as: API.TokenResponse.self)
+        if options.json { try printJSON(response) } else { print(response.token) }
+    }
+}
+
+struct Tokens: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Manage tokens.", subcommands: [Revoke.self])
+
+    struct Revoke: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Revoke one token, or every token of a user.",
+            discussion: "A revoked token is refused at once, for new sessions and at the API.")
+
+        @OptionGroup var options: ClientOptions
+
+        @Option(help: "The token to revoke.")
+        var token: String?
+
+        @Option(help: "Revoke every token of this user issued until now (your own, or anyone's as an admin).")
+        var user: String?
+
+        func validate() throws {
+            guard (token == nil) != (user == nil) else { throw ValidationError("give exactly one of --token and --user") }
+        }
+
+        func run() async throws {
+            let response = try await APIClient.loggedIn(server: options.server)
+                .send("POST", "tokens/revoke", body: API.RevokeRequest(token: token, user: user), as: API.RevokeResponse.self)
+            if options.json { try printJSON(response) } else { print("Revoked \(response.revoked).") }
+        }
+    }
+}
+
+struct Sessions: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "List live sessions (yours; all as an admin).", subcommands: [List.self, Kill.self],
+        defaultSubcommand: List.self)
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List live sessions.")
+        @OptionGroup var options: ClientOptions
+
+        func run() async throws {
+            let response = try await APIClient.loggedIn(server: options.server).send("GET", "sessions", as: API.Sessions.self)
+            if options.json { return try printJSON(response) }
+            if response.sessions.isEmpty { return print("No live sessions.") }
+            print("ID                USER          CONNECTION    SOURCE           APPLICATION      STARTED")
+            for s in response.sessions {
+                print(
+                    [s.id, s.user, s.connection, s.source, s.application_name].map { $0.padding(toLength: max(16, $0.count), withPad: " ", startingAt: 0) }
+                        .joined(separator: " ") + " " + s.started_at)
+            }
+        }
+    }
+
+    struct Kill: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Terminate a live session; its client gets a FATAL error with the reason.")
+        @OptionGroup var options: ClientOptions
+
+        @Argument(help: "The session id, from `gatehouse sessions`.")
+        var id: String
+
+        @Option(help: "Why; shown to the session's user and recorded.")
+        var reason: String?
+
+        func run() async throws {
+            var path = "sessions/\(id)"
+            if let reason, let encoded = reason.addingPercentEncoding(withAllowedCharacters: .urlQueryAllowed) {
+                path += "?reason=\(encoded)"
+            }
+            let response = try await APIClient.loggedIn(server: options.server).send("DELETE", path, as: API.TerminateResponse.self)
+            if options.json { try printJSON(response) } else { print("Terminated session \(response.terminated).") }
+        }
+    }
+}
+
+struct Audit: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Read and verify the tamper-evident audit log (admins).",
+        subcommands: [Tail.self, Export.self, Verify.self])
+
+    struct Tail: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show the newest audit events.")
+        @OptionGroup var options: ClientOptions
+
+        @Option(name: .short, help: "How many events.")
+        var count: Int = 20
+
+        @Flag(name: .shortAndLong, help: "Keep printing new events as they are written.")
+        var follow = false
+
+        func run() async throws {
+            let client = try APIClient.loggedIn(server: options.server)
+            var page = try await client.send("GET", "audit?limit=\(max(1, count))", as: API.AuditPage.self)
+            while true {
+                for event in page.events {
+                    if options.json { print(event.jsonLine()) } else { print(Self.line(event)) }
+                }
+                fflush(nil)
+                guard follow else { return }
+                try await Task.sleep(for: .seconds(1))
+                page = try await client.send("GET", "audit?after=\(page.next_after)&limit=1000", as: API.AuditPage.self)
+            }
+        }
+
+        static func line(_ event: AuditEvent) -> String {
+            var parts = ["#\(event.seq)", event.time, event.type]
+            if let actor = event.actor { parts.append("actor=\(actor)") }
+            if let connection = event.connection { parts.append("connection=\(connection)") }
+            if let session = event.session { parts.append("session=\(session)") }
+            if let source = event.source { parts.append("source=\(source)") }
+            for key in event.detail.keys.sorted() { parts.append("\(key)=\(event.detail[key]!)") }
+            return parts.joined(separator: " ")
+        }
+    }
+
+    struct Export: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Write the audit log as JSON lines (to verify offline with `audit verify --file`).")
+        @OptionGroup var options: ClientOptions
+
+        @Option(help: "Export events after this sequence number.")
+        var after: Int64 = 0
+
+        func run() async throws {
+            let client = try APIClient.loggedIn(server: options.server)
+            var after = self.after
+            while true {
+                let page = try await client.send("GET", "audit?after=\(after)&limit=5000", as: API.AuditPage.self)
+                if page.events.isEmpty { return }
+                for event in page.events { print(event.jsonLine()) }
+                after = page.next_after
+            }
+        }
+    }
+
+    struct Verify: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Check the hash chain: at the gateway, or offline in an export file.",
+            discussion: "Exits 1 when an event was edited, inserted or deleted, naming each break.")
+        @OptionGroup var options: ClientOptions
+
+        @Option(help: "A JSON-lines export to verify offline instead of asking the gateway.")
+        var file: String?
+
+        func run() async throws {
+            let result: API.AuditVerification
+            if let file {
+                guard let text = try? String(contentsOfFile: file, encoding: .utf8) else { throw CLIError("cannot read \(file)") }
+                var verifier: AuditChain.Verifier?
+                for (index, line) in text.split(separator: "\n").enumerated() {
+                    guard let event = try? JSONDecoder().decode(AuditEvent.self, from: Data(line.utf8)) else {
+                        throw CLIError("\(file):\(index + 1): not an audit event")
+                    }
+                    if verifier == nil { verifier = AuditChain.Verifier(fromGenesis: event.seq == 1) }
+                    verifier!.add(event)
+                }
+                result = API.AuditVerification((verifier ?? AuditChain.Verifier()).report)
+            } else {
+                result = try await APIClient.loggedIn(server: options.server).send("GET", "audit/verify", as: API.AuditVerification.self)
+            }
+            if options.json {
+                try printJSON(result)
+            } else if result.intact {
+                print("Audit chain intact: \(result.events_checked) events, last #\(result.last_seq.map(String.init) ?? "-") \(result.last_hash ?? "")")
+            } else {
+                print("Audit chain BROKEN (\(result.problems.count) problems in \(result.events_checked) events):")
+                for problem in result.problems { print("  event #\(problem.seq): \(problem.reason)") }
+            }
+            if !result.intact { throw ExitCode(1) }
+        }
+    }
+}
+
+struct Users: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Manage users' passwords.", subcommands: [SetPassword.self])
+
+    struct SetPassword: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "set-password", abstract: "Set a user's password (your own, or anyone's as an admin).")
+        @OptionGroup var options: ClientOptions
+
+        @Argument(help: "The user.")
+        var name: String
+
+        @Flag(help: "Read the new password from standard input instead of asking.")
+        var passwordStdin = false
+
+        func run() async throws {
+            let password = try readSecret(prompt: "New password for \(name): ", fromStandardInput: passwordStdin)
+            _ = try await APIClient.loggedIn(server: options.server)
+                .send("PUT", "users/\(name)/password", body: API.PasswordRequest(password: password), as: API.Done.self)
+            print("Password of \(name) set.")
+        }
+    }
+}
+
+struct HashPassword: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "hash-password",
+        abstract: "Print a password hash for a user's password_hash in the configuration file.")
+
+    @Flag(help: "Read the password from standard input instead of asking.")
+    var passwordStdin = false
+
+    func run() async throws {
+        let password = try readSecret(prompt: "Password: ", fromStandardInput: passwordStdin)
+        guard password.count >= 12 else { throw CLIError("a password needs at least 12 characters") }
+        print(try PasswordHash.make(password: password).description)
+    }
+}
+
+struct ConfigCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "config", abstract: "Work with configuration files.", subcommands: [Check.self])
+
+    struct Check: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Validate a configuration file as `serve` would, without starting anything.")
+
+        @Argument(help: "The configuration file.")
+        var file: String
+
+        func run() async throws {
+            do {
+                let config = try ConfigLoader.load(path: file)
+                print("\(file): OK (\(config.connections.count) connections, \(config.users.count) users, \(config.groups.count) groups)")
+            } catch let error as ConfigError {
+                throw CLIError("\(error)")
+            }
+        }
+    }
+}

@@ -1,0 +1,55 @@
+import ArgumentParser
+import Foundation
+
+@main
+struct Gatehouse: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "gatehouse",
+        abstract: "An access gateway for PostgreSQL: people, CI jobs and agents connect through it.",
+        discussion: """
+            Run the gateway with `gatehouse serve`. People sign in with `gatehouse login`, then connect with any
+            PostgreSQL client using a short-lived token as the password:
+
+              psql "host=GATEWAY port=6432 dbname=CONNECTION user=ME password=$(gatehouse token)"
+            """,
+        subcommands: [
+            Serve.self, Login.self, Logout.self, Token.self, Tokens.self, Sessions.self, Audit.self, Users.self,
+            HashPassword.self, ConfigCommand.self,
+        ]
+    )
+}
+
+/// Options every command that talks to a running gateway shares.
+struct ClientOptions: ParsableArguments {
+    @Option(help: "The gateway's HTTP API, e.g. http://127.0.0.1:7070 (default: the one you logged in to, or $GATEHOUSE_SERVER).")
+    var server: String?
+
+    @Flag(help: "Print JSON instead of text.")
+    var json = false
+}
+
+/// A failure to show the user as one clear line, exit code 1.
+struct CLIError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+func printJSON(_ value: some Encodable) throws {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+    print(String(decoding: try encoder.encode(value), as: UTF8.self))
+}
+
+/// Reads a secret: from standard input when asked, otherwise from the terminal without echo.
+func readSecret(prompt: String, fromStandardInput: Bool) throws -> String {
+    if fromStandardInput {
+        guard let line = readLine(strippingNewline: true), !line.isEmpty else {
+            throw CLIError("no password on standard input")
+        }
+        return line
+    }
+    guard isatty(STDIN_FILENO) != 0, let pointer = getpass(prompt) else {
+        throw CLIError("no terminal to ask for the password: use --password-stdin")
+    }
+    return String(cString: pointer)
+}

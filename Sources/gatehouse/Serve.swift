@@ -1,0 +1,187 @@
+import ArgumentParser
+import Foundation
+import GatehouseAuth
+import GatehouseConfig
+import GatehouseCore
+import GatehouseHTTP
+import GatehouseProxy
+import GatehouseStore
+import Hummingbird
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import ServiceLifecycle
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the gateway: PostgreSQL listener, HTTP API and state store.",
+        discussion: """
+            Without --config, runs the embedded defaults: a demo that guards the local PostgreSQL named by
+            GATEHOUSE_DEMO_PG_PORT and GATEHOUSE_DEMO_PG_PASSWORD (scripts/run starts one and sets them).
+            Stops gracefully on SIGINT or SIGTERM, ending live sessions with a clear message.
+            """)
+
+    @Option(name: .shortAndLong, help: "The configuration file (YAML).")
+    var config: String?
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: String = "info"
+
+    func validate() throws {
+        guard Logger.Level(rawValue: logLevel) != nil else {
+            throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
+        }
+    }
+
+    func run() async throws {
+        let level = Logger.Level(rawValue: logLevel)!
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "gatehouse")
+
+        let gatewayConfig: GatehouseConfig
+        do {
+            if let path = config {
+                gatewayConfig = try ConfigLoader.load(path: path)
+            } else {
+                gatewayConfig = try ConfigLoader(baseDirectory: FileManager.default.currentDirectoryPath)
+                    .parse(DefaultConfig.yaml, file: DefaultConfig.name)
+            }
+        } catch let error as ConfigError {
+            var message = "configuration refused: \(error)"
+            if config == nil {
+                message += "\n(the embedded defaults expect the demo PostgreSQL that scripts/run starts; or pass --config FILE)"
+            }
+            throw CLIError(message)
+        }
+
+        try FileManager.default.createDirectory(
+            atPath: gatewayConfig.dataDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        let store = try await SQLiteStore.open(path: gatewayConfig.sqlitePath)
+        let identities = IdentityService(store: store)
+        let disabled = try await identities.synchronise(
+            with: gatewayConfig.users.map { ($0.name, $0.groups, $0.passwordHash, $0.expiresAt) })
+        for name in disabled {
+            logger.notice("user removed from the configuration is now disabled", metadata: ["user": "\(name)"])
+        }
+        let bootstrap = try await identities.bootstrapAdminIfNeeded()
+        if let bootstrap {
+            _ = try await store.appendAudit(AuditRecord(.userBootstrap, actor: bootstrap.user, detail: ["reason": "first start"]))
+        }
+        var demoPassword: String?
+        if config == nil, let demo = try await store.user(named: "demo"), demo.passwordHash == nil {
+            let password = RandomSecret.password()
+            _ = try await identities.setPassword(password, forUser: "demo")
+            _ = try await store.appendAudit(AuditRecord(.passwordSet, actor: "gatehouse", detail: ["user": "demo"]))
+            demoPassword = password
+        }
+
+        let signingKey = try TokenService.loadOrCreateSigningKey(
+            at: (gatewayConfig.dataDirectory as NSString).appendingPathComponent("signing.key"))
+        let tokens = try await TokenService(signingKey: signingKey, store: store)
+        let tls = try ProxyEnvironment.tlsContexts(for: gatewayConfig)
+        let registry = SessionRegistry()
+        let proxyEnvironment = ProxyEnvironment(
+            config: gatewayConfig, tokens: tokens, identities: identities, store: store, registry: registry,
+            clientTLS: tls.client, upstreamTLS: tls.upstream, logger: logger)
+        let apiEnvironment = APIEnvironment(
+            config: gatewayConfig, tokens: tokens, identities: identities, store: store, registry: registry, logger: logger)
+
+        var demoToken: String?
+        if config == nil, let demo = try await store.user(named: "demo") {
+            let (token, claims) = try await tokens.issue(for: demo.user, kind: .access, ttl: 3600)
+            _ = try await store.appendAudit(
+                AuditRecord(.tokenIssued, actor: "demo", detail: ["token_id": claims.jti, "kind": "access", "reason": "demo start"]))
+            demoToken = token
+        }
+
+        let banner = Banner(
+            config: gatewayConfig, bootstrap: bootstrap, demoPassword: demoPassword, demoToken: demoToken, isDemo: config == nil)
+        let bound = NIOLockedValueBox(0)
+        let announce: @Sendable () -> Void = {
+            if bound.withLockedValue({ $0 += 1; return $0 }) == 2 { banner.print() }
+        }
+        let listener = PostgresListener(environment: proxyEnvironment) { _ in announce() }
+        let app = Application(
+            router: APIRoutes(environment: apiEnvironment).buildRouter(),
+            configuration: .init(
+                address: .hostname(gatewayConfig.httpListen.host, port: gatewayConfig.httpListen.port),
+                serverName: "gatehouse"),
+            onServerRunning: { _ in announce() },
+            logger: logger)
+
+        _ = try await store.appendAudit(
+            AuditRecord(
+                .gatewayStart, actor: "gatehouse",
+                detail: ["postgres": "\(gatewayConfig.postgresListen)", "http": "\(gatewayConfig.httpListen)"]))
+        let group = ServiceGroup(
+            configuration: .init(services: [listener, app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        do {
+            try await group.run()
+        } catch {
+            _ = try? await store.appendAudit(AuditRecord(.gatewayStop, actor: "gatehouse", detail: ["reason": "\(error)"]))
+            throw CLIError("the gateway stopped: \(Self.describe(error))")
+        }
+        _ = try await store.appendAudit(AuditRecord(.gatewayStop, actor: "gatehouse", detail: ["reason": "shutdown signal"]))
+        try await store.close()
+    }
+
+    static func describe(_ error: Error) -> String {
+        if let error = error as? IOError, error.errnoCode == EADDRINUSE { return "address already in use" }
+        return "\(error)"
+    }
+}
+
+/// What `serve` prints once both listeners are up.
+struct Banner: Sendable {
+    var config: GatehouseConfig
+    var bootstrap: (user: String, password: String)?
+    var demoPassword: String?
+    var demoToken: String?
+    var isDemo: Bool
+
+    func print() {
+        let pg = config.postgresListen
+        let http = "http://\(config.httpListen)"
+        var lines = [
+            "Gatehouse is running.",
+            "  PostgreSQL listener: \(pg)",
+            "  HTTP API:            \(http)",
+            "  State store:         \(config.sqlitePath)",
+        ]
+        if let bootstrap {
+            lines += [
+                "",
+                "First start: created administrator '\(bootstrap.user)' with password: \(bootstrap.password)",
+                "  (shown once; change it with `gatehouse users set-password \(bootstrap.user)`)",
+            ]
+        }
+        if isDemo {
+            if let demoPassword { lines += ["", "Demo user 'demo' has password: \(demoPassword)  (shown once)"] }
+            lines += [
+                "",
+                "Sign in and connect:",
+                "  gatehouse login --server \(http) --user demo",
+                "  psql \"host=\(pg.host) port=\(pg.port) dbname=demo user=demo sslmode=require password=$(gatehouse token)\"",
+            ]
+            if let demoToken {
+                lines += [
+                    "",
+                    "Or connect right now (this token is valid for one hour):",
+                    "  psql \"host=\(pg.host) port=\(pg.port) dbname=demo user=demo sslmode=require password=\(demoToken)\"",
+                ]
+            }
+        } else {
+            lines += [
+                "",
+                "Connect: gatehouse login --server \(http) --user NAME",
+                "         psql \"host=\(pg.host) port=\(pg.port) dbname=CONNECTION user=NAME sslmode=require password=$(gatehouse token)\"",
+            ]
+        }
+        Swift.print(lines.joined(separator: "\n"))
+        fflush(nil)
+    }
+}
