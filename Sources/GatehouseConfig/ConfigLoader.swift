@@ -47,6 +47,12 @@ public struct ConfigLoader {
         let root: Node?
         do {
             root = try Yams.compose(yaml: expanded)
+        } catch YamlError.duplicatedKeysInMapping(let duplicates, let context) {
+            // Yams refuses repeated keys before `Reader` sees them; its own message quotes the whole file.
+            let key = duplicates.first ?? ""
+            throw ConfigError(
+                file: file, line: Self.repeatedKeyLine(key, firstAt: context.mark, in: expanded),
+                reason: "key '\(key)' appears twice in the same mapping")
         } catch let error as YamlError {
             throw ConfigError(file: file, line: Self.line(of: error), reason: "not valid YAML: \(Self.problem(of: error))")
         }
@@ -61,8 +67,11 @@ public struct ConfigLoader {
         guard text.contains("${") else { return text }
         var lines: [String] = []
         for (index, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            // Comments are left alone: a reference in a comment is documentation, not configuration.
+            let commentStart = Self.commentStart(in: line)
+            let comment = line[commentStart...]
             var output = ""
-            var rest = Substring(line)
+            var rest = line[..<commentStart]
             while let start = rest.range(of: "${") {
                 output += rest[..<start.lowerBound]
                 guard let end = rest[start.upperBound...].firstIndex(of: "}") else {
@@ -88,9 +97,30 @@ public struct ConfigLoader {
                 rest = rest[rest.index(after: end)...]
             }
             output += rest
+            output += comment
             lines.append(output)
         }
         return lines.joined(separator: "\n")
+    }
+
+    /// Where a YAML comment starts in `line` (a `#` at the start or after a blank, outside quotes), or its end.
+    static func commentStart(in line: Substring) -> Substring.Index {
+        var quote: Character?
+        var previous: Character = " "
+        var index = line.startIndex
+        while index < line.endIndex {
+            let character = line[index]
+            if let open = quote {
+                if character == open { quote = nil }
+            } else if character == "\"" || character == "'" {
+                quote = character
+            } else if character == "#" && (previous == " " || previous == "\t") {
+                return index
+            }
+            previous = character
+            index = line.index(after: index)
+        }
+        return line.endIndex
     }
 
     static func line(of error: YamlError) -> Int? {
@@ -98,6 +128,23 @@ public struct ConfigLoader {
         case .scanner(_, _, let mark, _), .parser(_, _, let mark, _), .composer(_, _, let mark, _): return mark.line
         default: return nil
         }
+    }
+
+    /// The line where `key` is written again after its first occurrence at `first`, at the same
+    /// indentation; the first occurrence's line when that cannot be told (e.g. in a flow mapping).
+    static func repeatedKeyLine(_ key: String, firstAt first: Mark, in text: String) -> Int {
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+        let indent = first.column - 1
+        guard first.line >= 1, indent >= 0, !key.isEmpty else { return first.line }
+        for index in first.line..<lines.count {
+            let line = lines[index]
+            guard line.prefix(indent).count == indent, line.prefix(indent).allSatisfy({ $0 == " " }) else { continue }
+            let rest = line.dropFirst(indent)
+            if rest.hasPrefix(key), rest.dropFirst(key.count).drop(while: { $0 == " " }).hasPrefix(":") {
+                return index + 1
+            }
+        }
+        return first.line
     }
 
     static func problem(of error: YamlError) -> String {

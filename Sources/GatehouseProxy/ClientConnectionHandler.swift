@@ -124,6 +124,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
     // MARK: Relay (called by the upstream handler, on this event loop)
 
     private func relayToUpstream(_ frame: PostgresFrame) {
+        if frame.type == MessageType.terminate { endReason = endReason ?? "client ended the session" }
         upstream?.write(frame.bytes)
     }
 

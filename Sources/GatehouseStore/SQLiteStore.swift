@@ -61,21 +61,72 @@ public actor SQLiteStore: GatehouseStore {
         }
     }
 
+    /// Appends one event to the chain.
+    ///
+    /// Appends are group-committed: callers that arrive while a write is in flight are sealed together, in
+    /// arrival order, and inserted by one statement (atomic in SQLite), so the chain has no gaps and a
+    /// failed write changes nothing. The actor's state only moves once the rows are durable.
     public func appendAudit(_ record: AuditRecord) async throws -> AuditEvent {
-        let event = AuditEvent.seal(record, seq: lastSeq + 1, time: now(), prevHash: lastHash)
-        _ = try await connection.query(
-            """
-            INSERT INTO audit_events (seq, time, type, actor, session, connection, source, detail, prev_hash, hash)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-            """,
-            [
-                .integer(Int(event.seq)), .text(event.time), .text(event.type), Self.text(event.actor),
-                Self.text(event.session), Self.text(event.connection), Self.text(event.source),
-                .text(Self.encodeDetail(event.detail)), .text(event.prevHash), .text(event.hash),
-            ])
-        lastSeq = event.seq
-        lastHash = event.hash
-        return event
+        try await withCheckedThrowingContinuation { continuation in
+            pendingAppends.append((record, continuation))
+            if !writingAudit {
+                writingAudit = true
+                Task { await self.writePendingAppends() }
+            }
+        }
+    }
+
+    private var pendingAppends: [(AuditRecord, CheckedContinuation<AuditEvent, Error>)] = []
+    private var writingAudit = false
+    private var drainWaiters: [CheckedContinuation<Void, Never>] = []
+    /// Rows per INSERT, well under SQLite's limit of bound parameters.
+    private static let maximumBatch = 500
+
+    private func writePendingAppends() async {
+        while !pendingAppends.isEmpty {
+            let batch = Array(pendingAppends.prefix(Self.maximumBatch))
+            pendingAppends.removeFirst(batch.count)
+            var seq = lastSeq
+            var hash = lastHash
+            var events: [AuditEvent] = []
+            events.reserveCapacity(batch.count)
+            for (record, _) in batch {
+                let event = AuditEvent.seal(record, seq: seq + 1, time: now(), prevHash: hash)
+                seq = event.seq
+                hash = event.hash
+                events.append(event)
+            }
+            var bindings: [SQLiteData] = []
+            bindings.reserveCapacity(events.count * 10)
+            for event in events {
+                bindings += [
+                    .integer(Int(event.seq)), .text(event.time), .text(event.type), Self.text(event.actor),
+                    Self.text(event.session), Self.text(event.connection), Self.text(event.source),
+                    .text(Self.encodeDetail(event.detail)), .text(event.prevHash), .text(event.hash),
+                ]
+            }
+            let rows = Array(repeating: "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", count: events.count).joined(separator: ", ")
+            do {
+                _ = try await connection.query(
+                    "INSERT INTO audit_events (seq, time, type, actor, session, connection, source, detail, prev_hash, hash) VALUES \(rows)",
+                    bindings)
+                lastSeq = seq
+                lastHash = hash
+                for (index, (_, continuation)) in batch.enumerated() { continuation.resume(returning: events[index]) }
+            } catch {
+                let failure = StoreError("cannot append to the audit log: \(error)")
+                for (_, continuation) in batch { continuation.resume(throwing: failure) }
+            }
+        }
+        writingAudit = false
+        for waiter in drainWaiters { waiter.resume() }
+        drainWaiters = []
+    }
+
+    /// Returns once every append accepted so far is written (or has failed).
+    public func flushAudit() async {
+        guard writingAudit else { return }
+        await withCheckedContinuation { drainWaiters.append($0) }
     }
 
     public func auditEvents(afterSeq: Int64, limit: Int) async throws -> [AuditEvent] {
@@ -143,6 +194,7 @@ public actor SQLiteStore: GatehouseStore {
     }
 
     public func close() async throws {
+        await flushAudit()
         try await connection.close()
     }
 

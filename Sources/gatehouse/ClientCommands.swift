@@ -163,7 +163,7 @@ struct Audit: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Show the newest audit events.")
         @OptionGroup var options: ClientOptions
 
-        @Option(name: .short, help: "How many events.")
+        @Option(name: [.customShort("n"), .customLong("lines")], help: "How many of the newest events.")
         var count: Int = 20
 
         @Flag(name: .shortAndLong, help: "Keep printing new events as they are written.")

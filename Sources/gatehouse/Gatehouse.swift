@@ -12,11 +12,14 @@ struct Gatehouse: AsyncParsableCommand {
 
               psql "host=GATEWAY port=6432 dbname=CONNECTION user=ME password=$(gatehouse token)"
             """,
+        version: Gatehouse.version,
         subcommands: [
             Serve.self, Login.self, Logout.self, Token.self, Tokens.self, Sessions.self, Audit.self, Users.self,
             HashPassword.self, ConfigCommand.self,
         ]
     )
+
+    static let version = "0.1.0"
 }
 
 /// Options every command that talks to a running gateway shares.
