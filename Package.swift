@@ -34,10 +34,20 @@ let package = Package(
         .target(
             name: "GatehouseConfig",
             dependencies: [
-                "GatehouseCore",
+                "GatehouseCore", "GatehousePolicy", "SQLInspection",
                 .product(name: "Yams", package: "Yams"),
             ]
         ),
+        // PostgreSQL's own parser (Debian: libpg-query-dev; the package ships no pkg-config file).
+        .systemLibrary(
+            name: "CPgQuery",
+            path: "Sources/CPgQuery",
+            providers: [.apt(["libpg-query-dev"])]
+        ),
+        // SQL text → statement facts, by walking PostgreSQL's parse tree. No I/O.
+        .target(name: "SQLInspection", dependencies: ["CPgQuery"]),
+        // Rules and decisions over statement facts and session context. No I/O; the clock is an input.
+        .target(name: "GatehousePolicy", dependencies: ["SQLInspection"]),
         // PostgreSQL protocol v3 messages and frame decoders.
         .target(
             name: "PostgresWire",
@@ -69,6 +79,7 @@ let package = Package(
             name: "GatehouseProxy",
             dependencies: [
                 "GatehouseCore", "GatehouseConfig", "GatehouseAuth", "PostgresWire", "GatehouseStore",
+                "GatehousePolicy", "SQLInspection",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -95,18 +106,21 @@ let package = Package(
             name: "gatehouse",
             dependencies: [
                 "GatehouseCore", "GatehouseConfig", "GatehouseStore", "GatehouseAuth", "GatehouseProxy",
-                "GatehouseHTTP",
+                "GatehouseHTTP", "GatehousePolicy", "SQLInspection",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        .testTarget(name: "SQLInspectionTests", dependencies: ["SQLInspection"]),
+        .testTarget(name: "GatehousePolicyTests", dependencies: ["GatehousePolicy", "SQLInspection", "GatehouseConfig"]),
         .testTarget(name: "GatehouseCoreTests", dependencies: ["GatehouseCore", "GatehouseConfig"]),
         .testTarget(
             name: "PostgresWireTests",
             dependencies: [
                 "PostgresWire",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOTestUtils", package: "swift-nio"),
             ]
         ),
@@ -116,13 +130,17 @@ let package = Package(
                 "GatehouseProxy", "PostgresWire",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]
         ),
         .testTarget(
             name: "GatehouseHTTPTests",
             dependencies: [
-                "GatehouseHTTP", "GatehouseStore", "GatehouseAuth",
+                "GatehouseHTTP", "GatehouseStore", "GatehouseAuth", "GatehouseConfig", "GatehouseCore", "GatehouseProxy",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]
         ),
         // Drives the real `gatehouse` binary with real `psql` against a real PostgreSQL.

@@ -1,5 +1,6 @@
 import Foundation
 import GatehouseCore
+import GatehousePolicy
 
 /// The validated gateway configuration. Every field has a documented default.
 public struct GatehouseConfig: Sendable, Equatable {
@@ -17,6 +18,9 @@ public struct GatehouseConfig: Sendable, Equatable {
     public var connections: [Connection] = []
     public var users: [UserEntry] = []
     public var groups: [String] = []
+    /// Guardrails judged for every statement. Without a `policy:` section, statements that can be
+    /// classified are allowed and the rest are denied.
+    public var policy: Policy = .permissive
 
     public init() {}
 

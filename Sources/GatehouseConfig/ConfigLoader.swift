@@ -161,7 +161,7 @@ public struct ConfigLoader {
 }
 
 /// Walks the YAML tree; each accessor checks the type and reports the node's line.
-private struct Reader {
+struct Reader {
     let file: String
     let loader: ConfigLoader
 
@@ -255,9 +255,12 @@ private struct Reader {
     mutating func readRoot(_ root: Node) throws -> GatehouseConfig {
         var config = GatehouseConfig()
         var usersNode: Node?
+        var policyNode: Node?
         for (key, _, value) in try mapping(
             root, "the configuration",
-            allowed: ["listen", "data_dir", "store", "tls", "tokens", "limits", "connections", "users", "groups"])
+            allowed: [
+                "listen", "data_dir", "store", "tls", "tokens", "limits", "connections", "users", "groups", "policy",
+            ])
         {
             switch key {
             case "listen":
@@ -326,6 +329,8 @@ private struct Reader {
                     guard !config.groups.contains(group) else { throw fail(item, "group '\(group)' is declared twice") }
                     config.groups.append(group)
                 }
+            case "policy":
+                policyNode = value
             default:
                 usersNode = value
             }
@@ -339,6 +344,10 @@ private struct Reader {
                 }
                 config.users.append(user)
             }
+        }
+        if let policyNode {
+            config.policy = try readPolicy(policyNode)
+            try checkReferences(config.policy, config: config, node: policyNode)
         }
         return config
     }

@@ -20,5 +20,56 @@ public enum DefaultConfig {
             database: ${GATEHOUSE_DEMO_PG_DATABASE:-app}
             user: ${GATEHOUSE_DEMO_PG_USER:-gh_scram}
             password_env: GATEHOUSE_DEMO_PG_PASSWORD
+        # The starter guardrails of examples/starter-policy.yaml.
+        policy:
+          default: allow            # when no rule matches a statement the parser understood
+          unclassified: deny        # unparsable text, unknown statement types, DO blocks, dynamic SQL
+          rules:
+            - name: no-drop-or-truncate
+              description: Dropping or truncating needs an elevated grant.
+              match: {kinds: [drop, truncate], elevated: false}
+              action: deny
+              message: DROP and TRUNCATE need an elevated grant
+              hint: request the dba role for this connection, with a reason
+
+            - name: no-whereless-writes
+              description: UPDATE or DELETE of every row is almost always a mistake.
+              match: {no_where: true}
+              action: deny
+              message: UPDATE and DELETE need a WHERE clause
+              hint: add a WHERE clause; to change every row on purpose, write WHERE true
+
+            - name: no-dangerous-functions
+              match:
+                functions: [pg_terminate_backend, pg_cancel_backend, pg_read_file, pg_read_binary_file, pg_ls_dir,
+                            pg_stat_file, lo_import, lo_export, lo_unlink, pg_reload_conf, pg_rotate_logfile,
+                            set_config, pg_promote, dblink*]
+              action: deny
+              message: this function can affect the server or other sessions
+
+            - name: no-copy-program
+              match: {copy_program: true}
+              action: deny
+              message: COPY ... PROGRAM runs shell commands on the database server
+
+            - name: no-privilege-changes
+              match: {kinds: [grant, revoke, set_role], elevated: false}
+              action: deny
+              message: privileges and roles are changed by administrators only
+
+            - name: developers-read-only
+              match: {groups: [developer], writes: true, elevated: false}
+              action: deny
+              message: developers have read-only access
+              hint: request the dba role for a write, with a reason
+
+            - name: after-hours-writes
+              description: Writes outside office hours need a fresh second factor.
+              match:
+                writes: true
+                outside: {days: [mon-fri], hours: "08:00-19:00", timezone: UTC}
+              action: step_up
+              step_up: {method: totp, max_age: 15m}
+              message: writes outside office hours need step-up verification
         """
 }

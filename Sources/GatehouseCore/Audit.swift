@@ -18,6 +18,12 @@ public enum AuditEventType: String, Sendable, Codable, CaseIterable {
     case cancelRequest = "session.cancel"
     case userBootstrap = "admin.bootstrap"
     case passwordSet = "admin.password_set"
+    case statementAllowed = "statement.allowed"
+    case statementAlert = "statement.alert"
+    case statementDenied = "statement.denied"
+    case statementHeld = "statement.held"
+    case policyLoaded = "policy.loaded"
+    case policyRejected = "policy.rejected"
 }
 
 /// What a caller records; the log adds the sequence number, time and chain.

@@ -50,12 +50,34 @@ public enum Timestamp {
                 .timeSeparator(.colon).timeZone(separator: .omitted))
     }
 
+    /// Reads `2026-12-31`, `2026-12-31T18:00:00` (UTC) or a time with a zone (`Z`, `+02:00`), with
+    /// optional fractional seconds; nil for anything else, including impossible dates and times.
     public static func parse(_ string: String) -> Date? {
-        if let date = try? Date(string, strategy: .iso8601.year().month().day().time(includingFractionalSeconds: true)) {
-            return date
+        // Foundation's ISO 8601 parsing rolls "T25:00" or "02-30" over into the next day or month,
+        // and accepts a date followed by anything; so the shape and ranges are checked first.
+        guard let shape = shape(of: string) else { return nil }
+        // A zone must be read: the strategy without one reads "T18:00:00+02:00" as 18:00 UTC.
+        if shape.hasZone { return try? Date(string, strategy: .iso8601) }
+        if shape.hasTime {
+            return try? Date(string, strategy: .iso8601.year().month().day().time(includingFractionalSeconds: true))
         }
-        if let date = try? Date(string, strategy: .iso8601) { return date }
         return try? Date(string, strategy: .iso8601.year().month().day())
+    }
+
+    private static func shape(of string: String) -> (hasTime: Bool, hasZone: Bool)? {
+        let pattern = #"([0-9]{4})-([0-9]{2})-([0-9]{2})(T([0-9]{2}):([0-9]{2}):([0-9]{2})(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:?[0-9]{2})?)?"#
+        guard let regex = try? Regex(pattern), let match = string.wholeMatch(of: regex) else { return nil }
+        func number(_ index: Int) -> Int? { match.output[index].substring.flatMap { Int($0) } }
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone(identifier: "UTC")!
+        let components = DateComponents(
+            calendar: calendar, year: number(1), month: number(2), day: number(3), hour: number(5) ?? 0,
+            minute: number(6) ?? 0, second: number(7) ?? 0)
+        guard let month = components.month, (1...12).contains(month), let hour = components.hour, hour < 24,
+            let minute = components.minute, minute < 60, let second = components.second, second < 60,
+            components.isValidDate
+        else { return nil }
+        return (match.output[4].substring != nil, match.output[9].substring != nil)
     }
 }
 

@@ -2,11 +2,13 @@ import Foundation
 import GatehouseAuth
 import GatehouseConfig
 import GatehouseCore
+import GatehousePolicy
 import Logging
 import NIOCore
 import NIOPosix
 import NIOSSL
 import PostgresWire
+import SQLInspection
 
 /// The client end of a proxied session: runs `ClientStateMachine`'s actions, then relays frames to
 /// and from the upstream server.
@@ -35,6 +37,9 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
     private var sessionStarted: Date?
     private var endReason: String?
     private var logger: Logger
+    private var statementGuard = StatementGuard(marker: "gatehouse_refused_\(RandomSecret.hex(12))")
+    private var prepared = PreparedStatements()
+    private var lastActivity = Date()
 
     init(environment: ProxyEnvironment) {
         self.environment = environment
@@ -125,11 +130,101 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
 
     private func relayToUpstream(_ frame: PostgresFrame) {
         if frame.type == MessageType.terminate { endReason = endReason ?? "client ended the session" }
-        upstream?.write(frame.bytes)
+        switch statementGuard.client(frame, judge: judge) {
+        case .forward:
+            upstream?.write(frame.bytes)
+        case .replace(let replacement):
+            upstream?.write(replacement.bytes)
+        case .protocolViolation(let reason):
+            logger.info("closing session after a protocol violation", metadata: ["reason": "\(reason)"])
+            if let context {
+                sendFatal(context: context, sqlState: ProxyFailure.Code.protocolViolation, message: "protocol violation: \(reason)", hint: nil)
+            }
+        }
     }
 
     func forwardFromUpstream(_ frame: PostgresFrame) {
-        context?.write(wrapOutboundOut(frame.bytes), promise: nil)
+        context?.write(wrapOutboundOut(statementGuard.upstream(frame).bytes), promise: nil)
+    }
+
+    // MARK: Guardrails
+
+    /// Inspects and judges one query text against the policy in force, and records the decision.
+    private func judge(_ sql: String) -> StatementGuard.Verdict {
+        guard let user, let connection, let request, let started = sessionStarted else {
+            return .refuse(ErrorNoticeFields(severity: "ERROR", sqlState: ProxyFailure.Code.internalError, message: "no session"))
+        }
+        let now = environment.now()
+        let inspection = prepared.resolve(environment.guardrails.inspect(sql))
+        let context = SessionContext(
+            user: user.name, groups: user.groups, connection: connection.name, sourceAddress: source,
+            applicationName: request.applicationName, sessionStartedAt: started, lastActivityAt: lastActivity, now: now)
+        lastActivity = now
+        let decision = environment.guardrails.policy.evaluate(inspection, in: context)
+        recordDecision(decision, inspection: inspection, sql: sql)
+        if decision.action.proceeds {
+            prepared.record(inspection)
+            return .proceed
+        }
+        return .refuse(Self.refusal(decision))
+    }
+
+    /// What the client reads when a statement does not run.
+    static func refusal(_ decision: Decision) -> ErrorNoticeFields {
+        let rules = decision.decidingRules.map(\.name)
+        let message: String
+        var hint = decision.hint
+        switch decision.action {
+        case .stepUp:
+            message = "Gatehouse held this statement: \(decision.reason); step-up verification is not available on this gateway yet, so it was not run"
+        case .approve:
+            message = "Gatehouse held this statement: \(decision.reason); approval is not available on this gateway yet, so it was not run"
+        default:
+            message = "Gatehouse denied this statement: \(decision.reason)"
+        }
+        if hint == nil {
+            hint = rules.isEmpty
+                ? "ask an administrator to allow it in the gateway's policy"
+                : "ask for elevated access or an exception to rule \(rules.joined(separator: ", "))"
+        }
+        return ErrorNoticeFields(severity: "ERROR", sqlState: ProxyFailure.Code.insufficientPrivilege, message: message, hint: hint)
+    }
+
+    private func recordDecision(_ decision: Decision, inspection: Inspection, sql: String) {
+        let type: AuditEventType
+        switch decision.action {
+        case .allow: type = .statementAllowed
+        case .alert: type = .statementAlert
+        case .stepUp, .approve: type = .statementHeld
+        case .deny: type = .statementDenied
+        }
+        var detail: [String: String] = [
+            "action": decision.action.rawValue,
+            "facts": inspection.unparsable ? "unparsable" : inspection.statements.map(\.summary).joined(separator: "; "),
+            "fingerprint": inspection.statements.map(\.fingerprint).joined(separator: ","),
+        ]
+        if !decision.matched.isEmpty { detail["rules"] = decision.matched.map(\.name).joined(separator: ",") }
+        if decision.action != .allow {
+            detail["reason"] = decision.reason
+            detail["statement"] = sql.count > 2000 ? String(sql.prefix(2000)) + "…" : sql
+        }
+        if !decision.shadowed.isEmpty {
+            detail["shadow_rules"] = decision.shadowed.map(\.name).joined(separator: ",")
+            detail["would_have"] = (decision.shadowed.map(\.action).max() ?? .allow).rawValue
+        }
+        if !decision.usedGrants.isEmpty { detail["grants"] = decision.usedGrants.joined(separator: ",") }
+        let record = AuditRecord(
+            type, actor: user?.name, session: sessionID, connection: connection?.name, source: source, detail: detail)
+        let store = environment.store
+        let logger = self.logger
+        if decision.action != .allow {
+            logger.info("statement \(decision.action.rawValue)", metadata: ["reason": "\(decision.reason)"])
+        }
+        Task {
+            do { _ = try await store.appendAudit(record) } catch {
+                logger.error("cannot record a statement decision in the audit log", metadata: ["error": "\(error)"])
+            }
+        }
     }
 
     func flushToClient() {

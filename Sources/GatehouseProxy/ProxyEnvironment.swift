@@ -13,6 +13,7 @@ public struct ProxyEnvironment: Sendable {
     public var identities: IdentityService
     public var store: any GatehouseStore
     public var registry: SessionRegistry
+    public var guardrails: Guardrails
     public var clientTLS: NIOSSLContext?
     /// Per connection name; absent when the connection does not use TLS.
     public var upstreamTLS: [String: NIOSSLContext]
@@ -21,7 +22,7 @@ public struct ProxyEnvironment: Sendable {
 
     public init(
         config: GatehouseConfig, tokens: TokenService, identities: IdentityService, store: any GatehouseStore,
-        registry: SessionRegistry, clientTLS: NIOSSLContext?, upstreamTLS: [String: NIOSSLContext], logger: Logger,
+        registry: SessionRegistry, guardrails: Guardrails, clientTLS: NIOSSLContext?, upstreamTLS: [String: NIOSSLContext], logger: Logger,
         now: @escaping @Sendable () -> Date = Date.init
     ) {
         self.config = config
@@ -29,6 +30,7 @@ public struct ProxyEnvironment: Sendable {
         self.identities = identities
         self.store = store
         self.registry = registry
+        self.guardrails = guardrails
         self.clientTLS = clientTLS
         self.upstreamTLS = upstreamTLS
         self.logger = logger
@@ -72,6 +74,7 @@ public struct ProxyFailure: Error, Sendable, CustomStringConvertible {
         public static let connectionFailure = "08006"
         public static let protocolViolation = "08P01"
         public static let adminShutdown = "57P01"
+        public static let insufficientPrivilege = "42501"
         public static let internalError = "XX000"
     }
 }

@@ -60,6 +60,8 @@ public final class SessionRegistry: Sendable {
             repeat {
                 key = GatewayCancelKey(processID: Int32.random(in: 1...Int32.max), secretKey: Int32.random(in: Int32.min...Int32.max))
             } while state.byCancelKey[key] != nil
+            // A replaced entry's key must not lead to the new session.
+            if let replaced = state.sessions[info.id] { state.byCancelKey[replaced.cancelKey] = nil }
             state.sessions[info.id] = Entry(info: info, cancelKey: key, cancelTarget: cancelTarget, terminate: terminate)
             state.byCancelKey[key] = info.id
             return key

@@ -86,6 +86,10 @@ public struct FrontendDecoder: ByteToMessageDecoder, Sendable {
                 }
                 parameters[key] = value
             }
+            // As PostgreSQL does: the list's terminator must be the packet's last byte.
+            guard packet.readableBytes == 0 else {
+                throw PostgresWireError(.startupPacketInvalid, "startup packet has data after its parameters")
+            }
             return .startup(protocolVersion: version, parameters: parameters)
         default:
             throw PostgresWireError(

@@ -15,7 +15,7 @@ struct Gatehouse: AsyncParsableCommand {
         version: Gatehouse.version,
         subcommands: [
             Serve.self, Login.self, Logout.self, Token.self, Tokens.self, Sessions.self, Audit.self, Users.self,
-            HashPassword.self, ConfigCommand.self,
+            HashPassword.self, ConfigCommand.self, PolicyCommand.self,
         ]
     )
 

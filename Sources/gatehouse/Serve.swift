@@ -58,6 +58,8 @@ struct Serve: AsyncParsableCommand {
             throw CLIError(message)
         }
 
+        // The state store holds password hashes and the audit log: files the gateway creates are private.
+        umask(0o077)
         try FileManager.default.createDirectory(
             atPath: gatewayConfig.dataDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         let store = try await SQLiteStore.open(path: gatewayConfig.sqlitePath)
@@ -84,9 +86,10 @@ struct Serve: AsyncParsableCommand {
         let tokens = try await TokenService(signingKey: signingKey, store: store)
         let tls = try ProxyEnvironment.tlsContexts(for: gatewayConfig)
         let registry = SessionRegistry()
+        let guardrails = Guardrails(policy: gatewayConfig.policy)
         let proxyEnvironment = ProxyEnvironment(
             config: gatewayConfig, tokens: tokens, identities: identities, store: store, registry: registry,
-            clientTLS: tls.client, upstreamTLS: tls.upstream, logger: logger)
+            guardrails: guardrails, clientTLS: tls.client, upstreamTLS: tls.upstream, logger: logger)
         let apiEnvironment = APIEnvironment(
             config: gatewayConfig, tokens: tokens, identities: identities, store: store, registry: registry, logger: logger)
 
@@ -117,8 +120,13 @@ struct Serve: AsyncParsableCommand {
             AuditRecord(
                 .gatewayStart, actor: "gatehouse",
                 detail: ["postgres": "\(gatewayConfig.postgresListen)", "http": "\(gatewayConfig.httpListen)"]))
+        var services: [any Service] = [listener, app]
+        if let path = config {
+            services.append(
+                PolicyWatcher(path: path, initial: gatewayConfig, guardrails: guardrails, store: store, logger: logger))
+        }
         let group = ServiceGroup(
-            configuration: .init(services: [listener, app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         do {
             try await group.run()
         } catch {
@@ -151,6 +159,7 @@ struct Banner: Sendable {
             "  PostgreSQL listener: \(pg)",
             "  HTTP API:            \(http)",
             "  State store:         \(config.sqlitePath)",
+            "  Guardrails:          \(config.policy.rules.count) rules (default \(config.policy.defaultAction.rawValue), unclassified statements \(config.policy.unclassifiedAction.rawValue))",
         ]
         if let bootstrap {
             lines += [

@@ -1,0 +1,256 @@
+import Foundation
+import SQLInspection
+
+/// An elevated role the session's user holds through a just-in-time grant.
+public struct ActiveGrant: Sendable, Hashable, Codable {
+    public var id: String
+    public var role: String
+    public var expiresAt: Date
+
+    public init(id: String, role: String, expiresAt: Date) {
+        self.id = id
+        self.role = role
+        self.expiresAt = expiresAt
+    }
+}
+
+/// Everything about the session a rule can ask about; the clock is part of it.
+public struct SessionContext: Sendable {
+    public var user: String
+    public var groups: [String]
+    public var connection: String
+    public var sourceAddress: String
+    public var country: String?
+    public var applicationName: String
+    public var sessionStartedAt: Date
+    public var lastActivityAt: Date
+    /// Grants active now; the evaluator ignores any that have expired at `now`.
+    public var grants: [ActiveGrant]
+    public var now: Date
+
+    public init(
+        user: String, groups: [String], connection: String, sourceAddress: String, country: String? = nil,
+        applicationName: String = "", sessionStartedAt: Date, lastActivityAt: Date, grants: [ActiveGrant] = [], now: Date
+    ) {
+        self.user = user
+        self.groups = groups
+        self.connection = connection
+        self.sourceAddress = sourceAddress
+        self.country = country
+        self.applicationName = applicationName
+        self.sessionStartedAt = sessionStartedAt
+        self.lastActivityAt = lastActivityAt
+        self.grants = grants
+        self.now = now
+    }
+
+    public var activeGrants: [ActiveGrant] { grants.filter { $0.expiresAt > now } }
+}
+
+/// A rule that matched, and what it would do.
+public struct MatchedRule: Sendable, Hashable, Codable {
+    public var name: String
+    public var action: PolicyAction
+    public var shadow: Bool
+    public var message: String?
+    public var hint: String?
+    /// The statement (0-based) of a multi-statement string the rule matched on.
+    public var statement: Int
+
+    public init(name: String, action: PolicyAction, shadow: Bool, message: String?, hint: String?, statement: Int) {
+        self.name = name
+        self.action = action
+        self.shadow = shadow
+        self.message = message
+        self.hint = hint
+        self.statement = statement
+    }
+}
+
+/// The outcome for one query string.
+public struct Decision: Sendable, Hashable, Codable {
+    public var action: PolicyAction
+    /// Every enforced rule that matched, in policy order; the deciding ones first.
+    public var matched: [MatchedRule]
+    /// Shadow rules that matched: what they would have done.
+    public var shadowed: [MatchedRule]
+    /// A sentence for the user: which rule and why.
+    public var reason: String
+    /// What would allow the statement.
+    public var hint: String?
+    /// The grants the decision relied on (a session that used a grant ends when it does).
+    public var usedGrants: [String]
+    /// For step-up: the strictest freshness any deciding rule asked for.
+    public var stepUpMaxAge: TimeInterval?
+    /// For approve: everyone named by the deciding rules.
+    public var approvers: [String]
+
+    /// The rules that decided the action (those with the winning action).
+    public var decidingRules: [MatchedRule] { matched.filter { $0.action == action } }
+}
+
+extension Policy {
+    /// Judges every statement of `inspection` and returns the most restrictive outcome.
+    public func evaluate(_ inspection: Inspection, in context: SessionContext) -> Decision {
+        var matched: [MatchedRule] = []
+        var shadowed: [MatchedRule] = []
+        var action = PolicyAction.allow
+        var defaultReasons: [String] = []
+        var usedGrants: Set<String> = []
+        var stepUpMaxAge: TimeInterval?
+        var approvers: [String] = []
+
+        let subjects: [(index: Int, facts: StatementFacts?)] =
+            inspection.unparsable ? [(0, nil)] : inspection.statements.enumerated().map { ($0.offset, $0.element) }
+        let grants = context.activeGrants
+
+        for subject in subjects {
+            let unclassified = subject.facts.map { $0.kinds.contains(.unknown) || $0.dynamic } ?? true
+            var statementAction: PolicyAction?
+            // Rules that do not speak of unclassifiable statements may make them stricter, never looser.
+            var decidedExplicitly = false
+            for rule in rules {
+                guard
+                    rule.match.matches(
+                        facts: subject.facts, inspection: inspection, context: context, grants: grants)
+                else { continue }
+                let hit = MatchedRule(
+                    name: rule.name, action: rule.action, shadow: rule.mode == .shadow, message: rule.message,
+                    hint: rule.hint, statement: subject.index)
+                if rule.mode == .shadow {
+                    shadowed.append(hit)
+                    continue
+                }
+                matched.append(hit)
+                statementAction = max(statementAction ?? .allow, rule.action)
+                if rule.match.namesUnclassified { decidedExplicitly = true }
+                if rule.match.roles != nil || rule.match.elevated == true {
+                    for grant in grants where rule.match.roles?.contains(grant.role) ?? true { usedGrants.insert(grant.id) }
+                }
+                if rule.action == .stepUp, let age = rule.stepUp?.maxAge {
+                    stepUpMaxAge = min(stepUpMaxAge ?? age, age)
+                }
+                if rule.action == .approve { approvers += rule.approvers.filter { !approvers.contains($0) } }
+            }
+            if unclassified && !decidedExplicitly {
+                let combined = max(statementAction ?? .allow, unclassifiedAction)
+                if combined > (statementAction ?? .allow) {
+                    defaultReasons.append(Self.unclassifiedReason(subject.facts, inspection))
+                }
+                action = max(action, combined)
+            } else if let statementAction {
+                action = max(action, statementAction)
+            } else {
+                let fallback = connectionDefaults[context.connection] ?? defaultAction
+                if fallback != .allow {
+                    defaultReasons.append(
+                        "no rule allows it on connection \"\(context.connection)\" (default: \(fallback.rawValue))")
+                }
+                action = max(action, fallback)
+            }
+        }
+
+        let deciding = matched.filter { $0.action == action }
+        let reason: String
+        let hint: String?
+        if let first = deciding.first {
+            let names = deciding.map { "\"\($0.name)\"" }.joined(separator: ", ")
+            reason = "rule \(names): \(first.message ?? Self.defaultMessage(action))"
+            hint = deciding.compactMap(\.hint).first
+        } else if let first = defaultReasons.first {
+            reason = first
+            hint = nil
+        } else {
+            reason = "allowed"
+            hint = nil
+        }
+        return Decision(
+            action: action,
+            matched: matched.sorted { ($0.action == action ? 0 : 1) < ($1.action == action ? 0 : 1) },
+            shadowed: shadowed, reason: reason, hint: hint, usedGrants: usedGrants.sorted(),
+            stepUpMaxAge: action == .stepUp ? stepUpMaxAge : nil, approvers: action == .approve ? approvers : [])
+    }
+
+    static func defaultMessage(_ action: PolicyAction) -> String {
+        switch action {
+        case .allow: "allowed"
+        case .alert: "allowed and reported"
+        case .stepUp: "needs step-up verification"
+        case .approve: "needs approval by another person"
+        case .deny: "not allowed"
+        }
+    }
+
+    static func unclassifiedReason(_ facts: StatementFacts?, _ inspection: Inspection) -> String {
+        guard let facts else {
+            return "the statement cannot be parsed, so its effect cannot be checked (\(inspection.parseError?.description ?? "syntax error"))"
+        }
+        if facts.dynamic {
+            return "the statement runs SQL whose effect cannot be known in advance (\(facts.primary.rawValue))"
+        }
+        return "the statement type is not recognised, so its effect cannot be checked"
+    }
+}
+
+extension RuleMatch {
+    func matches(facts: StatementFacts?, inspection: Inspection, context: SessionContext, grants: [ActiveGrant]) -> Bool {
+        // Session conditions
+        if let connections, !connections.contains(where: { $0.matches(context.connection) }) { return false }
+        if let users, !users.contains(where: { $0.matches(context.user) }) { return false }
+        if let groups, !groups.contains(where: { context.groups.contains($0) }) { return false }
+        if let roles, !grants.contains(where: { roles.contains($0.role) }) { return false }
+        if let elevated, elevated != !grants.isEmpty { return false }
+        if let sourceCIDRs, !sourceCIDRs.contains(where: { $0.contains(context.sourceAddress) }) { return false }
+        if let notSourceCIDRs, notSourceCIDRs.contains(where: { $0.contains(context.sourceAddress) }) { return false }
+        if let countries {
+            guard let country = context.country, countries.contains(country) else { return false }
+        }
+        if let notCountries {
+            // An unknown country is not proof of being elsewhere: the rule matches.
+            if let country = context.country, notCountries.contains(country) { return false }
+        }
+        if let applications, !applications.contains(where: { $0.matches(context.applicationName) }) { return false }
+        if let during, !during.contains(context.now) { return false }
+        if let outside, outside.contains(context.now) { return false }
+        if let sessionAgeAtLeast, context.now.timeIntervalSince(context.sessionStartedAt) < sessionAgeAtLeast {
+            return false
+        }
+        if let idleAtLeast, context.now.timeIntervalSince(context.lastActivityAt) < idleAtLeast { return false }
+
+        // Statement conditions
+        if let unparsable, unparsable != inspection.unparsable { return false }
+        if let multiStatement, multiStatement != inspection.isMultiStatement { return false }
+        guard let facts else {
+            // Unparsable text: only rules without statement conditions (besides `unparsable`) apply.
+            return kinds == nil && objectTypes == nil && tables == nil && tablesRead == nil && tablesWritten == nil
+                && writes == nil && wherelessWrite == nil && functions == nil && dynamic == nil && copyProgram == nil
+        }
+        if let kinds, kinds.isDisjoint(with: facts.kinds) { return false }
+        if let objectTypes, objectTypes.isDisjoint(with: facts.objectTypes) { return false }
+        if let tables {
+            let all = facts.tablesRead.union(facts.tablesWritten)
+            if !all.contains(where: { table in tables.contains { $0.matches(table) } }) { return false }
+        }
+        if let tablesRead, !facts.tablesRead.contains(where: { table in tablesRead.contains { $0.matches(table) } }) {
+            return false
+        }
+        if let tablesWritten,
+            !facts.tablesWritten.contains(where: { table in tablesWritten.contains { $0.matches(table) } })
+        {
+            return false
+        }
+        if let writes, writes != facts.isWrite { return false }
+        if let wherelessWrite, wherelessWrite != facts.wherelessWrite { return false }
+        if let functions, !facts.functions.contains(where: { name in functions.contains { $0.matches(name) || $0.matches(Self.bare(name)) } }) {
+            return false
+        }
+        if let dynamic, dynamic != facts.dynamic { return false }
+        if let copyProgram, copyProgram != facts.copyProgram { return false }
+        return true
+    }
+
+    /// `pg_catalog.pg_terminate_backend` → `pg_terminate_backend`, so rules need not spell the schema.
+    static func bare(_ name: String) -> String {
+        name.split(separator: ".").last.map(String.init) ?? name
+    }
+}

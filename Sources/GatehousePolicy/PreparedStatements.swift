@@ -1,0 +1,44 @@
+import SQLInspection
+
+/// The SQL-level prepared statements (`PREPARE name AS ...`) of one session, so that a later
+/// `EXECUTE name` is judged by what the prepared statement does instead of as unknowable.
+public struct PreparedStatements: Sendable {
+    private var byName: [String: StatementFacts] = [:]
+
+    public init() {}
+
+    /// Replaces each EXECUTE of a statement this session prepared with the prepared statement's facts.
+    public func resolve(_ inspection: Inspection) -> Inspection {
+        var resolved = inspection
+        for index in resolved.statements.indices where resolved.statements[index].primary == .execute {
+            let execute = resolved.statements[index]
+            guard let name = execute.preparedName, let prepared = byName[name] else { continue }
+            var facts = prepared
+            facts.text = execute.text
+            facts.primary = .execute
+            facts.kinds = prepared.kinds.subtracting([.prepare]).union([.execute])
+            facts.fingerprint = execute.fingerprint
+            facts.preparedName = name
+            resolved.statements[index] = facts
+        }
+        return resolved
+    }
+
+    /// Records the PREPARE, DEALLOCATE and DISCARD statements of a query that was allowed to run.
+    public mutating func record(_ inspection: Inspection) {
+        for facts in inspection.statements {
+            switch facts.primary {
+            case .prepare:
+                if let name = facts.preparedName { byName[name] = facts }
+            case .deallocate:
+                if let name = facts.preparedName { byName[name] = nil } else { byName.removeAll() }
+            case .discard:
+                byName.removeAll()
+            default:
+                break
+            }
+        }
+    }
+
+    public var names: [String] { byName.keys.sorted() }
+}

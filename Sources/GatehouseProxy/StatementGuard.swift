@@ -1,0 +1,118 @@
+import NIOCore
+import PostgresWire
+
+/// Judges what a client sends in an established session and keeps the protocol exact when it refuses.
+///
+/// A refused statement is not dropped: its message is replaced by one the upstream server rejects at
+/// once (a syntax error naming this session's marker). The server then behaves as PostgreSQL does after
+/// any error (it discards the rest of an extended-protocol batch until Sync, aborts the implicit
+/// transaction, and reports the transaction status in ReadyForQuery), and the guard swaps the server's
+/// syntax error for the refusal the client should read. So pipelining, transaction state and the
+/// session's usability stay exactly PostgreSQL's.
+///
+/// Pure: frames in, frames out. The caller supplies the judgement.
+struct StatementGuard {
+    /// What the caller decided about a statement text.
+    enum Verdict {
+        case proceed
+        case refuse(ErrorNoticeFields)
+    }
+
+    enum ClientOutcome: Equatable {
+        /// Send the frame on unchanged.
+        case forward
+        /// Send this frame instead (the refusal marker).
+        case replace(PostgresFrame)
+        /// Not allowed in a session at all: end the connection with this error.
+        case protocolViolation(String)
+    }
+
+    /// A syntax error in the server's eyes; unguessable, so a client cannot provoke a rewrite itself.
+    let marker: String
+    private var refusals: [(cycle: Int, error: ErrorNoticeFields)] = []
+    /// Cycles (Query, FunctionCall or Sync) sent upstream, and ReadyForQuery messages received back.
+    private var cyclesSent = 0
+    private var cyclesDone = 0
+
+    init(marker: String) {
+        self.marker = marker
+    }
+
+    /// Whether refusals are waiting for the server's answer.
+    var hasPendingRefusals: Bool { !refusals.isEmpty }
+
+    mutating func client(_ frame: PostgresFrame, judge: (String) -> Verdict) -> ClientOutcome {
+        switch frame.type {
+        case FrontendMessageType.query:
+            guard let query = try? QueryMessage.decode(frame.body) else {
+                return .protocolViolation("malformed Query message")
+            }
+            defer { cyclesSent += 1 }
+            switch judge(query.sql) {
+            case .proceed:
+                return .forward
+            case .refuse(let error):
+                refusals.append((cyclesSent, error))
+                return .replace(QueryMessage(sql: marker).frame)
+            }
+        case FrontendMessageType.parse:
+            guard let parse = try? ParseMessage.decode(frame.body) else {
+                return .protocolViolation("malformed Parse message")
+            }
+            switch judge(parse.sql) {
+            case .proceed:
+                return .forward
+            case .refuse(let error):
+                refusals.append((cyclesSent, error))
+                return .replace(ParseMessage(name: parse.name, sql: marker).frame)
+            }
+        case FrontendMessageType.functionCall:
+            // A direct call of a function by OID bypasses SQL entirely: never passed blind.
+            defer { cyclesSent += 1 }
+            refusals.append(
+                (
+                    cyclesSent,
+                    ErrorNoticeFields(
+                        severity: "ERROR", sqlState: "42501",
+                        message: "Gatehouse does not pass the FunctionCall protocol message: call the function with SQL",
+                        hint: "use SELECT function_name(...) so the statement can be checked")
+                ))
+            return .replace(QueryMessage(sql: marker).frame)
+        case FrontendMessageType.sync:
+            cyclesSent += 1
+            return .forward
+        case FrontendMessageType.bind, FrontendMessageType.describe, FrontendMessageType.execute,
+            FrontendMessageType.close, FrontendMessageType.flush, FrontendMessageType.copyData,
+            FrontendMessageType.copyDone, FrontendMessageType.copyFail, FrontendMessageType.terminate:
+            return .forward
+        default:
+            return .protocolViolation("unexpected message type '\(frame.typeName)' in a session")
+        }
+    }
+
+    /// The frame to give the client for a frame from the server.
+    mutating func upstream(_ frame: PostgresFrame) -> PostgresFrame {
+        if frame.type == MessageType.readyForQuery {
+            cyclesDone += 1
+            // Refusals of finished cycles that the server never reached (it was already discarding
+            // after an earlier error) have nothing left to answer.
+            if !refusals.isEmpty { refusals.removeAll { $0.cycle < cyclesDone } }
+            return frame
+        }
+        guard !refusals.isEmpty else { return frame }
+        switch frame.type {
+        case MessageType.errorResponse:
+            let fields = ErrorNoticeFields.decode(frame.body)
+            if let message = fields.message, message.contains(marker) {
+                // The first refusal of the current cycle is the one the server just rejected.
+                if let index = refusals.firstIndex(where: { $0.cycle >= cyclesDone }) {
+                    let refusal = refusals.remove(at: index)
+                    return refusal.error.errorFrame
+                }
+            }
+            return frame
+        default:
+            return frame
+        }
+    }
+}

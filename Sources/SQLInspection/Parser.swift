@@ -1,0 +1,36 @@
+import CPgQuery
+import Foundation
+
+/// PostgreSQL's own parser (libpg_query) behind a Swift face. Thread-safe: libpg_query keeps its
+/// memory contexts per thread.
+public enum PostgresParser {
+    /// The parse tree of `sql` as libpg_query's JSON, or the parser's error.
+    public static func parseJSON(_ sql: String) -> Result<Data, ParseError> {
+        let result = pg_query_parse(sql)
+        defer { pg_query_free_parse_result(result) }
+        if let error = result.pointee_error {
+            return .failure(error)
+        }
+        guard let tree = result.parse_tree else {
+            return .failure(ParseError(message: "the parser returned no tree", position: 0))
+        }
+        return .success(Data(bytes: tree, count: strlen(tree)))
+    }
+
+    /// libpg_query's fingerprint of one statement: equal for statements that differ only in constants,
+    /// comments and layout.
+    public static func fingerprint(_ sql: String) -> String? {
+        let result = pg_query_fingerprint(sql)
+        defer { pg_query_free_fingerprint_result(result) }
+        guard result.error == nil, let text = result.fingerprint_str else { return nil }
+        return String(cString: text)
+    }
+}
+
+extension PgQueryParseResult {
+    fileprivate var pointee_error: ParseError? {
+        guard let error else { return nil }
+        let message = error.pointee.message.map { String(cString: $0) } ?? "syntax error"
+        return ParseError(message: message, position: Int(error.pointee.cursorpos))
+    }
+}

@@ -1,0 +1,124 @@
+/// What a statement does, as far as a rule needs to know. Each statement can have several kinds: the
+/// worst effect wins, so a SELECT whose CTE deletes rows is also a `delete`.
+public enum StatementKind: String, Sendable, Hashable, Codable, CaseIterable, Comparable {
+    case select, insert, update, delete, merge, truncate
+    case copyFrom = "copy_from", copyTo = "copy_to"
+    case create, alter, drop
+    case grant, revoke
+    case setRole = "set_role", set, show, reset
+    case transaction
+    case `do`, call
+    case prepare, execute, deallocate
+    case explain, cursor, lock, vacuum, analyze, listen, notify, discard, load
+    case utility
+    /// A statement type the inspector does not know: denied by default.
+    case unknown
+
+    public static func < (a: StatementKind, b: StatementKind) -> Bool { a.rawValue < b.rawValue }
+
+    /// Kinds that change data, schema, privileges or server state.
+    public var isWrite: Bool {
+        switch self {
+        case .insert, .update, .delete, .merge, .truncate, .copyFrom, .create, .alter, .drop, .grant, .revoke, .do,
+            .call, .load, .vacuum, .analyze, .unknown:
+            return true
+        case .select, .copyTo, .setRole, .set, .show, .reset, .transaction, .prepare, .execute, .deallocate, .explain,
+            .cursor, .lock, .listen, .notify, .discard, .utility:
+            return false
+        }
+    }
+}
+
+/// A table named in a statement, as written: the schema is nil when the statement left it to the search path.
+public struct TableName: Sendable, Hashable, Codable, Comparable, CustomStringConvertible {
+    public var schema: String?
+    public var name: String
+
+    public init(schema: String?, name: String) {
+        self.schema = schema
+        self.name = name
+    }
+
+    public var description: String { schema.map { "\($0).\(name)" } ?? name }
+
+    public static func < (a: TableName, b: TableName) -> Bool { a.description < b.description }
+}
+
+/// The facts about one statement of a query string.
+public struct StatementFacts: Sendable, Hashable, Codable {
+    /// The statement's own text, without the others of a multi-statement string.
+    public var text: String
+    /// The top-level kind (`select` for a SELECT with a deleting CTE).
+    public var primary: StatementKind
+    /// Every effect found anywhere in the statement, `primary` included.
+    public var kinds: Set<StatementKind>
+    /// For create/alter/drop/grant: object types, lower case (`table`, `index`, `function`, `role`, ...).
+    public var objectTypes: Set<String> = []
+    public var tablesRead: Set<TableName> = []
+    public var tablesWritten: Set<TableName> = []
+    /// Functions called, lower case, schema-qualified when the statement qualified them.
+    public var functions: Set<String> = []
+    /// An UPDATE or DELETE without a WHERE clause (all rows).
+    public var wherelessWrite = false
+    /// COPY ... TO/FROM PROGRAM (runs a shell command on the database server).
+    public var copyProgram = false
+    /// The effect cannot be known from the text: DO blocks, EXECUTE of a prepared statement not seen in
+    /// this session, functions that run SQL given as a string.
+    public var dynamic = false
+    /// For PREPARE, EXECUTE and DEALLOCATE: the prepared statement's name (nil for DEALLOCATE ALL).
+    public var preparedName: String?
+    /// Normalised fingerprint (constants and layout do not change it), from libpg_query.
+    public var fingerprint: String
+
+    public init(text: String, primary: StatementKind, fingerprint: String) {
+        self.text = text
+        self.primary = primary
+        self.kinds = [primary]
+        self.fingerprint = fingerprint
+    }
+
+    /// Whether anything in the statement writes.
+    public var isWrite: Bool { kinds.contains { $0.isWrite } || !tablesWritten.isEmpty }
+
+    /// A one-line summary for audit events and notices.
+    public var summary: String {
+        var parts = [kinds.sorted().map(\.rawValue).joined(separator: "+")]
+        if !objectTypes.isEmpty { parts.append("objects=" + objectTypes.sorted().joined(separator: ",")) }
+        if !tablesWritten.isEmpty { parts.append("writes=" + tablesWritten.sorted().map(\.description).joined(separator: ",")) }
+        if !tablesRead.isEmpty { parts.append("reads=" + tablesRead.sorted().map(\.description).joined(separator: ",")) }
+        if !functions.isEmpty { parts.append("functions=" + functions.sorted().joined(separator: ",")) }
+        if wherelessWrite { parts.append("no-where") }
+        if copyProgram { parts.append("program") }
+        if dynamic { parts.append("dynamic") }
+        return parts.joined(separator: " ")
+    }
+}
+
+/// The result of inspecting one query string.
+public struct Inspection: Sendable, Hashable, Codable {
+    /// One entry per statement; empty for an empty query or when the text does not parse.
+    public var statements: [StatementFacts]
+    /// Set when PostgreSQL's parser rejects the text.
+    public var parseError: ParseError?
+
+    public init(statements: [StatementFacts], parseError: ParseError? = nil) {
+        self.statements = statements
+        self.parseError = parseError
+    }
+
+    public var isMultiStatement: Bool { statements.count > 1 }
+    public var unparsable: Bool { parseError != nil }
+}
+
+/// Why the parser refused a text, with the 1-based character position it pointed at.
+public struct ParseError: Error, Sendable, Hashable, Codable, CustomStringConvertible {
+    public var message: String
+    public var position: Int
+
+    public init(message: String, position: Int) {
+        self.message = message
+        self.position = position
+    }
+
+    public var description: String { position > 0 ? "\(message) (at character \(position))" : message }
+}

@@ -1,0 +1,136 @@
+import ArgumentParser
+import Foundation
+import GatehouseConfig
+import GatehouseCore
+import GatehousePolicy
+import SQLInspection
+
+struct PolicyCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "policy", abstract: "Check guardrail policies and try statements against them, offline.",
+        subcommands: [Check.self, Test.self, Inspect.self])
+
+    struct Check: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Validate the policy of a configuration file, with file:line errors.")
+
+        @Argument(help: "A configuration file with a policy section.")
+        var file: String
+
+        func run() async throws {
+            let config = try loadConfig(file)
+            let policy = config.policy
+            let shadow = policy.rules.filter { $0.mode == .shadow }.count
+            print("\(file): policy OK: \(policy.rules.count) rules (\(shadow) in shadow mode), default \(policy.defaultAction.rawValue), unclassified statements \(policy.unclassifiedAction.rawValue)")
+            for rule in policy.rules {
+                print("  \(rule.name): \(rule.action.rawValue)\(rule.mode == .shadow ? " (shadow)" : "")")
+            }
+        }
+    }
+
+    struct Test: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Show what the gateway would decide for a statement: the action, the rules that matched and the statement facts.",
+            discussion: "Exits 0 when the statement would run (allow, alert), 3 when it would be denied, 4 when it would be held.")
+
+        @Option(help: "The configuration file.")
+        var config: String
+
+        @Option(help: "The Gatehouse user (groups come from the configuration).")
+        var user: String
+
+        @Option(help: "The connection name.")
+        var connection: String
+
+        @Option(help: "The client's address (default 127.0.0.1).")
+        var from = "127.0.0.1"
+
+        @Option(help: "When, as RFC 3339 (e.g. 2026-11-28T22:00:00Z; default now).")
+        var at: String?
+
+        @Option(help: "The client's application_name.")
+        var application = "psql"
+
+        @Option(help: "An elevated role the user holds through a grant (repeatable).")
+        var role: [String] = []
+
+        @Option(help: "The client's country code, as the GeoIP database would give it.")
+        var country: String?
+
+        @Option(help: "The SQL text (several statements allowed).")
+        var sql: String
+
+        @Flag(help: "Print JSON.")
+        var json = false
+
+        func validate() throws {
+            if let at, Timestamp.parse(at) == nil, ISO8601DateFormatter().date(from: at) == nil {
+                throw ValidationError("--at must be an RFC 3339 time such as 2026-11-28T22:00:00Z")
+            }
+        }
+
+        func run() async throws {
+            let config = try loadConfig(self.config)
+            guard let entry = config.users.first(where: { $0.name == user }) else {
+                throw CLIError("user '\(user)' is not in \(self.config) (declared: \(config.users.map(\.name).joined(separator: ", ")))")
+            }
+            if !config.connections.isEmpty, config.connection(named: connection) == nil {
+                throw CLIError("connection '\(connection)' is not in \(self.config)")
+            }
+            let now = at.flatMap { Timestamp.parse($0) ?? ISO8601DateFormatter().date(from: $0) } ?? Date()
+            let grants = role.enumerated().map { ActiveGrant(id: "simulated-\($0.offset + 1)", role: $0.element, expiresAt: now.addingTimeInterval(3600)) }
+            let context = SessionContext(
+                user: user, groups: entry.groups, connection: connection, sourceAddress: from, country: country?.uppercased(),
+                applicationName: application, sessionStartedAt: now, lastActivityAt: now, grants: grants, now: now)
+            let inspection = Inspector.inspect(sql)
+            let decision = config.policy.evaluate(inspection, in: context)
+            if json {
+                struct Output: Encodable {
+                    var decision: Decision
+                    var inspection: Inspection
+                }
+                try printJSON(Output(decision: decision, inspection: inspection))
+                return
+            }
+            print("Decision: \(decision.action.rawValue)")
+            print("Reason:   \(decision.reason)")
+            if let hint = decision.hint { print("Hint:     \(hint)") }
+            if decision.matched.isEmpty {
+                print("Rules:    none matched")
+            } else {
+                print("Rules:")
+                for rule in decision.matched { print("  \(rule.name) → \(rule.action.rawValue) (statement \(rule.statement + 1))") }
+            }
+            for rule in decision.shadowed { print("  \(rule.name) → would \(rule.action.rawValue) (shadow)") }
+            if let error = inspection.parseError {
+                print("Statement: unparsable: \(error)")
+            }
+            for (index, facts) in inspection.statements.enumerated() {
+                print("Statement \(index + 1): \(facts.summary)")
+                print("  fingerprint \(facts.fingerprint)")
+            }
+            if decision.action == .deny { throw ExitCode(3) }
+            if !decision.action.proceeds { throw ExitCode(4) }
+        }
+    }
+
+    struct Inspect: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Print the facts PostgreSQL's parser gives for SQL text (kinds, tables, functions, fingerprint).")
+
+        @Argument(help: "The SQL text.")
+        var sql: String
+
+        func run() async throws {
+            try printJSON(Inspector.inspect(sql))
+        }
+    }
+}
+
+func loadConfig(_ file: String) throws -> GatehouseConfig {
+    do {
+        return try ConfigLoader.load(path: file)
+    } catch let error as ConfigError {
+        throw CLIError("\(error)")
+    }
+}

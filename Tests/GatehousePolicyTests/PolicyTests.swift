@@ -1,0 +1,283 @@
+import Foundation
+import GatehouseConfig
+import GatehousePolicy
+import SQLInspection
+import Testing
+
+/// 2026-11-25 was a Wednesday.
+let wednesdayMorning = Date(timeIntervalSince1970: 1_795_600_800)  // 2026-11-25T10:00:00Z
+let saturdayNight = Date(timeIntervalSince1970: 1_795_905_000)  // 2026-11-28T22:30:00Z, a Saturday
+
+func context(
+    user: String = "ada", groups: [String] = ["developer"], connection: String = "prod", source: String = "10.1.2.3",
+    country: String? = nil, application: String = "psql", grants: [ActiveGrant] = [], now: Date = wednesdayMorning,
+    sessionAge: TimeInterval = 60, idle: TimeInterval = 0
+) -> SessionContext {
+    SessionContext(
+        user: user, groups: groups, connection: connection, sourceAddress: source, country: country,
+        applicationName: application, sessionStartedAt: now.addingTimeInterval(-sessionAge),
+        lastActivityAt: now.addingTimeInterval(-idle), grants: grants, now: now)
+}
+
+func policy(_ yaml: String) throws -> Policy {
+    let text = """
+        groups: [developer, dba, contractors]
+        connections:
+          - {name: prod, host: db, database: app, user: app, trust: true}
+          - {name: staging, host: db, database: app, user: app, trust: true}
+        policy:
+        \(yaml)
+        """
+    return try ConfigLoader(environment: [:], baseDirectory: "/").parse(text, file: "policy.yaml").policy
+}
+
+func decide(_ policy: Policy, _ sql: String, _ context: SessionContext = context()) -> Decision {
+    policy.evaluate(Inspector.inspect(sql), in: context)
+}
+
+@Suite("Policy decisions")
+struct PolicyDecisionTests {
+    let starter: Policy
+
+    init() throws {
+        let text = try String(contentsOfFile: Self.repositoryFile("examples/starter-policy.yaml"), encoding: .utf8)
+        let config = try ConfigLoader(environment: [:], baseDirectory: "/").parse(
+            text + "\nusers: [{name: ada, groups: [developer]}, {name: ops, groups: [dba]}]\n", file: "starter-policy.yaml")
+        starter = config.policy
+    }
+
+    static func repositoryFile(_ path: String) -> String {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent(path).path
+    }
+
+    @Test("the starter pack: reads pass, developers cannot write, WHERE-less writes and DROP are refused")
+    func starterPack() {
+        #expect(decide(starter, "select * from customers").action == .allow)
+        let write = decide(starter, "update customers set name = 'x' where id = 1")
+        #expect(write.action == .deny)
+        #expect(write.decidingRules.map(\.name) == ["developers-read-only"])
+        #expect(write.hint?.contains("dba") == true)
+
+        let dba = context(user: "ops", groups: ["dba"])
+        #expect(decide(starter, "update customers set name = 'x' where id = 1", dba).action == .allow)
+        let whereless = decide(starter, "update customers set name = 'x'", dba)
+        #expect(whereless.action == .deny)
+        #expect(whereless.decidingRules.map(\.name) == ["no-whereless-writes"])
+        #expect(decide(starter, "drop table customers", dba).action == .deny)
+        #expect(decide(starter, "truncate customers", dba).action == .deny)
+        #expect(decide(starter, "select pg_terminate_backend(42)", dba).action == .deny)
+        #expect(decide(starter, "select pg_catalog.pg_read_file('/etc/passwd')", dba).action == .deny)
+        #expect(decide(starter, "copy customers to program 'curl x'", dba).action == .deny)
+        #expect(decide(starter, "set role postgres", dba).action == .deny)
+    }
+
+    @Test("elevation lifts the DROP rule but not the WHERE-less rule")
+    func elevation() {
+        let grant = ActiveGrant(id: "g1", role: "dba", expiresAt: wednesdayMorning.addingTimeInterval(600))
+        let elevated = context(user: "ops", groups: ["dba"], grants: [grant])
+        let drop = decide(starter, "drop table scratch", elevated)
+        #expect(drop.action == .allow)
+        #expect(decide(starter, "delete from scratch", elevated).action == .deny)
+        let expired = ActiveGrant(id: "g0", role: "dba", expiresAt: wednesdayMorning.addingTimeInterval(-1))
+        #expect(decide(starter, "drop table scratch", context(user: "ops", groups: ["dba"], grants: [expired])).action == .deny)
+    }
+
+    @Test("writes outside office hours need step-up, with the rule's freshness window")
+    func afterHours() {
+        let dba = context(user: "ops", groups: ["dba"], now: saturdayNight)
+        let decision = decide(starter, "insert into t values (1)", dba)
+        #expect(decision.action == .stepUp)
+        #expect(decision.stepUpMaxAge.map { Int($0) } == 900)
+        #expect(decide(starter, "select 1", dba).action == .allow)
+        #expect(decide(starter, "insert into t values (1)", context(user: "ops", groups: ["dba"])).action == .allow)
+    }
+
+    @Test("what cannot be classified is denied unless a rule names it")
+    func unclassified() throws {
+        let open = try policy("  default: allow\n  rules:\n    - {name: everything, action: allow, match: {}}")
+        #expect(decide(open, "selec 1").action == .deny)
+        #expect(decide(open, "do $$ begin perform 1; end $$").action == .deny)
+        #expect(decide(open, "execute never_prepared").action == .deny)
+        #expect(decide(open, "select * from dblink('x', 'drop table t') as r(a int)").action == .deny)
+        #expect(decide(open, "selec 1").reason.contains("cannot be parsed"))
+        let named = try policy(
+            """
+              rules:
+                - {name: dba-do, action: alert, match: {groups: [dba], dynamic: true}}
+            """)
+        #expect(decide(named, "do $$ begin perform 1; end $$", context(groups: ["dba"])).action == .alert)
+        #expect(decide(named, "do $$ begin perform 1; end $$").action == .deny)
+        let permissive = try policy("  unclassified: allow")
+        #expect(decide(permissive, "selec 1").action == .allow)
+    }
+
+    @Test("the most restrictive action wins and the decision names every rule that matched")
+    func mostRestrictive() throws {
+        let p = try policy(
+            """
+              rules:
+                - {name: note-writes, action: alert, match: {writes: true}}
+                - {name: orders-approval, action: approve, approvers: [group:dba], match: {tables_written: [public.orders]}}
+                - {name: audit-locked, action: deny, match: {tables: [audit.*]}}
+            """)
+        let approve = decide(p, "update orders set paid = true where id = 1")
+        #expect(approve.action == .approve)
+        #expect(Set(approve.matched.map(\.name)) == ["note-writes", "orders-approval"])
+        #expect(approve.decidingRules.map(\.name) == ["orders-approval"])
+        #expect(approve.approvers == ["group:dba"])
+        let deny = decide(p, "insert into audit.log select * from orders")
+        #expect(deny.action == .deny)
+        #expect(Set(deny.matched.map(\.name)) == ["note-writes", "audit-locked"])
+        #expect(decide(p, "insert into notes values (1)").action == .alert)
+        // In a multi-statement string, the worst statement decides.
+        let multi = decide(p, "select 1; select * from audit.log; insert into notes values (1)")
+        #expect(multi.action == .deny)
+        #expect(multi.matched.first { $0.name == "audit-locked" }?.statement == 1)
+    }
+
+    @Test("shadow rules are reported, not enforced")
+    func shadow() throws {
+        let p = try policy(
+            """
+              rules:
+                - {name: try-no-deletes, mode: shadow, action: deny, match: {kinds: [delete]}}
+            """)
+        let decision = decide(p, "delete from t where id = 1")
+        #expect(decision.action == .allow)
+        #expect(decision.shadowed.map(\.name) == ["try-no-deletes"])
+        #expect(decision.matched.isEmpty)
+    }
+
+    @Test("defaults per connection apply when no rule matches")
+    func defaults() throws {
+        let p = try policy(
+            """
+              default: allow
+              connections: {prod: deny}
+              rules:
+                - {name: reads, action: allow, match: {writes: false}}
+            """)
+        #expect(decide(p, "select 1", context(connection: "prod")).action == .allow)
+        let write = decide(p, "insert into t values (1)", context(connection: "prod"))
+        #expect(write.action == .deny)
+        #expect(write.reason.contains("no rule allows it on connection \"prod\""))
+        #expect(decide(p, "insert into t values (1)", context(connection: "staging")).action == .allow)
+    }
+
+    @Test("session conditions: users, groups, sources, countries, applications, time, age and idleness")
+    func sessionConditions() throws {
+        let p = try policy(
+            """
+              rules:
+                - {name: office-net, action: deny, match: {not_source: [10.0.0.0/8, "::1"]}}
+                - {name: no-bots, action: deny, match: {applications: ["bot-*"]}}
+                - {name: geo, action: deny, match: {not_countries: [FR, DE]}}
+                - {name: old-session, action: step_up, match: {session_age: 8h}}
+                - {name: idle, action: step_up, match: {idle: 15m}}
+                - {name: weekend, action: alert, match: {during: {days: [sat, sun], timezone: Europe/Paris}}}
+                - {name: contractors, action: deny, match: {groups: [contractors], users: ["vendor-*"]}}
+            """)
+        #expect(decide(p, "select 1", context(country: "FR")).action == .allow)
+        #expect(decide(p, "select 1", context(source: "192.168.1.9", country: "FR")).decidingRules.map(\.name) == ["office-net"])
+        #expect(decide(p, "select 1", context(source: "::1", country: "FR")).action == .allow)
+        #expect(decide(p, "select 1", context(source: "::ffff:10.9.9.9", country: "FR")).action == .allow)
+        #expect(decide(p, "select 1", context(country: "FR", application: "bot-7")).action == .deny)
+        #expect(decide(p, "select 1", context(country: "US")).decidingRules.map(\.name) == ["geo"])
+        #expect(decide(p, "select 1", context(country: "FR", sessionAge: 9 * 3600)).action == .stepUp)
+        #expect(decide(p, "select 1", context(country: "FR", idle: 20 * 60)).decidingRules.map(\.name) == ["idle"])
+        #expect(decide(p, "select 1", context(country: "FR", now: saturdayNight)).action == .alert)
+        #expect(decide(p, "select 1", context(user: "vendor-jo", groups: ["contractors"], country: "FR")).action == .deny)
+        #expect(decide(p, "select 1", context(user: "jo", groups: ["contractors"], country: "FR")).action == .allow)
+    }
+
+    @Test("SQL-level PREPARE is remembered so EXECUTE is judged by what it runs")
+    func preparedStatements() throws {
+        let p = try policy("  rules:\n    - {name: no-deletes, action: deny, match: {kinds: [delete]}}")
+        var prepared = PreparedStatements()
+        let prepare = Inspector.inspect("prepare del(int) as delete from t where id = $1")
+        #expect(p.evaluate(prepared.resolve(prepare), in: context()).action == .deny)
+        let harmless = Inspector.inspect("prepare q(int) as select * from t where id = $1")
+        #expect(p.evaluate(prepared.resolve(harmless), in: context()).action == .allow)
+        prepared.record(harmless)
+        #expect(p.evaluate(prepared.resolve(Inspector.inspect("execute q(1)")), in: context()).action == .allow)
+        // Unknown names stay unknowable.
+        #expect(p.evaluate(prepared.resolve(Inspector.inspect("execute other(1)")), in: context()).action == .deny)
+        prepared.record(Inspector.inspect("deallocate q"))
+        #expect(p.evaluate(prepared.resolve(Inspector.inspect("execute q(1)")), in: context()).action == .deny)
+    }
+}
+
+@Suite("Policy configuration errors")
+struct PolicyConfigTests {
+    func error(_ yaml: String) -> String {
+        do {
+            _ = try policy(yaml)
+            return "no error"
+        } catch {
+            return "\(error)"
+        }
+    }
+
+    @Test("bad policies are refused with file, line and reason")
+    func errors() {
+        #expect(error("  rules:\n    - {name: x, action: maybe, match: {}}") .contains("policy.yaml:7: rule action must be one of"))
+        #expect(error("  rules:\n    - name: x\n      action: deny\n      match: {kindz: [drop]}").contains("policy.yaml:9: unknown key 'kindz'"))
+        #expect(error("  rules:\n    - {name: x, action: deny, match: {kinds: [dropp]}}").contains("unknown kind 'dropp'"))
+        #expect(error("  rules:\n    - {name: x, action: deny}").contains("rule 'x' needs a match"))
+        #expect(error("  rules:\n    - {name: x, action: approve, match: {}}").contains("needs approvers"))
+        #expect(error("  rules:\n    - {name: x, action: deny, match: {source: [10.0.0.0/33]}}").contains("not an address or network"))
+        #expect(error("  rules:\n    - {name: x, action: deny, match: {during: {hours: 25:00-26:00}}}").contains("HH:MM-HH:MM"))
+        #expect(error("  rules:\n    - {name: x, action: deny, match: {during: {timezone: Mars/Base}}}").contains("unknown time zone"))
+        #expect(error("  rules:\n    - {name: x, action: deny, match: {groups: [nobody]}}").contains("group 'nobody' is not declared"))
+        #expect(error("  rules:\n    - {name: x, action: deny, match: {connections: [nowhere]}}").contains("connection 'nowhere' is not declared"))
+        #expect(error("  rules:\n    - {name: x, action: deny, match: {}}\n    - {name: x, action: deny, match: {}}").contains("declared twice"))
+        #expect(error("  default: maybe").contains("policy.default must be one of"))
+        #expect(error("  rules:\n    - {name: x, action: deny, step_up: {max_age: 5m}, match: {}}").contains("need action: step_up"))
+    }
+}
+
+@Suite("Policy building blocks")
+struct PolicyPartsTests {
+    @Test("CIDR matching for IPv4, IPv6 and mapped addresses")
+    func cidr() throws {
+        let v4 = try #require(CIDR("10.0.0.0/8"))
+        #expect(v4.contains("10.255.1.2"))
+        #expect(!v4.contains("11.0.0.1"))
+        #expect(v4.contains("::ffff:10.0.0.1"))
+        let v6 = try #require(CIDR("2001:db8::/32"))
+        #expect(v6.contains("2001:db8:1::5"))
+        #expect(!v6.contains("2001:db9::1"))
+        #expect(try #require(CIDR("127.0.0.1")).contains("127.0.0.1"))
+        #expect(CIDR("300.1.1.1/8") == nil)
+        #expect(CIDR("1.2.3.4/40") == nil)
+        #expect(CIDR("fe80::1::2") == nil)
+    }
+
+    @Test("globs and table patterns")
+    func patterns() {
+        #expect(Glob("pg_*").matches("pg_read_file"))
+        #expect(!Glob("pg_*").matches("lo_unlink"))
+        #expect(Glob("*").matches(""))
+        #expect(Glob("a*b*c").matches("aXXbYYc"))
+        #expect(!Glob("a*b*c").matches("aXXbYY"))
+        #expect(TablePattern("audit.*").matches(TableName(schema: "audit", name: "log")))
+        #expect(!TablePattern("audit.*").matches(TableName(schema: nil, name: "log")))
+        #expect(TablePattern("public.orders").matches(TableName(schema: nil, name: "orders")))
+        #expect(TablePattern("orders").matches(TableName(schema: "sales", name: "orders")))
+    }
+
+    @Test("time windows, including one that spans midnight")
+    func windows() throws {
+        let utc = TimeZone(identifier: "UTC")!
+        let office = TimeWindow(weekdays: [2, 3, 4, 5, 6], start: 8 * 60, end: 19 * 60, timeZone: utc)
+        #expect(office.contains(wednesdayMorning))
+        #expect(!office.contains(saturdayNight))
+        let night = TimeWindow(weekdays: [6], start: 22 * 60, end: 6 * 60, timeZone: utc)  // Friday 22:00 → Saturday 06:00
+        let fridayLate = Date(timeIntervalSince1970: 1_795_820_400)  // 2026-11-27T23:00:00Z, a Friday
+        let saturdayEarly = Date(timeIntervalSince1970: 1_795_834_800)  // 2026-11-28T03:00:00Z
+        #expect(night.contains(fridayLate))
+        #expect(night.contains(saturdayEarly))
+        #expect(!night.contains(saturdayNight))
+    }
+}
