@@ -46,6 +46,14 @@ let package = Package(
         ),
         // SQL text → statement facts, by walking PostgreSQL's parse tree. No I/O.
         .target(name: "SQLInspection", dependencies: ["CPgQuery"]),
+        // MaxMind DB reader for source-country rules (Debian: libmaxminddb-dev).
+        .systemLibrary(
+            name: "CMaxMindDB",
+            path: "Sources/CMaxMindDB",
+            pkgConfig: "libmaxminddb",
+            providers: [.apt(["libmaxminddb-dev"])]
+        ),
+        .target(name: "GatehouseGeo", dependencies: ["CMaxMindDB"]),
         // Rules and decisions over statement facts and session context. No I/O; the clock is an input.
         .target(name: "GatehousePolicy", dependencies: ["SQLInspection"]),
         // PostgreSQL protocol v3 messages and frame decoders.
@@ -79,7 +87,7 @@ let package = Package(
             name: "GatehouseProxy",
             dependencies: [
                 "GatehouseCore", "GatehouseConfig", "GatehouseAuth", "PostgresWire", "GatehouseStore",
-                "GatehousePolicy", "SQLInspection",
+                "GatehousePolicy", "SQLInspection", "GatehouseGeo",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -106,14 +114,19 @@ let package = Package(
             name: "gatehouse",
             dependencies: [
                 "GatehouseCore", "GatehouseConfig", "GatehouseStore", "GatehouseAuth", "GatehouseProxy",
-                "GatehouseHTTP", "GatehousePolicy", "SQLInspection",
+                "GatehouseHTTP", "GatehousePolicy", "SQLInspection", "GatehouseGeo",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
         .testTarget(name: "SQLInspectionTests", dependencies: ["SQLInspection"]),
-        .testTarget(name: "GatehousePolicyTests", dependencies: ["GatehousePolicy", "SQLInspection", "GatehouseConfig"]),
+        // Helpers shared by test targets (e.g. writing a small GeoIP database).
+        .target(name: "GatehouseTestSupport", path: "Tests/GatehouseTestSupport"),
+        .testTarget(name: "GatehouseGeoTests", dependencies: ["GatehouseGeo", "GatehouseTestSupport"]),
+        .testTarget(
+            name: "GatehousePolicyTests",
+            dependencies: ["GatehousePolicy", "SQLInspection", "GatehouseConfig", "GatehouseTestSupport"]),
         .testTarget(name: "GatehouseCoreTests", dependencies: ["GatehouseCore", "GatehouseConfig"]),
         .testTarget(
             name: "PostgresWireTests",
@@ -144,6 +157,6 @@ let package = Package(
             ]
         ),
         // Drives the real `gatehouse` binary with real `psql` against a real PostgreSQL.
-        .testTarget(name: "IntegrationTests", dependencies: ["GatehouseCore"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["GatehouseCore", "GatehouseTestSupport"]),
     ]
 )

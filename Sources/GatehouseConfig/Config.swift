@@ -21,6 +21,8 @@ public struct GatehouseConfig: Sendable, Equatable {
     /// Guardrails judged for every statement. Without a `policy:` section, statements that can be
     /// classified are allowed and the rest are denied.
     public var policy: Policy = .permissive
+    /// A MaxMind-format country database (.mmdb) for rules on the source country; nil when not used.
+    public var geoipDatabase: String?
 
     public init() {}
 

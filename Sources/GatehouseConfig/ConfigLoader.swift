@@ -259,7 +259,7 @@ struct Reader {
         for (key, _, value) in try mapping(
             root, "the configuration",
             allowed: [
-                "listen", "data_dir", "store", "tls", "tokens", "limits", "connections", "users", "groups", "policy",
+                "listen", "data_dir", "store", "tls", "tokens", "limits", "connections", "users", "groups", "policy", "geoip",
             ])
         {
             switch key {
@@ -331,6 +331,10 @@ struct Reader {
                 }
             case "policy":
                 policyNode = value
+            case "geoip":
+                for (_, _, value) in try mapping(value, "geoip", allowed: ["database"]) {
+                    config.geoipDatabase = try existingFile(value, "geoip.database")
+                }
             default:
                 usersNode = value
             }
@@ -348,6 +352,11 @@ struct Reader {
         if let policyNode {
             config.policy = try readPolicy(policyNode)
             try checkReferences(config.policy, config: config, node: policyNode)
+            if config.geoipDatabase == nil,
+                let rule = config.policy.rules.first(where: { $0.match.countries != nil || $0.match.notCountries != nil })
+            {
+                throw fail(policyNode, "rule '\(rule.name)' matches on countries and needs geoip.database (a MaxMind .mmdb file)")
+            }
         }
         return config
     }

@@ -40,6 +40,8 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
     private var statementGuard = StatementGuard(marker: "gatehouse_refused_\(RandomSecret.hex(12))")
     private var prepared = PreparedStatements()
     private var lastActivity = Date()
+    /// The source's country, looked up once per session.
+    private lazy var country: String? = environment.geoIP?.country(for: source)
 
     init(environment: ProxyEnvironment) {
         self.environment = environment
@@ -59,7 +61,8 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
             isLoopback = Self.isLoopback(source)
         }
         machine = ClientStateMachine(
-            allowPlaintextPasswords: environment.config.clientTLS.allowPlaintextPasswords || isLoopback)
+            allowPlaintextPasswords: environment.config.clientTLS.allowPlaintextPasswords || isLoopback,
+            tlsAvailable: environment.clientTLS != nil)
         logger[metadataKey: "session"] = "\(sessionID)"
         logger[metadataKey: "source"] = "\(source)"
         let timeoutSeconds = environment.config.limits.authenticationTimeout
@@ -157,7 +160,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
         let now = environment.now()
         let inspection = prepared.resolve(environment.guardrails.inspect(sql))
         let context = SessionContext(
-            user: user.name, groups: user.groups, connection: connection.name, sourceAddress: source,
+            user: user.name, groups: user.groups, connection: connection.name, sourceAddress: source, country: country,
             applicationName: request.applicationName, sessionStartedAt: started, lastActivityAt: lastActivity, now: now)
         lastActivity = now
         let decision = environment.guardrails.policy.evaluate(inspection, in: context)

@@ -47,11 +47,16 @@ public struct ClientStateMachine: Sendable {
     private var tlsActive = false
     private var sentNegotiation = false
     let allowPlaintextPasswords: Bool
+    let tlsAvailable: Bool
 
-    /// - Parameter allowPlaintextPasswords: whether a token may arrive without TLS (loopback clients,
-    ///   or when the configuration allows it).
-    public init(allowPlaintextPasswords: Bool) {
+    /// - Parameters:
+    ///   - allowPlaintextPasswords: whether a token may arrive without TLS (loopback clients, or when
+    ///     the configuration allows it).
+    ///   - tlsAvailable: whether the gateway can answer SSLRequest with TLS; when not, the request is
+    ///     refused and the connection counts as plaintext.
+    public init(allowPlaintextPasswords: Bool, tlsAvailable: Bool = true) {
         self.allowPlaintextPasswords = allowPlaintextPasswords
+        self.tlsAvailable = tlsAvailable
     }
 
     public mutating func startupPacket(_ packet: StartupPacket) -> Action {
@@ -61,6 +66,7 @@ public struct ClientStateMachine: Sendable {
         switch packet {
         case .sslRequest:
             if tlsActive { return protocolViolation("SSLRequest on an encrypted connection") }
+            guard tlsAvailable else { return .refuseEncryption }
             tlsActive = true
             return .startTLS
         case .gssEncryptionRequest:
@@ -72,7 +78,7 @@ public struct ClientStateMachine: Sendable {
             guard let user = parameters.removeValue(forKey: "user"), !user.isEmpty else {
                 return fatal("28000", "no user name in the startup packet", hint: "connect with user=YOUR_GATEHOUSE_USER")
             }
-            if let replication = parameters["replication"], replication != "false", replication != "0", replication != "off" {
+            if let replication = parameters["replication"], !["false", "0", "off", "no"].contains(replication.lowercased()) {
                 return fatal("28000", "replication connections are not supported through Gatehouse", hint: nil)
             }
             let connection = parameters.removeValue(forKey: "database") ?? user

@@ -2,6 +2,7 @@ import Foundation
 import GatehouseAuth
 import GatehouseConfig
 import GatehouseCore
+import GatehouseGeo
 import GatehouseStore
 import Logging
 import NIOSSL
@@ -14,6 +15,8 @@ public struct ProxyEnvironment: Sendable {
     public var store: any GatehouseStore
     public var registry: SessionRegistry
     public var guardrails: Guardrails
+    /// Source-country lookups, when the configuration names a GeoIP database.
+    public var geoIP: GeoIPDatabase?
     public var clientTLS: NIOSSLContext?
     /// Per connection name; absent when the connection does not use TLS.
     public var upstreamTLS: [String: NIOSSLContext]
@@ -22,7 +25,7 @@ public struct ProxyEnvironment: Sendable {
 
     public init(
         config: GatehouseConfig, tokens: TokenService, identities: IdentityService, store: any GatehouseStore,
-        registry: SessionRegistry, guardrails: Guardrails, clientTLS: NIOSSLContext?, upstreamTLS: [String: NIOSSLContext], logger: Logger,
+        registry: SessionRegistry, guardrails: Guardrails, geoIP: GeoIPDatabase? = nil, clientTLS: NIOSSLContext?, upstreamTLS: [String: NIOSSLContext], logger: Logger,
         now: @escaping @Sendable () -> Date = Date.init
     ) {
         self.config = config
@@ -31,6 +34,7 @@ public struct ProxyEnvironment: Sendable {
         self.store = store
         self.registry = registry
         self.guardrails = guardrails
+        self.geoIP = geoIP
         self.clientTLS = clientTLS
         self.upstreamTLS = upstreamTLS
         self.logger = logger

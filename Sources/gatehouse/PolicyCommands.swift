@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import GatehouseConfig
 import GatehouseCore
+import GatehouseGeo
 import GatehousePolicy
 import SQLInspection
 
@@ -54,7 +55,7 @@ struct PolicyCommand: AsyncParsableCommand {
         @Option(help: "An elevated role the user holds through a grant (repeatable).")
         var role: [String] = []
 
-        @Option(help: "The client's country code, as the GeoIP database would give it.")
+        @Option(help: "The client's country code (default: from the configured GeoIP database).")
         var country: String?
 
         @Option(help: "The SQL text (several statements allowed).")
@@ -78,9 +79,13 @@ struct PolicyCommand: AsyncParsableCommand {
                 throw CLIError("connection '\(connection)' is not in \(self.config)")
             }
             let now = at.flatMap { Timestamp.parse($0) ?? ISO8601DateFormatter().date(from: $0) } ?? Date()
+            var country = self.country?.uppercased()
+            if country == nil, let path = config.geoipDatabase {
+                country = try GeoIPDatabase(path: path).country(for: from)
+            }
             let grants = role.enumerated().map { ActiveGrant(id: "simulated-\($0.offset + 1)", role: $0.element, expiresAt: now.addingTimeInterval(3600)) }
             let context = SessionContext(
-                user: user, groups: entry.groups, connection: connection, sourceAddress: from, country: country?.uppercased(),
+                user: user, groups: entry.groups, connection: connection, sourceAddress: from, country: country,
                 applicationName: application, sessionStartedAt: now, lastActivityAt: now, grants: grants, now: now)
             let inspection = Inspector.inspect(sql)
             let decision = config.policy.evaluate(inspection, in: context)

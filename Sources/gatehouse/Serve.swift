@@ -3,6 +3,7 @@ import Foundation
 import GatehouseAuth
 import GatehouseConfig
 import GatehouseCore
+import GatehouseGeo
 import GatehouseHTTP
 import GatehouseProxy
 import GatehouseStore
@@ -87,9 +88,13 @@ struct Serve: AsyncParsableCommand {
         let tls = try ProxyEnvironment.tlsContexts(for: gatewayConfig)
         let registry = SessionRegistry()
         let guardrails = Guardrails(policy: gatewayConfig.policy)
+        var geoIP: GeoIPDatabase?
+        if let path = gatewayConfig.geoipDatabase {
+            do { geoIP = try GeoIPDatabase(path: path) } catch { throw CLIError("configuration refused: \(error)") }
+        }
         let proxyEnvironment = ProxyEnvironment(
             config: gatewayConfig, tokens: tokens, identities: identities, store: store, registry: registry,
-            guardrails: guardrails, clientTLS: tls.client, upstreamTLS: tls.upstream, logger: logger)
+            guardrails: guardrails, geoIP: geoIP, clientTLS: tls.client, upstreamTLS: tls.upstream, logger: logger)
         let apiEnvironment = APIEnvironment(
             config: gatewayConfig, tokens: tokens, identities: identities, store: store, registry: registry, logger: logger)
 

@@ -1,6 +1,7 @@
 import Foundation
 import GatehouseConfig
 import GatehousePolicy
+import GatehouseTestSupport
 import SQLInspection
 import Testing
 
@@ -19,8 +20,18 @@ func context(
         lastActivityAt: now.addingTimeInterval(-idle), grants: grants, now: now)
 }
 
+/// A GeoIP database for configurations whose rules name countries.
+let testGeoDatabase: String = {
+    let path = FileManager.default.temporaryDirectory.appendingPathComponent("policy-tests-\(UUID().uuidString).mmdb").path
+    var writer = MMDBWriter()
+    writer.add("10.0.0.0/8", country: "FR")
+    try? writer.write(to: path)
+    return path
+}()
+
 func policy(_ yaml: String) throws -> Policy {
     let text = """
+        geoip: {database: \(testGeoDatabase)}
         groups: [developer, dba, contractors]
         connections:
           - {name: prod, host: db, database: app, user: app, trust: true}
@@ -221,8 +232,8 @@ struct PolicyConfigTests {
 
     @Test("bad policies are refused with file, line and reason")
     func errors() {
-        #expect(error("  rules:\n    - {name: x, action: maybe, match: {}}") .contains("policy.yaml:7: rule action must be one of"))
-        #expect(error("  rules:\n    - name: x\n      action: deny\n      match: {kindz: [drop]}").contains("policy.yaml:9: unknown key 'kindz'"))
+        #expect(error("  rules:\n    - {name: x, action: maybe, match: {}}") .contains("policy.yaml:8: rule action must be one of"))
+        #expect(error("  rules:\n    - name: x\n      action: deny\n      match: {kindz: [drop]}").contains("policy.yaml:10: unknown key 'kindz'"))
         #expect(error("  rules:\n    - {name: x, action: deny, match: {kinds: [dropp]}}").contains("unknown kind 'dropp'"))
         #expect(error("  rules:\n    - {name: x, action: deny}").contains("rule 'x' needs a match"))
         #expect(error("  rules:\n    - {name: x, action: approve, match: {}}").contains("needs approvers"))

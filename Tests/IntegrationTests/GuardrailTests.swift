@@ -1,4 +1,5 @@
 import Foundation
+import GatehouseTestSupport
 import Testing
 
 /// The starter rule pack's policy section, as shipped in examples/.
@@ -176,6 +177,34 @@ struct GuardrailTests {
             let result = try await gateway.psql(password: alice, ["-c", "select 'open again'"])
             return result.stdout == "open again\n" ? result : nil
         }
+    }
+
+    @Test("rules on the source country use the configured GeoIP database")
+    func countries() async throws {
+        let cluster = try TestCluster.fromEnvironment()
+        let database = "\(cluster.scratch)/geo-\(UUID().uuidString.prefix(8)).mmdb"
+        var writer = MMDBWriter()
+        writer.add("127.0.0.0/8", country: "FR")
+        try writer.write(to: database)
+        let gateway = try await Gateway.start(
+            extraConfig: """
+                geoip: {database: \(database)}
+                policy:
+                  rules:
+                    - name: outside-eu
+                      match: {not_countries: [FR, DE, NL]}
+                      action: deny
+                    - name: france-writes-need-approval
+                      match: {countries: [FR], writes: true}
+                      action: approve
+                      approvers: [bob]
+                """)
+        let alice = try await gateway.aliceToken()
+        let read = try await gateway.psql(password: alice, ["-c", "select 'from France'"])
+        #expect(read.stdout == "from France\n", "\(read)")
+        let write = try await gateway.psql(password: alice, ["-c", "create temporary table t (a int)"])
+        #expect(write.stderr.contains("rule \"france-writes-need-approval\""), "\(write)")
+        #expect(write.stderr.contains("approval is not available"), "\(write)")
     }
 
     @Test("gatehouse policy check and policy test explain decisions offline")

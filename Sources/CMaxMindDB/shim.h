@@ -1,0 +1,2 @@
+// MaxMind DB reader (Debian: libmaxminddb-dev).
+#include <maxminddb.h>
