@@ -120,6 +120,11 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        // Micro-benchmarks (bench/): inspection + decision, audit appends. Not part of the tests.
+        .executableTarget(
+            name: "gatehouse-bench",
+            dependencies: ["GatehouseCore", "GatehousePolicy", "SQLInspection", "GatehouseStore"]
+        ),
         .testTarget(name: "SQLInspectionTests", dependencies: ["SQLInspection"]),
         // Helpers shared by test targets (e.g. writing a small GeoIP database).
         .target(name: "GatehouseTestSupport", path: "Tests/GatehouseTestSupport"),

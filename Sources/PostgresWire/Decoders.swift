@@ -11,7 +11,7 @@ public enum FrontendInput: Sendable, Equatable {
 ///
 /// Single-step: a frame is emitted only once it is complete; every length is bounded before any
 /// buffer is reserved for it.
-public struct FrontendDecoder: ByteToMessageDecoder, Sendable {
+public struct FrontendDecoder: SingleStepDecoder, Sendable {
     public typealias InboundOut = FrontendInput
 
     /// PostgreSQL's own limit for a startup packet.
@@ -22,18 +22,6 @@ public struct FrontendDecoder: ByteToMessageDecoder, Sendable {
 
     public init(maxMessageLength: Int) {
         self.maxMessageLength = maxMessageLength
-    }
-
-    public mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
-        guard let input = try decodeOne(&buffer) else { return .needMoreData }
-        context.fireChannelRead(Self.wrapInboundOut(input))
-        return .continue
-    }
-
-    public mutating func decodeLast(
-        context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool
-    ) throws -> DecodingState {
-        try decode(context: context, buffer: &buffer)
     }
 
     /// Decodes one input from the buffer, consuming nothing when the input is incomplete.
@@ -122,7 +110,7 @@ public enum BackendInput: Sendable, Equatable {
 }
 
 /// Splits a server's byte stream into frames.
-public struct BackendDecoder: ByteToMessageDecoder, Sendable {
+public struct BackendDecoder: SingleStepDecoder, Sendable {
     public typealias InboundOut = BackendInput
 
     public let maxMessageLength: Int
@@ -131,18 +119,6 @@ public struct BackendDecoder: ByteToMessageDecoder, Sendable {
     public init(maxMessageLength: Int, expectingSSLResponse: Bool) {
         self.maxMessageLength = maxMessageLength
         self.expectingSSLResponse = expectingSSLResponse
-    }
-
-    public mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
-        guard let input = try decodeOne(&buffer) else { return .needMoreData }
-        context.fireChannelRead(Self.wrapInboundOut(input))
-        return .continue
-    }
-
-    public mutating func decodeLast(
-        context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool
-    ) throws -> DecodingState {
-        try decode(context: context, buffer: &buffer)
     }
 
     public mutating func decodeOne(_ buffer: inout ByteBuffer) throws -> BackendInput? {
@@ -167,5 +143,24 @@ public struct BackendDecoder: ByteToMessageDecoder, Sendable {
             return nil
         }
         return .frame(frame)
+    }
+}
+
+/// A decoder that yields at most one input per step and never consumes a partial one.
+public protocol SingleStepDecoder: ByteToMessageDecoder {
+    mutating func decodeOne(_ buffer: inout ByteBuffer) throws -> InboundOut?
+}
+
+extension SingleStepDecoder {
+    public mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
+        guard let input = try decodeOne(&buffer) else { return .needMoreData }
+        context.fireChannelRead(Self.wrapInboundOut(input))
+        return .continue
+    }
+
+    public mutating func decodeLast(
+        context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool
+    ) throws -> DecodingState {
+        try decode(context: context, buffer: &buffer)
     }
 }
