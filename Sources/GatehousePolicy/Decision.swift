@@ -92,6 +92,55 @@ public struct Decision: Sendable, Hashable, Codable {
 extension Policy {
     /// Judges every statement of `inspection` and returns the most restrictive outcome.
     public func evaluate(_ inspection: Inspection, in context: SessionContext) -> Decision {
+        CompiledPolicy(self).evaluate(inspection, in: context)
+    }
+}
+
+/// A policy prepared for evaluating many statements: each rule is held by reference, so the hot loop
+/// copies nothing. Build one per policy version and share it.
+public final class CompiledPolicy: Sendable {
+    public let policy: Policy
+    private let rules: [CompiledRule]
+
+    final class CompiledRule: Sendable {
+        let rule: Rule
+        let namesUnclassified: Bool
+        let usesGrants: Bool
+
+        init(_ rule: Rule) {
+            self.rule = rule
+            self.namesUnclassified = rule.match.namesUnclassified
+            self.usesGrants = rule.match.roles != nil || rule.match.elevated == true
+        }
+    }
+
+    public init(_ policy: Policy) {
+        self.policy = policy
+        self.rules = policy.rules.map(CompiledRule.init)
+    }
+
+    /// The rules whose conditions on who and where (connection, user, groups, source address and
+    /// country, application) hold for a session; those do not change while it lasts, so a session
+    /// computes this once per policy version and passes it to `evaluate`.
+    public struct SessionRules: Sendable {
+        public let policy: ObjectIdentifier
+        let rules: [CompiledRule]
+    }
+
+    public func sessionRules(for context: SessionContext) -> SessionRules {
+        let source = CIDR.parseAddress(context.sourceAddress)
+        return SessionRules(
+            policy: ObjectIdentifier(self),
+            rules: rules.filter { $0.rule.match.matchesSession(context: context, source: source) })
+    }
+
+    /// Judges every statement of `inspection` and returns the most restrictive outcome.
+    ///
+    /// - Parameter session: this policy's `sessionRules(for:)` for the same session; computed here when nil.
+    public func evaluate(_ inspection: Inspection, in context: SessionContext, session: SessionRules? = nil) -> Decision {
+        let candidates = session.flatMap { $0.policy == ObjectIdentifier(self) ? $0.rules : nil }
+            ?? sessionRules(for: context).rules
+        let unclassifiedAction = policy.unclassifiedAction
         var matched: [MatchedRule] = []
         var shadowed: [MatchedRule] = []
         var action = PolicyAction.allow
@@ -109,11 +158,12 @@ extension Policy {
             var statementAction: PolicyAction?
             // Rules that do not speak of unclassifiable statements may make them stricter, never looser.
             var decidedExplicitly = false
-            for rule in rules {
+            for compiled in candidates {
                 guard
-                    rule.match.matches(
+                    compiled.rule.match.matchesStatement(
                         facts: subject.facts, inspection: inspection, context: context, grants: grants)
                 else { continue }
+                let rule = compiled.rule
                 let hit = MatchedRule(
                     name: rule.name, action: rule.action, shadow: rule.mode == .shadow, message: rule.message,
                     hint: rule.hint, statement: subject.index)
@@ -123,8 +173,8 @@ extension Policy {
                 }
                 matched.append(hit)
                 statementAction = max(statementAction ?? .allow, rule.action)
-                if rule.match.namesUnclassified { decidedExplicitly = true }
-                if rule.match.roles != nil || rule.match.elevated == true {
+                if compiled.namesUnclassified { decidedExplicitly = true }
+                if compiled.usesGrants {
                     for grant in grants where rule.match.roles?.contains(grant.role) ?? true { usedGrants.insert(grant.id) }
                 }
                 if rule.action == .stepUp, let age = rule.stepUp?.maxAge {
@@ -135,13 +185,13 @@ extension Policy {
             if unclassified && !decidedExplicitly {
                 let combined = max(statementAction ?? .allow, unclassifiedAction)
                 if combined > (statementAction ?? .allow) {
-                    defaultReasons.append(Self.unclassifiedReason(subject.facts, inspection))
+                    defaultReasons.append(Policy.unclassifiedReason(subject.facts, inspection))
                 }
                 action = max(action, combined)
             } else if let statementAction {
                 action = max(action, statementAction)
             } else {
-                let fallback = connectionDefaults[context.connection] ?? defaultAction
+                let fallback = policy.connectionDefaults[context.connection] ?? policy.defaultAction
                 if fallback != .allow {
                     defaultReasons.append(
                         "no rule allows it on connection \"\(context.connection)\" (default: \(fallback.rawValue))")
@@ -155,7 +205,7 @@ extension Policy {
         let hint: String?
         if let first = deciding.first {
             let names = deciding.map { "\"\($0.name)\"" }.joined(separator: ", ")
-            reason = "rule \(names): \(first.message ?? Self.defaultMessage(action))"
+            reason = "rule \(names): \(first.message ?? Policy.defaultMessage(action))"
             hint = deciding.compactMap(\.hint).first
         } else if let first = defaultReasons.first {
             reason = first
@@ -166,11 +216,14 @@ extension Policy {
         }
         return Decision(
             action: action,
-            matched: matched.sorted { ($0.action == action ? 0 : 1) < ($1.action == action ? 0 : 1) },
+            matched: matched.count < 2 ? matched : matched.filter { $0.action == action } + matched.filter { $0.action != action },
             shadowed: shadowed, reason: reason, hint: hint, usedGrants: usedGrants.sorted(),
             stepUpMaxAge: action == .stepUp ? stepUpMaxAge : nil, approvers: action == .approve ? approvers : [])
     }
 
+}
+
+extension Policy {
     static func defaultMessage(_ action: PolicyAction) -> String {
         switch action {
         case .allow: "allowed"
@@ -193,15 +246,15 @@ extension Policy {
 }
 
 extension RuleMatch {
-    func matches(facts: StatementFacts?, inspection: Inspection, context: SessionContext, grants: [ActiveGrant]) -> Bool {
-        // Session conditions
+    /// Conditions that hold for the whole session.
+    func matchesSession(context: SessionContext, source: [UInt8]?) -> Bool {
         if let connections, !connections.contains(where: { $0.matches(context.connection) }) { return false }
         if let users, !users.contains(where: { $0.matches(context.user) }) { return false }
         if let groups, !groups.contains(where: { context.groups.contains($0) }) { return false }
-        if let roles, !grants.contains(where: { roles.contains($0.role) }) { return false }
-        if let elevated, elevated != !grants.isEmpty { return false }
-        if let sourceCIDRs, !sourceCIDRs.contains(where: { $0.contains(context.sourceAddress) }) { return false }
-        if let notSourceCIDRs, notSourceCIDRs.contains(where: { $0.contains(context.sourceAddress) }) { return false }
+        if let sourceCIDRs {
+            guard let source, sourceCIDRs.contains(where: { $0.contains(address: source) }) else { return false }
+        }
+        if let notSourceCIDRs, let source, notSourceCIDRs.contains(where: { $0.contains(address: source) }) { return false }
         if let countries {
             guard let country = context.country, countries.contains(country) else { return false }
         }
@@ -210,6 +263,15 @@ extension RuleMatch {
             if let country = context.country, notCountries.contains(country) { return false }
         }
         if let applications, !applications.contains(where: { $0.matches(context.applicationName) }) { return false }
+        return true
+    }
+
+    /// Conditions that can change from one statement to the next: time, grants, the statement itself.
+    func matchesStatement(facts: StatementFacts?, inspection: Inspection, context: SessionContext, grants: [ActiveGrant])
+        -> Bool
+    {
+        if let roles, !grants.contains(where: { roles.contains($0.role) }) { return false }
+        if let elevated, elevated != !grants.isEmpty { return false }
         if let during, !during.contains(context.now) { return false }
         if let outside, outside.contains(context.now) { return false }
         if let sessionAgeAtLeast, context.now.timeIntervalSince(context.sessionStartedAt) < sessionAgeAtLeast {
@@ -228,8 +290,8 @@ extension RuleMatch {
         if let kinds, kinds.isDisjoint(with: facts.kinds) { return false }
         if let objectTypes, objectTypes.isDisjoint(with: facts.objectTypes) { return false }
         if let tables {
-            let all = facts.tablesRead.union(facts.tablesWritten)
-            if !all.contains(where: { table in tables.contains { $0.matches(table) } }) { return false }
+            let hit: (TableName) -> Bool = { table in tables.contains { $0.matches(table) } }
+            if !facts.tablesRead.contains(where: hit) && !facts.tablesWritten.contains(where: hit) { return false }
         }
         if let tablesRead, !facts.tablesRead.contains(where: { table in tablesRead.contains { $0.matches(table) } }) {
             return false
@@ -241,8 +303,16 @@ extension RuleMatch {
         }
         if let writes, writes != facts.isWrite { return false }
         if let wherelessWrite, wherelessWrite != facts.wherelessWrite { return false }
-        if let functions, !facts.functions.contains(where: { name in functions.contains { $0.matches(name) || $0.matches(Self.bare(name)) } }) {
-            return false
+        if let functions {
+            var found = false
+            for name in facts.functions {
+                let bare = Self.bare(name)
+                if functions.contains(where: { $0.matches(name) || (bare.count != name.count && $0.matches(bare)) }) {
+                    found = true
+                    break
+                }
+            }
+            if !found { return false }
         }
         if let dynamic, dynamic != facts.dynamic { return false }
         if let copyProgram, copyProgram != facts.copyProgram { return false }

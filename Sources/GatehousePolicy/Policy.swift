@@ -142,23 +142,36 @@ public struct RuleMatch: Sendable, Equatable {
 
 /// A `*` wildcard pattern over names (`*` matches any run of characters).
 public struct Glob: Sendable, Equatable, CustomStringConvertible {
-    public var pattern: String
+    public let pattern: String
+    private let bytes: [UInt8]
+    private let hasWildcard: Bool
 
-    public init(_ pattern: String) { self.pattern = pattern }
+    public init(_ pattern: String) {
+        self.pattern = pattern
+        self.bytes = Array(pattern.utf8)
+        self.hasWildcard = pattern.contains("*")
+    }
+
+    public static func == (a: Glob, b: Glob) -> Bool { a.pattern == b.pattern }
 
     public var description: String { pattern }
 
     public func matches(_ text: String) -> Bool {
-        Self.match(Array(pattern.unicodeScalars), Array(text.unicodeScalars))
+        guard hasWildcard else { return text == pattern }
+        var text = text
+        return text.withUTF8 { Self.match(bytes, $0) }
     }
 
-    private static func match(_ p: [Unicode.Scalar], _ t: [Unicode.Scalar]) -> Bool {
-        var pi = 0, ti = 0, star = -1, mark = 0
+    private static func match(_ p: [UInt8], _ t: UnsafeBufferPointer<UInt8>) -> Bool {
+        var pi = 0
+        var ti = 0
+        var star = -1
+        var mark = 0
         while ti < t.count {
-            if pi < p.count, p[pi] != "*", p[pi] == t[ti] {
+            if pi < p.count, p[pi] != UInt8(ascii: "*"), p[pi] == t[ti] {
                 pi += 1
                 ti += 1
-            } else if pi < p.count, p[pi] == "*" {
+            } else if pi < p.count, p[pi] == UInt8(ascii: "*") {
                 star = pi
                 mark = ti
                 pi += 1
@@ -170,7 +183,7 @@ public struct Glob: Sendable, Equatable, CustomStringConvertible {
                 return false
             }
         }
-        while pi < p.count, p[pi] == "*" { pi += 1 }
+        while pi < p.count, p[pi] == UInt8(ascii: "*") { pi += 1 }
         return pi == p.count
     }
 }
@@ -221,7 +234,13 @@ public struct CIDR: Sendable, Equatable, CustomStringConvertible {
     public var description: String { text }
 
     public func contains(_ addressText: String) -> Bool {
-        guard var candidate = Self.parseAddress(addressText) else { return false }
+        guard let candidate = Self.parseAddress(addressText) else { return false }
+        return contains(address: candidate)
+    }
+
+    /// `candidate` as `parseAddress` returns it.
+    public func contains(address candidate: [UInt8]) -> Bool {
+        var candidate = candidate
         // An IPv4-mapped IPv6 address (::ffff:a.b.c.d) is the IPv4 address.
         if address.count == 4, candidate.count == 16, candidate[0..<10].allSatisfy({ $0 == 0 }),
             candidate[10] == 0xff, candidate[11] == 0xff
@@ -239,7 +258,7 @@ public struct CIDR: Sendable, Equatable, CustomStringConvertible {
         return true
     }
 
-    static func parseAddress(_ text: String) -> [UInt8]? {
+    public static func parseAddress(_ text: String) -> [UInt8]? {
         if !text.contains(":") {
             let octets = text.split(separator: ".", omittingEmptySubsequences: false)
             guard octets.count == 4 else { return nil }
@@ -293,18 +312,26 @@ public struct TimeWindow: Sendable, Equatable {
     /// Minutes after midnight; `end` may be less than `start` for a window that spans midnight.
     public var start: Int
     public var end: Int
-    public var timeZone: TimeZone
+    public var timeZone: TimeZone {
+        didSet { calendar.timeZone = timeZone }
+    }
+    private var calendar: Calendar
 
     public init(weekdays: Set<Int>, start: Int, end: Int, timeZone: TimeZone) {
         self.weekdays = weekdays
         self.start = start
         self.end = end
         self.timeZone = timeZone
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = timeZone
+        self.calendar = calendar
+    }
+
+    public static func == (a: TimeWindow, b: TimeWindow) -> Bool {
+        a.weekdays == b.weekdays && a.start == b.start && a.end == b.end && a.timeZone == b.timeZone
     }
 
     public func contains(_ date: Date) -> Bool {
-        var calendar = Calendar(identifier: .gregorian)
-        calendar.timeZone = timeZone
         let parts = calendar.dateComponents([.weekday, .hour, .minute], from: date)
         guard let weekday = parts.weekday, let hour = parts.hour, let minute = parts.minute else { return false }
         let minutes = hour * 60 + minute

@@ -40,6 +40,8 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
     private var statementGuard = StatementGuard(marker: "gatehouse_refused_\(RandomSecret.hex(12))")
     private var prepared = PreparedStatements()
     private var lastActivity = Date()
+    /// The rules that apply to this session's user, connection and source, per policy version.
+    private var sessionRules: CompiledPolicy.SessionRules?
     /// The source's country, looked up once per session.
     private lazy var country: String? = environment.geoIP?.country(for: source)
 
@@ -163,7 +165,9 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
             user: user.name, groups: user.groups, connection: connection.name, sourceAddress: source, country: country,
             applicationName: request.applicationName, sessionStartedAt: started, lastActivityAt: lastActivity, now: now)
         lastActivity = now
-        let decision = environment.guardrails.policy.evaluate(inspection, in: context)
+        let policy = environment.guardrails.compiled
+        if sessionRules?.policy != ObjectIdentifier(policy) { sessionRules = policy.sessionRules(for: context) }
+        let decision = policy.evaluate(inspection, in: context, session: sessionRules)
         recordDecision(decision, inspection: inspection, sql: sql)
         if decision.action.proceeds {
             prepared.record(inspection)

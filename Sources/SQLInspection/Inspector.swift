@@ -11,47 +11,61 @@ public enum Inspector {
         "query_to_xmlschema", "query_to_xml_and_xmlschema", "cursor_to_xml", "cursor_to_xmlschema",
     ]
 
+    static func trimmed(_ bytes: ArraySlice<UInt8>) -> String {
+        var slice = bytes
+        while let first = slice.first, first == 0x20 || (0x09...0x0D).contains(first) { slice.removeFirst() }
+        while let last = slice.last, last == 0x20 || (0x09...0x0D).contains(last) { slice.removeLast() }
+        return String(decoding: slice, as: UTF8.self)
+    }
+
     public static func inspect(_ sql: String) -> Inspection {
-        let json: Data
-        switch PostgresParser.parseJSON(sql) {
-        case .failure(let error): return Inspection(statements: [], parseError: error)
-        case .success(let data): json = data
-        }
-        guard let root = (try? JSONSerialization.jsonObject(with: json)) as? [String: Any],
-            let statements = root["stmts"] as? [Any]
-        else {
-            return Inspection(statements: [], parseError: ParseError(message: "unreadable parse tree", position: 0))
-        }
         let utf8 = Array(sql.utf8)
-        var result: [StatementFacts] = []
-        for case let entry as [String: Any] in statements {
-            let location = (entry["stmt_location"] as? NSNumber)?.intValue ?? 0
-            let length = (entry["stmt_len"] as? NSNumber)?.intValue ?? 0
-            let start = min(max(0, location), utf8.count)
-            let end = length > 0 ? min(utf8.count, start + length) : utf8.count
-            let text = String(decoding: utf8[start..<end], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-            var walker = Walker()
-            walker.statement(entry["stmt"])
-            var facts = StatementFacts(
-                text: text, primary: walker.primary ?? .unknown,
-                fingerprint: PostgresParser.fingerprint(text) ?? "")
-            facts.kinds = walker.kinds.isEmpty ? [.unknown] : walker.kinds.union([facts.primary])
-            facts.objectTypes = walker.objectTypes
-            facts.tablesRead = walker.tablesRead
-            facts.tablesWritten = walker.tablesWritten
-            facts.functions = walker.functions
-            facts.wherelessWrite = walker.wherelessWrite
-            facts.copyProgram = walker.copyProgram
-            facts.dynamic = walker.dynamic
-            facts.preparedName = walker.preparedName
-            result.append(facts)
+        let outcome = PostgresParser.withParseTree(sql) { json -> Inspection in
+            guard let tape = JSONTape(json), let statements = tape.member(0, "stmts") else {
+                return Inspection(statements: [], parseError: ParseError(message: "unreadable parse tree", position: 0))
+            }
+            var result: [StatementFacts] = []
+            var failed = false
+            tape.forEachElement(statements) { entry in
+                guard tape.kind(entry) == .object else {
+                    failed = true
+                    return
+                }
+                let location = tape.int(tape.member(entry, "stmt_location")) ?? 0
+                let length = tape.int(tape.member(entry, "stmt_len")) ?? 0
+                let start = min(max(0, location), utf8.count)
+                let end = length > 0 ? min(utf8.count, start + length) : utf8.count
+                let text = Self.trimmed(utf8[start..<end])
+                var walker = Walker(tape: tape)
+                let statement = tape.member(entry, "stmt")
+                walker.statement(statement)
+                var facts = StatementFacts(
+                    text: text, primary: walker.primary ?? .unknown,
+                    fingerprint: statement.map { Fingerprint.of(tape, $0) } ?? "")
+                facts.kinds = walker.kinds.isEmpty ? [.unknown] : walker.kinds.union([facts.primary])
+                facts.objectTypes = walker.objectTypes
+                facts.tablesRead = walker.tablesRead
+                facts.tablesWritten = walker.tablesWritten
+                facts.functions = walker.functions
+                facts.wherelessWrite = walker.wherelessWrite
+                facts.copyProgram = walker.copyProgram
+                facts.dynamic = walker.dynamic
+                facts.preparedName = walker.preparedName
+                result.append(facts)
+            }
+            if failed { return Inspection(statements: [], parseError: ParseError(message: "unreadable parse tree", position: 0)) }
+            return Inspection(statements: result)
         }
-        return Inspection(statements: result)
+        switch outcome {
+        case .success(let inspection): return inspection
+        case .failure(let error): return Inspection(statements: [], parseError: error)
+        }
     }
 }
 
 /// One pass over one statement's tree.
 struct Walker {
+    let tape: JSONTape
     var primary: StatementKind?
     var kinds: Set<StatementKind> = []
     var objectTypes: Set<String> = []
@@ -69,8 +83,12 @@ struct Walker {
     private var planOnly = false
     private var depth = 0
 
-    mutating func statement(_ value: Any?) {
-        node(value, write: false)
+    init(tape: JSONTape) {
+        self.tape = tape
+    }
+
+    mutating func statement(_ index: Int?) {
+        node(index, write: false)
     }
 
     private mutating func add(_ kind: StatementKind) {
@@ -79,93 +97,116 @@ struct Walker {
         kinds.insert(kind)
     }
 
-    private mutating func node(_ value: Any?, write: Bool) {
-        if let array = value as? [Any] {
-            for element in array { node(element, write: write) }
-        } else if let dictionary = value as? [String: Any] {
-            if dictionary.count == 1, let (type, body) = dictionary.first, type.first?.isUppercase == true {
-                // A node: {"TypeName": {fields}}.
-                if let fields = body as? [String: Any] {
-                    visit(type, fields, write: write)
-                } else if let list = body as? [Any] {
-                    node(list, write: write)
+    private mutating func node(_ index: Int?, write: Bool) {
+        guard let index else { return }
+        switch tape.kind(index) {
+        case .array:
+            tape.forEachElement(index) { node($0, write: write) }
+        case .object:
+            // A node is {"TypeName": {fields}}; struct-typed fields hold their fields directly.
+            let first = index + 1
+            if first < tape.end(index), tape.end(first + 1) == tape.end(index), let byte = tape.raw(first).first,
+                byte >= UInt8(ascii: "A"), byte <= UInt8(ascii: "Z")
+            {
+                let body = first + 1
+                guard tape.kind(body) == .object else { return node(body, write: write) }
+                let name = tape.raw(first)
+                if name.count > 4, name[name.count - 4] == UInt8(ascii: "S"), name[name.count - 3] == UInt8(ascii: "t"),
+                    name[name.count - 2] == UInt8(ascii: "m"), name[name.count - 1] == UInt8(ascii: "t")
+                {
+                    visit(String(decoding: name, as: UTF8.self), body, write: write)
+                } else if tape.equals(first, "RangeVar") {
+                    table(body, write: write)
+                } else if tape.equals(first, "FuncCall") {
+                    functionCall(body)
+                } else {
+                    // Expressions, clauses and wrappers (VacuumRelation, ...) pass the write context on.
+                    children(body, write: write)
                 }
-            } else if dictionary["relname"] != nil {
-                // A struct-typed field holding a RangeVar without its wrapper (e.g. `relation`).
-                visit("RangeVar", dictionary, write: write)
-            } else if dictionary["funcname"] != nil {
-                visit("FuncCall", dictionary, write: write)
+            } else if tape.member(index, "relname") != nil {
+                // A RangeVar without its wrapper (e.g. `relation`).
+                table(index, write: write)
+            } else if tape.member(index, "funcname") != nil {
+                functionCall(index)
             } else {
-                children(dictionary, write: write)
+                children(index, write: write)
             }
+        default:
+            return
         }
     }
 
-    /// Visits every field of a node except `skipping`.
-    private mutating func children(_ fields: [String: Any], skipping: Set<String> = [], write: Bool = false) {
-        for (key, value) in fields where !skipping.contains(key) {
-            if value is [String: Any] || value is [Any] {
-                node(value, write: write)
-            }
+    /// Visits every field of a node except those named in `skipping`.
+    private mutating func children(_ fields: Int, skipping: [StaticString] = [], write: Bool = false) {
+        tape.forEachMember(fields) { key, value in
+            let kind = tape.kind(value)
+            guard kind == .object || kind == .array else { return }
+            for name in skipping where tape.equals(key, name) { return }
+            node(value, write: write)
         }
     }
 
-    private mutating func visit(_ type: String, _ f: [String: Any], write: Bool) {
+    private mutating func visit(_ type: String, _ f: Int, write: Bool) {
         depth += 1
         defer { depth -= 1 }
         // A WITH clause scopes its CTE names over the statement that carries it.
         var pushedScope = false
-        if let with = f["withClause"] as? [String: Any] {
-            cteScopes.append(Self.cteNames(with))
+        if let with = tape.member(f, "withClause") {
+            cteScopes.append(cteNames(with))
             pushedScope = true
         }
         defer { if pushedScope { cteScopes.removeLast() } }
 
         switch type {
-        case "RangeVar":
-            table(f, write: write)
         case "SelectStmt":
             // Nested SELECTs (subqueries, VALUES lists, INSERT ... SELECT) only read: their tables say so.
             if depth == 1 { add(.select) }
-            if let into = f["intoClause"] as? [String: Any] {
+            if let into = tape.member(f, "intoClause") {
                 add(.create)
                 objectTypes.insert("table")
-                node(into["rel"].map { ["RangeVar": $0] }, write: true)
+                node(tape.member(into, "rel"), write: true)
             }
             children(f, skipping: ["intoClause"])
         case "InsertStmt":
             add(.insert)
-            node(wrapRangeVar(f["relation"]), write: true)
+            node(tape.member(f, "relation"), write: true)
             children(f, skipping: ["relation"])
         case "UpdateStmt", "DeleteStmt":
             add(type == "UpdateStmt" ? .update : .delete)
-            if f["whereClause"] == nil { wherelessWrite = true }
-            node(wrapRangeVar(f["relation"]), write: true)
+            if tape.member(f, "whereClause") == nil { wherelessWrite = true }
+            node(tape.member(f, "relation"), write: true)
             children(f, skipping: ["relation"])
         case "MergeStmt":
             add(.merge)
-            node(wrapRangeVar(f["relation"]), write: true)
+            node(tape.member(f, "relation"), write: true)
             children(f, skipping: ["relation"])
         case "TruncateStmt":
             add(.truncate)
-            node(f["relations"], write: true)
+            node(tape.member(f, "relations"), write: true)
         case "CopyStmt":
-            let from = (f["is_from"] as? Bool) ?? false
+            let from = (tape.bool(tape.member(f, "is_from")) ?? false)
             add(from ? .copyFrom : .copyTo)
-            if (f["is_program"] as? Bool) ?? false { copyProgram = true }
-            node(wrapRangeVar(f["relation"]), write: from)
+            if (tape.bool(tape.member(f, "is_program")) ?? false) { copyProgram = true }
+            node(tape.member(f, "relation"), write: from)
             children(f, skipping: ["relation"])
         case "ExplainStmt":
             add(.explain)
-            let analyze = (f["options"] as? [Any] ?? []).contains { option in
-                ((option as? [String: Any])?["DefElem"] as? [String: Any])?["defname"] as? String == "analyze"
+            var analyze = false
+            if let options = tape.member(f, "options") {
+                tape.forEachElement(options) { option in
+                    if let element = tape.member(option, "DefElem"), let name = tape.member(element, "defname"),
+                        tape.equals(name, "analyze")
+                    {
+                        analyze = true
+                    }
+                }
             }
             if analyze {
-                node(f["query"], write: false)
+                node(tape.member(f, "query"), write: false)
             } else {
                 let outer = planOnly
                 planOnly = true
-                node(f["query"], write: false)
+                node(tape.member(f, "query"), write: false)
                 planOnly = outer
             }
         case "DoStmt":
@@ -174,38 +215,31 @@ struct Walker {
         case "CallStmt":
             add(.call)
             children(f)
-        case "FuncCall":
-            if let name = Self.qualifiedName(f["funcname"]) {
-                functions.insert(name)
-                let bare = name.split(separator: ".").last.map(String.init) ?? name
-                if Inspector.dynamicSQLFunctions.contains(bare) { dynamic = true }
-            }
-            children(f, skipping: ["funcname"])
         case "PrepareStmt":
             add(.prepare)
-            if depth == 1 { preparedName = f["name"] as? String }
-            node(f["query"], write: false)
+            if depth == 1 { preparedName = tape.string(tape.member(f, "name")) }
+            node(tape.member(f, "query"), write: false)
         case "ExecuteStmt":
             // Runs a statement prepared earlier; the session layer knows which one, the text does not.
             add(.execute)
             dynamic = true
-            if depth == 1 { preparedName = f["name"] as? String }
+            if depth == 1 { preparedName = tape.string(tape.member(f, "name")) }
             children(f)
         case "DeallocateStmt":
             add(.deallocate)
-            if depth == 1 { preparedName = f["name"] as? String }
+            if depth == 1 { preparedName = tape.string(tape.member(f, "name")) }
         case "DeclareCursorStmt":
             add(.cursor)
-            node(f["query"], write: false)
+            node(tape.member(f, "query"), write: false)
         case "FetchStmt", "ClosePortalStmt":
             add(.cursor)
         case "TransactionStmt":
             add(.transaction)
         case "VariableSetStmt":
-            let name = (f["name"] as? String ?? "").lowercased()
+            let name = (tape.string(tape.member(f, "name")) ?? "").lowercased()
             if name == "role" || name == "session_authorization" || name == "session authorization" {
                 add(.setRole)
-            } else if (f["kind"] as? String) == "VAR_RESET" || (f["kind"] as? String) == "VAR_RESET_ALL" {
+            } else if let kind = tape.member(f, "kind"), tape.equals(kind, "VAR_RESET") || tape.equals(kind, "VAR_RESET_ALL") {
                 add(.reset)
             } else {
                 add(.set)
@@ -220,28 +254,30 @@ struct Walker {
             add(.notify)
         case "LockStmt":
             add(.lock)
-            node(f["relations"], write: false)
+            node(tape.member(f, "relations"), write: false)
         case "VacuumStmt":
-            add((f["is_vacuumcmd"] as? Bool) ?? false ? .vacuum : .analyze)
+            add((tape.bool(tape.member(f, "is_vacuumcmd")) ?? false) ? .vacuum : .analyze)
             children(f, write: true)
         case "LoadStmt":
             add(.load)
         case "CheckPointStmt":
             add(.utility)
         case "GrantStmt":
-            add((f["is_grant"] as? Bool) ?? false ? .grant : .revoke)
-            objectTypes.insert(Self.objectType(f["objtype"]) ?? "object")
-            node(f["objects"], write: true)
+            add((tape.bool(tape.member(f, "is_grant")) ?? false) ? .grant : .revoke)
+            objectTypes.insert(objectType(tape.member(f, "objtype")) ?? "object")
+            node(tape.member(f, "objects"), write: true)
         case "GrantRoleStmt":
-            add((f["is_grant"] as? Bool) ?? false ? .grant : .revoke)
+            add((tape.bool(tape.member(f, "is_grant")) ?? false) ? .grant : .revoke)
             objectTypes.insert("role")
         case "DropStmt":
             add(.drop)
-            let object = Self.objectType(f["removeType"]) ?? "object"
+            let object = objectType(tape.member(f, "removeType")) ?? "object"
             objectTypes.insert(object)
             if ["table", "view", "materialized_view", "foreign_table", "sequence"].contains(object) {
-                for name in (f["objects"] as? [Any]) ?? [] {
-                    if let parts = Self.nameList(name) { tableWritten(parts) }
+                if let objects = tape.member(f, "objects") {
+                    tape.forEachElement(objects) { name in
+                        if let parts = nameList(name) { tableWritten(parts) }
+                    }
                 }
             }
         case "DropRoleStmt":
@@ -253,34 +289,34 @@ struct Walker {
         case "CreateStmt", "CreateForeignTableStmt":
             add(.create)
             objectTypes.insert("table")
-            node(wrapRangeVar(f["relation"]), write: true)
+            node(tape.member(f, "relation"), write: true)
             children(f, skipping: ["relation"])
         case "CreateTableAsStmt":
             add(.create)
-            objectTypes.insert(Self.objectType(f["objtype"]) ?? "table")
-            if let into = f["into"] as? [String: Any] { node(into["rel"].map { ["RangeVar": $0] }, write: true) }
-            node(f["query"], write: false)
+            objectTypes.insert(objectType(tape.member(f, "objtype")) ?? "table")
+            if let into = tape.member(f, "into") { node(tape.member(into, "rel"), write: true) }
+            node(tape.member(f, "query"), write: false)
         case "ViewStmt":
             add(.create)
             objectTypes.insert("view")
-            node(wrapRangeVar(f["view"]), write: true)
-            node(f["query"], write: false)
+            node(tape.member(f, "view"), write: true)
+            node(tape.member(f, "query"), write: false)
         case "IndexStmt":
             add(.create)
             objectTypes.insert("index")
-            node(wrapRangeVar(f["relation"]), write: true)
+            node(tape.member(f, "relation"), write: true)
         case "AlterTableStmt":
             add(.alter)
-            objectTypes.insert(Self.objectType(f["objtype"]) ?? "table")
-            node(wrapRangeVar(f["relation"]), write: true)
+            objectTypes.insert(objectType(tape.member(f, "objtype")) ?? "table")
+            node(tape.member(f, "relation"), write: true)
             children(f, skipping: ["relation"])
         case "RenameStmt", "AlterObjectSchemaStmt", "AlterOwnerStmt":
             add(.alter)
-            objectTypes.insert(Self.objectType(f["renameType"] ?? f["objectType"]) ?? "object")
-            node(wrapRangeVar(f["relation"]), write: true)
+            objectTypes.insert(objectType(tape.member(f, "renameType") ?? tape.member(f, "objectType")) ?? "object")
+            node(tape.member(f, "relation"), write: true)
         case "CreateFunctionStmt":
             add(.create)
-            objectTypes.insert((f["is_procedure"] as? Bool) ?? false ? "procedure" : "function")
+            objectTypes.insert((tape.bool(tape.member(f, "is_procedure")) ?? false) ? "procedure" : "function")
         case "AlterFunctionStmt":
             add(.alter)
             objectTypes.insert("function")
@@ -297,11 +333,11 @@ struct Walker {
         case "CreateSeqStmt":
             add(.create)
             objectTypes.insert("sequence")
-            node(wrapRangeVar(f["sequence"]), write: true)
+            node(tape.member(f, "sequence"), write: true)
         case "AlterSeqStmt":
             add(.alter)
             objectTypes.insert("sequence")
-            node(wrapRangeVar(f["sequence"]), write: true)
+            node(tape.member(f, "sequence"), write: true)
         case "CreateExtensionStmt":
             add(.create)
             objectTypes.insert("extension")
@@ -320,15 +356,15 @@ struct Walker {
         case "CreateTrigStmt":
             add(.create)
             objectTypes.insert("trigger")
-            node(wrapRangeVar(f["relation"]), write: true)
+            node(tape.member(f, "relation"), write: true)
         case "RuleStmt":
             add(.create)
             objectTypes.insert("rule")
-            node(wrapRangeVar(f["relation"]), write: true)
+            node(tape.member(f, "relation"), write: true)
         case "CreatePolicyStmt", "AlterPolicyStmt":
             add(type == "CreatePolicyStmt" ? .create : .alter)
             objectTypes.insert("policy")
-            node(wrapRangeVar(f["table"]), write: true)
+            node(tape.member(f, "table"), write: true)
         case "CreateDomainStmt", "CompositeTypeStmt", "CreateEnumStmt", "CreateRangeStmt", "DefineStmt":
             add(.create)
             objectTypes.insert("type")
@@ -350,8 +386,6 @@ struct Walker {
             add(type.hasPrefix("Drop") ? .drop : .alter)
             objectTypes.insert(Self.snakeCase(type.replacingOccurrences(of: "Stmt", with: "")))
             children(f, write: true)
-        case "CommonTableExpr":
-            children(f)
         case "RawStmt":
             children(f)
         default:
@@ -364,13 +398,18 @@ struct Walker {
         }
     }
 
-    private func wrapRangeVar(_ value: Any?) -> Any? {
-        value.map { ["RangeVar": $0] }
+    private mutating func functionCall(_ f: Int) {
+        if let name = qualifiedName(tape.member(f, "funcname")) {
+            functions.insert(name)
+            let bare = name.split(separator: ".").last.map(String.init) ?? name
+            if Inspector.dynamicSQLFunctions.contains(bare) { dynamic = true }
+        }
+        children(f, skipping: ["funcname"])
     }
 
-    private mutating func table(_ f: [String: Any], write: Bool) {
-        guard let name = f["relname"] as? String else { return }
-        let schema = f["schemaname"] as? String
+    private mutating func table(_ f: Int, write: Bool) {
+        guard let name = tape.string(tape.member(f, "relname")) else { return }
+        let schema = tape.string(tape.member(f, "schemaname"))
         if !write, schema == nil, cteScopes.contains(where: { $0.contains(name) }) { return }
         let table = TableName(schema: schema, name: name)
         if write && !planOnly { tablesWritten.insert(table) } else { tablesRead.insert(table) }
@@ -382,10 +421,11 @@ struct Walker {
         tablesWritten.insert(TableName(schema: schema, name: name))
     }
 
-    static func cteNames(_ with: [String: Any]) -> Set<String> {
+    func cteNames(_ with: Int) -> Set<String> {
         var names: Set<String> = []
-        for case let cte as [String: Any] in (with["ctes"] as? [Any]) ?? [] {
-            if let body = cte["CommonTableExpr"] as? [String: Any], let name = body["ctename"] as? String {
+        guard let ctes = tape.member(with, "ctes") else { return names }
+        tape.forEachElement(ctes) { cte in
+            if let body = tape.member(cte, "CommonTableExpr"), let name = tape.string(tape.member(body, "ctename")) {
                 names.insert(name)
             }
         }
@@ -393,29 +433,31 @@ struct Walker {
     }
 
     /// `[{"String":{"sval":"pg_catalog"}},{"String":{"sval":"now"}}]` → "pg_catalog.now".
-    static func qualifiedName(_ value: Any?) -> String? {
-        guard let parts = strings(value), !parts.isEmpty else { return nil }
-        return parts.joined(separator: ".").lowercased()
+    func qualifiedName(_ index: Int?) -> String? {
+        guard let parts = strings(index), !parts.isEmpty else { return nil }
+        return parts.count == 1 ? parts[0].lowercased() : parts.joined(separator: ".").lowercased()
     }
 
-    static func strings(_ value: Any?) -> [String]? {
-        guard let items = value as? [Any] else { return nil }
+    func strings(_ index: Int?) -> [String]? {
+        guard let index, tape.kind(index) == .array else { return nil }
         var parts: [String] = []
-        for case let item as [String: Any] in items {
-            if let string = item["String"] as? [String: Any], let text = string["sval"] as? String { parts.append(text) }
+        tape.forEachElement(index) { item in
+            if let string = tape.member(item, "String"), let text = tape.string(tape.member(string, "sval")) {
+                parts.append(text)
+            }
         }
         return parts
     }
 
     /// A DropStmt object: `{"List":{"items":[String...]}}`.
-    static func nameList(_ value: Any) -> [String]? {
-        guard let node = value as? [String: Any], let list = node["List"] as? [String: Any] else { return nil }
-        return strings(list["items"])
+    func nameList(_ index: Int) -> [String]? {
+        guard let list = tape.member(index, "List") else { return nil }
+        return strings(tape.member(list, "items"))
     }
 
     /// "OBJECT_MATVIEW" → "materialized_view", "OBJECT_TABLE" → "table".
-    static func objectType(_ value: Any?) -> String? {
-        guard let text = value as? String, text.hasPrefix("OBJECT_") else { return nil }
+    func objectType(_ index: Int?) -> String? {
+        guard let text = tape.string(index), text.hasPrefix("OBJECT_") else { return nil }
         let name = text.dropFirst("OBJECT_".count).lowercased()
         return name == "matview" ? "materialized_view" : name
     }

@@ -34,3 +34,19 @@ extension PgQueryParseResult {
         return ParseError(message: message, position: Int(error.pointee.cursorpos))
     }
 }
+
+extension PostgresParser {
+    /// Parses `sql` and lends the JSON parse tree to `body` without copying it.
+    static func withParseTree<T>(_ sql: String, _ body: (UnsafeBufferPointer<UInt8>) -> T) -> Result<T, ParseError> {
+        let result = pg_query_parse(sql)
+        defer { pg_query_free_parse_result(result) }
+        if let error = result.pointee_error { return .failure(error) }
+        guard let tree = result.parse_tree else {
+            return .failure(ParseError(message: "the parser returned no tree", position: 0))
+        }
+        return .success(
+            tree.withMemoryRebound(to: UInt8.self, capacity: strlen(tree)) {
+                body(UnsafeBufferPointer(start: $0, count: strlen(tree)))
+            })
+    }
+}

@@ -73,11 +73,13 @@ struct Bench {
     }
 
     static func inspect(rules: Int, iterations: Int) {
-        let policy = policy(rules: rules)
+        let policy = CompiledPolicy(policy(rules: rules))
         let now = Date()
         let context = SessionContext(
             user: "ada", groups: ["dba"], connection: "prod", sourceAddress: "192.168.1.20", applicationName: "pgbench",
             sessionStartedAt: now, lastActivityAt: now, now: now)
+        // Computed once per session in the gateway.
+        let session = policy.sessionRules(for: context)
         let statements: [(String, (Int) -> String)] = [
             ("pgbench select-only", { "SELECT abalance FROM pgbench_accounts WHERE aid = \($0 % 100000 + 1);" }),
             ("pgbench update", { "UPDATE pgbench_accounts SET abalance = abalance + \($0 % 5000) WHERE aid = \($0 % 100000 + 1);" }),
@@ -105,7 +107,7 @@ struct Bench {
                 let t1 = DispatchTime.now().uptimeNanoseconds
                 let inspection = Inspector.inspect(text)
                 let t2 = DispatchTime.now().uptimeNanoseconds
-                let decision = policy.evaluate(inspection, in: context)
+                let decision = policy.evaluate(inspection, in: context, session: session)
                 let t3 = DispatchTime.now().uptimeNanoseconds
                 sink &+= decision.matched.count
                 parse.append(Double(t1 - t0) / 1000)

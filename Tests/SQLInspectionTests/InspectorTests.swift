@@ -187,6 +187,7 @@ struct EvasionTests {
         "DELETE FROM public.victims",
         "(WITH x AS (DELETE FROM victims RETURNING 1) SELECT * FROM x)",
         "WITH RECURSIVE r AS (SELECT 1) , d AS (DELETE FROM victims RETURNING 1) SELECT 1",
+        "explain (analyze, format json) delete from victims",
     ]
 
     @Test("disguised WHERE-less deletes are found", arguments: disguisedDeletes)
@@ -197,6 +198,39 @@ struct EvasionTests {
         #expect(facts.wherelessWrite)
         #expect(facts.tablesWritten.map(\.name) == ["victims"])
         #expect(facts.isWrite)
+    }
+
+    /// Each of these calls pg_terminate_backend somewhere a reader could miss it.
+    static let hiddenCalls: [String] = [
+        "select pg_terminate_backend(pid) from pg_stat_activity",
+        "SELECT * FROM t WHERE id = (SELECT PG_TERMINATE_BACKEND(42))",
+        "select 1 from (select pg_terminate_backend(42)) s",
+        "select * from t order by pg_terminate_backend(42)",
+        "select * from t, lateral (select pg_terminate_backend(t.pid)) x",
+        "with k as (select pg_terminate_backend(42)) select 1",
+        "values (pg_terminate_backend(42))",
+        "insert into log values (pg_terminate_backend(42))",
+        "select \"pg_terminate_backend\"(42)",
+        "select pg_catalog.pg_terminate_backend(42)",
+        "select case when true then pg_terminate_backend(42) end",
+        "select coalesce(null, pg_terminate_backend(42))",
+        "select array[pg_terminate_backend(42)]",
+        "select (pg_terminate_backend(42))::text",
+        "select exists (select 1 where pg_terminate_backend(42))",
+        "select * from generate_series(1, 1) g where pg_terminate_backend(g)",
+        "explain analyze select pg_terminate_backend(42)",
+        "copy (select pg_terminate_backend(42)) to stdout",
+        "prepare k as select pg_terminate_backend($1)",
+        "declare c cursor for select pg_terminate_backend(42)",
+        "select 1 /* pg_terminate_backend */ ; select pg_terminate_backend(42)",
+    ]
+
+    @Test("side-effect functions are found wherever they are called", arguments: hiddenCalls)
+    func hiddenFunctionCall(_ sql: String) throws {
+        let inspection = Inspector.inspect(sql)
+        #expect(inspection.parseError == nil, "\(String(describing: inspection.parseError))")
+        let functions = inspection.statements.flatMap(\.functions).map { $0.split(separator: ".").last.map(String.init) ?? $0 }
+        #expect(functions.contains("pg_terminate_backend"), "\(inspection.statements.map(\.summary))")
     }
 
     @Test("strings that look like SQL are data, not statements")
