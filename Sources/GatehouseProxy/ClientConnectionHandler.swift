@@ -227,10 +227,8 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
         if decision.action != .allow {
             logger.info("statement \(decision.action.rawValue)", metadata: ["reason": "\(decision.reason)"])
         }
-        Task {
-            do { _ = try await store.appendAudit(record) } catch {
-                logger.error("cannot record a statement decision in the audit log", metadata: ["error": "\(error)"])
-            }
+        store.enqueueAudit(record) { error in
+            logger.error("cannot record a statement decision in the audit log", metadata: ["error": "\(error)"])
         }
     }
 

@@ -1,6 +1,7 @@
 import Foundation
 import GatehouseCore
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import SQLiteNIO
@@ -68,7 +69,7 @@ public actor SQLiteStore: GatehouseStore {
     /// failed write changes nothing. The actor's state only moves once the rows are durable.
     public func appendAudit(_ record: AuditRecord) async throws -> AuditEvent {
         try await withCheckedThrowingContinuation { continuation in
-            pendingAppends.append((record, continuation))
+            pendingAppends.append((record, .caller(continuation)))
             if !writingAudit {
                 writingAudit = true
                 Task { await self.writePendingAppends() }
@@ -76,7 +77,16 @@ public actor SQLiteStore: GatehouseStore {
         }
     }
 
-    private var pendingAppends: [(AuditRecord, CheckedContinuation<AuditEvent, Error>)] = []
+    /// Who hears how an append went.
+    private enum Waiter {
+        case caller(CheckedContinuation<AuditEvent, Error>)
+        case detached(@Sendable (Error) -> Void)
+    }
+
+    /// Records waiting for the writer, in arrival order.
+    private var pendingAppends: [(AuditRecord, Waiter)] = []
+    /// Records handed over by `enqueueAudit` from any thread, not yet moved into `pendingAppends`.
+    private nonisolated let handedOver = NIOLockedValueBox<(records: [(AuditRecord, @Sendable (Error) -> Void)], scheduled: Bool)>(([], false))
     private var writingAudit = false
     private var drainWaiters: [CheckedContinuation<Void, Never>] = []
     /// Rows per INSERT, well under SQLite's limit of bound parameters.
@@ -112,10 +122,17 @@ public actor SQLiteStore: GatehouseStore {
                     bindings)
                 lastSeq = seq
                 lastHash = hash
-                for (index, (_, continuation)) in batch.enumerated() { continuation.resume(returning: events[index]) }
+                for (index, (_, waiter)) in batch.enumerated() {
+                    if case .caller(let continuation) = waiter { continuation.resume(returning: events[index]) }
+                }
             } catch {
                 let failure = StoreError("cannot append to the audit log: \(error)")
-                for (_, continuation) in batch { continuation.resume(throwing: failure) }
+                for (_, waiter) in batch {
+                    switch waiter {
+                    case .caller(let continuation): continuation.resume(throwing: failure)
+                    case .detached(let onFailure): onFailure(failure)
+                    }
+                }
             }
         }
         writingAudit = false
@@ -123,8 +140,35 @@ public actor SQLiteStore: GatehouseStore {
         drainWaiters = []
     }
 
+    /// Appends without waiting: for the hot path (a decision per statement). Order is kept; the event is
+    /// written by the next group commit. `onFailure` hears about a write that failed.
+    public nonisolated func enqueueAudit(_ record: AuditRecord, onFailure: @escaping @Sendable (Error) -> Void) {
+        let schedule = handedOver.withLockedValue { state -> Bool in
+            state.records.append((record, onFailure))
+            if state.scheduled { return false }
+            state.scheduled = true
+            return true
+        }
+        if schedule { Task { await self.takeHandedOver() } }
+    }
+
+    private func takeHandedOver() {
+        let records = handedOver.withLockedValue { state -> [(AuditRecord, @Sendable (Error) -> Void)] in
+            state.scheduled = false
+            defer { state.records.removeAll(keepingCapacity: true) }
+            return state.records
+        }
+        guard !records.isEmpty else { return }
+        for (record, onFailure) in records { pendingAppends.append((record, .detached(onFailure))) }
+        if !writingAudit {
+            writingAudit = true
+            Task { await self.writePendingAppends() }
+        }
+    }
+
     /// Returns once every append accepted so far is written (or has failed).
     public func flushAudit() async {
+        takeHandedOver()
         guard writingAudit else { return }
         await withCheckedContinuation { drainWaiters.append($0) }
     }

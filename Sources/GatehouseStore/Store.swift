@@ -41,6 +41,8 @@ public struct Revocations: Sendable, Equatable {
 /// action only after that.
 public protocol GatehouseStore: Sendable {
     func appendAudit(_ record: AuditRecord) async throws -> AuditEvent
+    /// Appends without waiting, keeping order; `onFailure` hears about a write that failed.
+    func enqueueAudit(_ record: AuditRecord, onFailure: @escaping @Sendable (Error) -> Void)
     /// Events with a sequence number above `afterSeq`, oldest first.
     func auditEvents(afterSeq: Int64, limit: Int) async throws -> [AuditEvent]
     /// The newest `count` events, oldest first.
