@@ -54,6 +54,13 @@ let package = Package(
             providers: [.apt(["libmaxminddb-dev"])]
         ),
         .target(name: "GatehouseGeo", dependencies: ["CMaxMindDB"]),
+        // QR codes for TOTP enrolment in the terminal (Debian: libqrencode-dev).
+        .systemLibrary(
+            name: "CQREncode",
+            path: "Sources/CQREncode",
+            pkgConfig: "libqrencode",
+            providers: [.apt(["libqrencode-dev"])]
+        ),
         // Rules and decisions over statement facts and session context. No I/O; the clock is an input.
         .target(name: "GatehousePolicy", dependencies: ["SQLInspection"]),
         // PostgreSQL protocol v3 messages and frame decoders.
@@ -115,7 +122,7 @@ let package = Package(
             name: "gatehouse",
             dependencies: [
                 "GatehouseCore", "GatehouseConfig", "GatehouseStore", "GatehouseAuth", "GatehouseProxy",
-                "GatehouseHTTP", "GatehousePolicy", "SQLInspection", "GatehouseGeo",
+                "GatehouseHTTP", "GatehousePolicy", "SQLInspection", "GatehouseGeo", "CQREncode",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

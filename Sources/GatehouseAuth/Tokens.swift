@@ -20,6 +20,9 @@ public struct TokenClaims: JWTPayload, Equatable {
     public var iat: Int64
     public var exp: Int64
     public var jti: String
+    /// How the user authenticated (RFC 8176 values: `pwd`, `otp`) and when.
+    public var amr: [String]?
+    public var auth_time: Int64?
 
     public var issuedAt: Date { Date(timeIntervalSince1970: TimeInterval(iat)) }
     public var expiresAt: Date { Date(timeIntervalSince1970: TimeInterval(exp)) }
@@ -63,12 +66,15 @@ public actor TokenService {
     }
 
     /// Issues a token for `user`; `ttl` is the lifetime.
-    public func issue(for user: User, kind: TokenKind, ttl: TimeInterval) async throws -> (token: String, claims: TokenClaims) {
+    public func issue(
+        for user: User, kind: TokenKind, ttl: TimeInterval, methods: [String]? = nil, authenticatedAt: Date? = nil
+    ) async throws -> (token: String, claims: TokenClaims) {
         let issued = now()
         let claims = TokenClaims(
             iss: Self.issuer, sub: user.name, groups: user.groups, kind: kind,
             iat: Int64(issued.timeIntervalSince1970.rounded(.down)),
-            exp: Int64((issued.timeIntervalSince1970 + ttl).rounded(.down)), jti: RandomSecret.hex(16))
+            exp: Int64((issued.timeIntervalSince1970 + ttl).rounded(.down)), jti: RandomSecret.hex(16), amr: methods,
+            auth_time: authenticatedAt.map { Int64($0.timeIntervalSince1970.rounded(.down)) })
         return (try await keys.sign(claims), claims)
     }
 

@@ -259,7 +259,7 @@ struct Reader {
         for (key, _, value) in try mapping(
             root, "the configuration",
             allowed: [
-                "listen", "data_dir", "store", "tls", "tokens", "limits", "connections", "users", "groups", "policy", "geoip",
+                "listen", "data_dir", "store", "tls", "tokens", "limits", "connections", "users", "groups", "policy", "geoip", "step_up",
             ])
         {
             switch key {
@@ -331,6 +331,10 @@ struct Reader {
                 }
             case "policy":
                 policyNode = value
+            case "step_up":
+                for (_, _, value) in try mapping(value, "step_up", allowed: ["timeout"]) {
+                    config.stepUpTimeout = try duration(value, "step_up.timeout")
+                }
             case "geoip":
                 for (_, _, value) in try mapping(value, "geoip", allowed: ["database"]) {
                     config.geoipDatabase = try existingFile(value, "geoip.database")

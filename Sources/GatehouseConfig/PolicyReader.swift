@@ -54,9 +54,12 @@ extension Reader {
         var approvers: [String] = []
         var stepUpNode: Node?
         var approversNode: Node?
+        var approverStepUp = false
         for (key, _, value) in try mapping(
             node, "a rule",
-            allowed: ["name", "action", "mode", "match", "message", "hint", "step_up", "approvers", "description"])
+            allowed: [
+                "name", "action", "mode", "match", "message", "hint", "step_up", "approvers", "approver_step_up", "description",
+            ])
         {
             switch key {
             case "name": name = try self.name(value, "rule name")
@@ -71,6 +74,7 @@ extension Reader {
             case "message": message = try string(value, "rule message")
             case "hint": hint = try string(value, "rule hint")
             case "description": _ = try string(value, "rule description")
+            case "approver_step_up": approverStepUp = try bool(value, "approver_step_up")
             case "step_up":
                 stepUpNode = value
                 var requirement = StepUpRequirement()
@@ -113,6 +117,7 @@ extension Reader {
         rule.hint = hint
         rule.stepUp = action == .stepUp ? (stepUp ?? StepUpRequirement()) : nil
         rule.approvers = approvers
+        rule.approverStepUp = approverStepUp
         return rule
     }
 

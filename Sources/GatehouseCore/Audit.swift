@@ -24,6 +24,17 @@ public enum AuditEventType: String, Sendable, Codable, CaseIterable {
     case statementHeld = "statement.held"
     case policyLoaded = "policy.loaded"
     case policyRejected = "policy.rejected"
+    case mfaEnrolled = "mfa.enrolled"
+    case mfaConfirmed = "mfa.confirmed"
+    case mfaFailure = "mfa.failure"
+    case mfaLockedOut = "mfa.locked_out"
+    case challengeCreated = "challenge.created"
+    case challengeVerified = "challenge.verified"
+    case challengeFailed = "challenge.failed"
+    case challengeExpired = "challenge.expired"
+    case challengeApproved = "challenge.approved"
+    case challengeDenied = "challenge.denied"
+    case challengeCancelled = "challenge.cancelled"
 }
 
 /// What a caller records; the log adds the sequence number, time and chain.

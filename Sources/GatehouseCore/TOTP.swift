@@ -71,7 +71,8 @@ public struct TOTP: Sendable, Equatable {
     public func provisioningURI(account: String, issuer: String) -> String {
         var allowed = CharacterSet.alphanumerics
         allowed.insert(charactersIn: "-._~")
-        let label = "\(issuer):\(account)".addingPercentEncoding(withAllowedCharacters: allowed) ?? account
+        let encode: (String) -> String = { $0.addingPercentEncoding(withAllowedCharacters: allowed) ?? $0 }
+        let label = "\(encode(issuer)):\(encode(account))"
         let issuerQuery = issuer.addingPercentEncoding(withAllowedCharacters: allowed) ?? issuer
         return "otpauth://totp/\(label)?secret=\(Base32.encode(secret))&issuer=\(issuerQuery)&algorithm=\(algorithm.rawValue)&digits=\(digits)&period=\(period)"
     }

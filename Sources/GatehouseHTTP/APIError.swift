@@ -9,12 +9,18 @@ public struct APIError: HTTPResponseError, Sendable {
         case forbidden
         case notFound = "not_found"
         case loginFailed = "login_failed"
+        case secondFactorRequired = "second_factor_required"
+        case wrongCode = "wrong_code"
+        case lockedOut = "locked_out"
+        case conflict
         case internalError = "internal_error"
 
         var status: HTTPResponse.Status {
             switch self {
             case .badRequest: .badRequest
-            case .unauthenticated, .loginFailed: .unauthorized
+            case .unauthenticated, .loginFailed, .secondFactorRequired, .wrongCode: .unauthorized
+            case .lockedOut: .tooManyRequests
+            case .conflict: .conflict
             case .forbidden: .forbidden
             case .notFound: .notFound
             case .internalError: .internalServerError

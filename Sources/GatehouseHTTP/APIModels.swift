@@ -8,9 +8,12 @@ public enum API {
     public struct LoginRequest: Codable, Sendable {
         public var user: String
         public var password: String
-        public init(user: String, password: String) {
+        /// The TOTP code, for users with a second factor.
+        public var code: String?
+        public init(user: String, password: String, code: String? = nil) {
             self.user = user
             self.password = password
+            self.code = code
         }
     }
 
@@ -111,5 +114,63 @@ public enum API {
     public struct Health: Codable, Sendable, ResponseEncodable {
         public var status: String
         public var sessions: Int
+    }
+
+    public struct Enrolment: Codable, Sendable, ResponseEncodable {
+        public var uri: String
+        public var secret: String
+        public init(uri: String, secret: String) {
+            self.uri = uri
+            self.secret = secret
+        }
+    }
+
+    public struct CodeRequest: Codable, Sendable {
+        public var code: String?
+        public init(code: String?) { self.code = code }
+    }
+
+    public struct DenyRequest: Codable, Sendable {
+        public var reason: String?
+        public init(reason: String?) { self.reason = reason }
+    }
+
+    public struct ChallengeView: Codable, Sendable, ResponseEncodable {
+        public var id: String
+        public var kind: String
+        public var state: String
+        public var user: String
+        public var session: String
+        public var connection: String
+        public var statement: String
+        public var fingerprint: String
+        public var rules: [String]
+        public var reason: String
+        public var approvers: [String]
+        public var created_at: String
+        public var expires_at: String
+        public var decided_by: String?
+
+        public init(_ challenge: Challenge) {
+            id = challenge.id
+            kind = challenge.kind.rawValue
+            state = challenge.state.rawValue
+            user = challenge.user
+            session = challenge.session
+            connection = challenge.connection
+            statement = challenge.statement
+            fingerprint = challenge.fingerprint
+            rules = challenge.rules
+            reason = challenge.reason
+            approvers = challenge.approvers
+            created_at = Timestamp.format(challenge.createdAt)
+            expires_at = Timestamp.format(challenge.expiresAt)
+            decided_by = challenge.decidedBy
+        }
+    }
+
+    public struct Challenges: Codable, Sendable, ResponseEncodable {
+        public var challenges: [ChallengeView]
+        public init(challenges: [ChallengeView]) { self.challenges = challenges }
     }
 }

@@ -26,12 +26,14 @@ public struct APIEnvironment: Sendable {
     public var identities: IdentityService
     public var store: any GatehouseStore
     public var registry: SessionRegistry
+    public var stepUp: StepUpService?
     public var logger: Logger
 
     public init(
         config: GatehouseConfig, tokens: TokenService, identities: IdentityService, store: any GatehouseStore,
-        registry: SessionRegistry, logger: Logger
+        registry: SessionRegistry, stepUp: StepUpService? = nil, logger: Logger
     ) {
+        self.stepUp = stepUp
         self.config = config
         self.tokens = tokens
         self.identities = identities
@@ -65,6 +67,12 @@ public struct APIRoutes: Sendable {
         api.get("audit", use: audit)
         api.get("audit/verify", use: verifyAudit)
         api.put("users/:name/password", use: setPassword)
+        api.post("mfa/enroll", use: enroll)
+        api.post("mfa/confirm", use: confirmEnrolment)
+        api.get("challenges", use: challenges)
+        api.post("challenges/:id/verify", use: verifyChallenge)
+        api.post("challenges/:id/approve") { request, context in try await self.decideChallenge(request, context, approve: true) }
+        api.post("challenges/:id/deny") { request, context in try await self.decideChallenge(request, context, approve: false) }
         return router
     }
 
@@ -119,7 +127,23 @@ public struct APIRoutes: Sendable {
                 AuditRecord(.loginFailure, actor: body.user, source: Self.source(context), detail: ["reason": error.auditReason]))
             throw APIError(.loginFailed, error.description)
         }
-        let (token, claims) = try await environment.tokens.issue(for: user, kind: .login, ttl: environment.config.tokens.loginTTL)
+        var methods = ["pwd"]
+        if let stepUp = environment.stepUp, try await stepUp.isEnrolled(user: user.name) {
+            guard let code = body.code, !code.isEmpty else {
+                throw APIError(.secondFactorRequired, "\(user.name) has a second factor: give the code from the authenticator")
+            }
+            do {
+                try await stepUp.verifyCode(user: user.name, code: code)
+            } catch let error as ChallengeError {
+                try await audit(
+                    AuditRecord(.loginFailure, actor: body.user, source: Self.source(context), detail: ["reason": error.description]))
+                throw Self.apiError(error)
+            }
+            methods.append("otp")
+        }
+        let (token, claims) = try await environment.tokens.issue(
+            for: user, kind: .login, ttl: environment.config.tokens.loginTTL, methods: methods,
+            authenticatedAt: environment.identities.now())
         try await audit(
             AuditRecord(
                 .loginSuccess, actor: user.name, source: Self.source(context),
@@ -270,6 +294,75 @@ public struct APIRoutes: Sendable {
     }
 
     // MARK: Helpers
+
+    // MARK: Second factors and held statements
+
+    func requireStepUp() throws -> StepUpService {
+        guard let stepUp = environment.stepUp else { throw APIError(.notFound, "step-up is not enabled on this gateway") }
+        return stepUp
+    }
+
+    static func apiError(_ error: ChallengeError) -> APIError {
+        switch error.code {
+        case .notFound: APIError(.notFound, error.description)
+        case .notYours, .selfApproval, .notAnApprover: APIError(.forbidden, error.description)
+        case .wrongCode, .tooManyAttempts: APIError(.wrongCode, error.description)
+        case .lockedOut: APIError(.lockedOut, error.description)
+        case .approverStepUpRequired: APIError(.secondFactorRequired, error.description)
+        case .notPending, .expired, .wrongKind, .notEnrolled: APIError(.conflict, error.description)
+        }
+    }
+
+    @Sendable func enroll(_ request: Request, context: GatehouseRequestContext) async throws -> API.Enrolment {
+        let caller = try await authenticate(request)
+        let stepUp = try requireStepUp()
+        let enrolment = try await stepUp.enroll(user: caller.user.name)
+        return API.Enrolment(uri: enrolment.uri, secret: enrolment.secret)
+    }
+
+    @Sendable func confirmEnrolment(_ request: Request, context: GatehouseRequestContext) async throws -> API.Done {
+        let caller = try await authenticate(request)
+        let body = try await decode(API.CodeRequest.self, request, context)
+        guard let code = body.code else { throw APIError(.badRequest, "give the code from the authenticator") }
+        do {
+            try await requireStepUp().confirm(user: caller.user.name, code: code)
+        } catch let error as ChallengeError {
+            throw Self.apiError(error)
+        }
+        return API.Done(ok: true)
+    }
+
+    @Sendable func challenges(_ request: Request, context: GatehouseRequestContext) async throws -> API.Challenges {
+        let caller = try await authenticate(request)
+        let list = await try requireStepUp().challenges(for: caller.user.name, groups: caller.user.groups, all: caller.user.isAdmin)
+        return API.Challenges(challenges: list.map(API.ChallengeView.init))
+    }
+
+    @Sendable func verifyChallenge(_ request: Request, context: GatehouseRequestContext) async throws -> API.ChallengeView {
+        let caller = try await authenticate(request)
+        let id = try context.parameters.require("id")
+        let body = try await decode(API.CodeRequest.self, request, context)
+        guard let code = body.code else { throw APIError(.badRequest, "give the code from the authenticator") }
+        do {
+            return API.ChallengeView(try await requireStepUp().verify(id: id, user: caller.user.name, code: code))
+        } catch let error as ChallengeError {
+            throw Self.apiError(error)
+        }
+    }
+
+    func decideChallenge(_ request: Request, _ context: GatehouseRequestContext, approve: Bool) async throws -> API.ChallengeView {
+        let caller = try await authenticate(request)
+        let id = try context.parameters.require("id")
+        let code = approve ? try await decodeOptional(API.CodeRequest.self, request, context)?.code : nil
+        let reason = approve ? nil : try await decodeOptional(API.DenyRequest.self, request, context)?.reason
+        do {
+            return API.ChallengeView(
+                try await requireStepUp().decide(
+                    id: id, approve: approve, approver: caller.user.name, groups: caller.user.groups, reason: reason, code: code))
+        } catch let error as ChallengeError {
+            throw Self.apiError(error)
+        }
+    }
 
     static func tokenResponse(_ token: String, _ claims: TokenClaims) -> API.TokenResponse {
         API.TokenResponse(

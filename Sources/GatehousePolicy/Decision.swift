@@ -84,6 +84,8 @@ public struct Decision: Sendable, Hashable, Codable {
     public var stepUpMaxAge: TimeInterval?
     /// For approve: everyone named by the deciding rules.
     public var approvers: [String]
+    /// For approve: whether approvers must give their own second factor.
+    public var approverStepUp: Bool
 
     /// The rules that decided the action (those with the winning action).
     public var decidingRules: [MatchedRule] { matched.filter { $0.action == action } }
@@ -148,6 +150,7 @@ public final class CompiledPolicy: Sendable {
         var usedGrants: Set<String> = []
         var stepUpMaxAge: TimeInterval?
         var approvers: [String] = []
+        var approverStepUp = false
 
         let subjects: [(index: Int, facts: StatementFacts?)] =
             inspection.unparsable ? [(0, nil)] : inspection.statements.enumerated().map { ($0.offset, $0.element) }
@@ -180,7 +183,10 @@ public final class CompiledPolicy: Sendable {
                 if rule.action == .stepUp, let age = rule.stepUp?.maxAge {
                     stepUpMaxAge = min(stepUpMaxAge ?? age, age)
                 }
-                if rule.action == .approve { approvers += rule.approvers.filter { !approvers.contains($0) } }
+                if rule.action == .approve {
+                    approvers += rule.approvers.filter { !approvers.contains($0) }
+                    approverStepUp = approverStepUp || rule.approverStepUp
+                }
             }
             if unclassified && !decidedExplicitly {
                 let combined = max(statementAction ?? .allow, unclassifiedAction)
@@ -218,7 +224,8 @@ public final class CompiledPolicy: Sendable {
             action: action,
             matched: matched.count < 2 ? matched : matched.filter { $0.action == action } + matched.filter { $0.action != action },
             shadowed: shadowed, reason: reason, hint: hint, usedGrants: usedGrants.sorted(),
-            stepUpMaxAge: action == .stepUp ? stepUpMaxAge : nil, approvers: action == .approve ? approvers : [])
+            stepUpMaxAge: action == .stepUp ? stepUpMaxAge : nil, approvers: action == .approve ? approvers : [],
+            approverStepUp: action == .approve && approverStepUp)
     }
 
 }

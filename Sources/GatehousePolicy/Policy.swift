@@ -75,6 +75,8 @@ public struct Rule: Sendable, Equatable {
     public var stepUp: StepUpRequirement?
     /// For `approve`: users or groups (`group:NAME`) who may approve.
     public var approvers: [String] = []
+    /// For `approve`: the approver must give their own second factor.
+    public var approverStepUp = false
 
     public init(name: String, action: PolicyAction, match: RuleMatch, mode: RuleMode = .enforce) {
         self.name = name

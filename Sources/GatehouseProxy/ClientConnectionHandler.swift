@@ -42,6 +42,12 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
     private var lastActivity = Date()
     /// The rules that apply to this session's user, connection and source, per policy version.
     private var sessionRules: CompiledPolicy.SessionRules?
+    /// A statement waiting for step-up or approval, and what the client sent after it meanwhile.
+    private var held: (frame: PostgresFrame, challenge: Challenge, inspection: Inspection)?
+    private var holdBeingOpened: (challenge: Challenge, inspection: Inspection)?
+    private var backlog: [PostgresFrame] = []
+    /// When this session's user last proved their second factor for a held statement.
+    private var lastStepUp: Date?
     /// The source's country, looked up once per session.
     private lazy var country: String? = environment.geoIP?.country(for: source)
 
@@ -94,6 +100,10 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         timeout?.cancel()
+        if let current = held, let stepUp = environment.stepUp {
+            let id = current.challenge.id
+            Task { await stepUp.cancel(id: id, reason: "the client disconnected") }
+        }
         machine.peerClosed()
         if let upstream {
             upstream.close()
@@ -119,7 +129,9 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
 
     // Backpressure: read from the client only while the upstream can take what we write to it.
     func read(context: ChannelHandlerContext) {
-        if let upstream, !upstream.isWritable {
+        if held != nil {
+            pendingRead = true
+        } else if let upstream, !upstream.isWritable {
             pendingRead = true
         } else {
             context.read()
@@ -135,11 +147,21 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
 
     private func relayToUpstream(_ frame: PostgresFrame) {
         if frame.type == MessageType.terminate { endReason = endReason ?? "client ended the session" }
+        // While a statement is held, what follows it waits behind it, in order.
+        if held != nil {
+            backlog.append(frame)
+            return
+        }
         switch statementGuard.client(frame, judge: judge) {
         case .forward:
             upstream?.write(frame.bytes)
         case .replace(let replacement):
             upstream?.write(replacement.bytes)
+        case .hold:
+            guard let (challenge, inspection) = holdBeingOpened else { return }
+            holdBeingOpened = nil
+            held = (frame, challenge, inspection)
+            beginHold(challenge)
         case .protocolViolation(let reason):
             logger.info("closing session after a protocol violation", metadata: ["reason": "\(reason)"])
             if let context {
@@ -168,12 +190,134 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
         let policy = environment.guardrails.compiled
         if sessionRules?.policy != ObjectIdentifier(policy) { sessionRules = policy.sessionRules(for: context) }
         let decision = policy.evaluate(inspection, in: context, session: sessionRules)
+        // A fresh proof in this session covers step-up rules that grant a freshness window.
+        if decision.action == .stepUp, let maxAge = decision.stepUpMaxAge, let last = lastStepUp,
+            now.timeIntervalSince(last) <= maxAge
+        {
+            var satisfied = decision
+            satisfied.action = .allow
+            satisfied.reason = "step-up proven \(Int(now.timeIntervalSince(last)))s ago, within the rule's \(DurationText.format(maxAge))"
+            recordDecision(satisfied, inspection: inspection, sql: sql, note: "fresh_step_up")
+            prepared.record(inspection)
+            return .proceed
+        }
         recordDecision(decision, inspection: inspection, sql: sql)
         if decision.action.proceeds {
             prepared.record(inspection)
             return .proceed
         }
+        if (decision.action == .stepUp || decision.action == .approve), environment.stepUp != nil {
+            let kind: Challenge.Kind = decision.action == .stepUp ? .stepUp : .approve
+            let challenge = Challenge(
+                id: RandomSecret.hex(8), kind: kind, user: user.name, session: sessionID, connection: connection.name,
+                statement: sql, fingerprint: inspection.statements.map(\.fingerprint).joined(separator: ","),
+                rules: decision.decidingRules.map(\.name), reason: decision.reason, approvers: decision.approvers,
+                approverStepUp: decision.approverStepUp, createdAt: now,
+                expiresAt: now.addingTimeInterval(environment.stepUp?.holdTimeout ?? 120))
+            holdBeingOpened = (challenge, inspection)
+            return .hold
+        }
         return .refuse(Self.refusal(decision))
+    }
+
+    // MARK: Holds (step-up and approval)
+
+    /// Tells the client what it is waiting for, then registers the challenge.
+    private func beginHold(_ challenge: Challenge) {
+        guard let context, let stepUp = environment.stepUp else { return }
+        let rules = challenge.rules.map { "\"\($0)\"" }.joined(separator: ", ")
+        let timeout = DurationText.format(challenge.expiresAt.timeIntervalSince(challenge.createdAt))
+        let notice: ErrorNoticeFields
+        switch challenge.kind {
+        case .stepUp:
+            notice = ErrorNoticeFields(
+                severity: "NOTICE", sqlState: "00000",
+                message: "Gatehouse is holding this statement: rule \(rules) needs step-up verification",
+                detail: "Run in another terminal: gatehouse verify \(challenge.id)    (within \(timeout); it covers this statement only)",
+                hint: "the statement runs as soon as the code is accepted; cancel with Ctrl-C")
+        case .approve:
+            notice = ErrorNoticeFields(
+                severity: "NOTICE", sqlState: "00000",
+                message: "Gatehouse is holding this statement until another person approves it: rule \(rules)",
+                detail: "Approvers (\(challenge.approvers.joined(separator: ", "))) run: gatehouse approve \(challenge.id)    (within \(timeout))",
+                hint: "the statement runs as soon as it is approved; cancel with Ctrl-C")
+        }
+        context.writeAndFlush(wrapOutboundOut(notice.noticeFrame.bytes), promise: nil)
+        let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let eventLoop = context.eventLoop
+        let user = challenge.user
+        Task {
+            if challenge.kind == .stepUp, !((try? await stepUp.isEnrolled(user: user)) ?? false) {
+                var refused = challenge
+                refused.state = .failed
+                refused.decisionReason = "\(user) has no second factor: run `gatehouse mfa enroll` first"
+                eventLoop.execute { loopBound.value.endHold(refused) }
+                return
+            }
+            await stepUp.open(challenge) { final in
+                eventLoop.execute { loopBound.value.endHold(final) }
+            }
+        }
+    }
+
+    /// The held statement was decided: run it or refuse it, then go on with what came after it.
+    private func endHold(_ challenge: Challenge) {
+        guard let current = held, current.challenge.id == challenge.id else { return }
+        held = nil
+        let verdict: StatementGuard.Verdict
+        if challenge.state.releases {
+            if challenge.kind == .stepUp { lastStepUp = environment.now() }
+            prepared.record(current.inspection)
+            verdict = .proceed
+        } else {
+            verdict = .refuse(Self.holdRefusal(challenge))
+        }
+        switch statementGuard.client(current.frame, judge: { _ in verdict }) {
+        case .forward: upstream?.write(current.frame.bytes)
+        case .replace(let replacement): upstream?.write(replacement.bytes)
+        case .hold, .protocolViolation: break
+        }
+        let waiting = backlog
+        backlog = []
+        for frame in waiting { relayToUpstream(frame) }
+        upstream?.flush()
+        if held == nil { resumeClientReading() }
+    }
+
+    static func holdRefusal(_ challenge: Challenge) -> ErrorNoticeFields {
+        let what = challenge.kind == .stepUp ? "step-up verification" : "approval"
+        switch challenge.state {
+        case .expired:
+            return ErrorNoticeFields(
+                severity: "ERROR", sqlState: "42501",
+                message: "Gatehouse did not run this statement: \(what) did not arrive in time (challenge \(challenge.id) expired)",
+                hint: "run the statement again and answer the challenge sooner")
+        case .denied:
+            return ErrorNoticeFields(
+                severity: "ERROR", sqlState: "42501",
+                message: "Gatehouse did not run this statement: \(challenge.decidedBy ?? "an approver") denied it\(challenge.decisionReason.map { ": \($0)" } ?? "")")
+        case .cancelled:
+            return ErrorNoticeFields(
+                severity: "ERROR", sqlState: "57014",
+                message: "canceling statement due to user request (it was held by Gatehouse for \(what))")
+        default:
+            return ErrorNoticeFields(
+                severity: "ERROR", sqlState: "42501",
+                message: "Gatehouse did not run this statement: \(what) failed\(challenge.decisionReason.map { ": \($0)" } ?? "")")
+        }
+    }
+
+    /// The client sent a CancelRequest: a held statement is the gateway's to cancel.
+    func clientCancelled() {
+        guard let current = held, let stepUp = environment.stepUp else { return }
+        let id = current.challenge.id
+        Task { await stepUp.cancel(id: id, reason: "the client cancelled the statement") }
+    }
+
+    private func resumeClientReading() {
+        guard pendingRead, let context else { return }
+        pendingRead = false
+        context.read()
     }
 
     /// What the client reads when a statement does not run.
@@ -197,7 +341,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
         return ErrorNoticeFields(severity: "ERROR", sqlState: ProxyFailure.Code.insufficientPrivilege, message: message, hint: hint)
     }
 
-    private func recordDecision(_ decision: Decision, inspection: Inspection, sql: String) {
+    private func recordDecision(_ decision: Decision, inspection: Inspection, sql: String, note: String? = nil) {
         let type: AuditEventType
         switch decision.action {
         case .allow: type = .statementAllowed
@@ -220,6 +364,10 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
             detail["would_have"] = (decision.shadowed.map(\.action).max() ?? .allow).rawValue
         }
         if !decision.usedGrants.isEmpty { detail["grants"] = decision.usedGrants.joined(separator: ",") }
+        if let note {
+            detail["note"] = note
+            detail["reason"] = decision.reason
+        }
         let record = AuditRecord(
             type, actor: user?.name, session: sessionID, connection: connection?.name, source: source, detail: detail)
         let store = environment.store
@@ -489,6 +637,8 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
                 host: connection.host, port: connection.port, processID: startup.processID, secretKey: startup.secretKey)
         ) { reason in
             eventLoop.execute { loopBound.value.terminate(reason: reason) }
+        } cancelled: {
+            eventLoop.execute { loopBound.value.clientCancelled() }
         }
         sessionStarted = started
         let environment = self.environment
@@ -549,6 +699,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
             logger.info("cancel request for an unknown session ignored")
             return
         }
+        environment.registry.notifyCancelled(id: sessionID)
         let store = environment.store
         let source = self.source
         let logger = self.logger

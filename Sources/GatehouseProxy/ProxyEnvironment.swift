@@ -17,6 +17,8 @@ public struct ProxyEnvironment: Sendable {
     public var guardrails: Guardrails
     /// Source-country lookups, when the configuration names a GeoIP database.
     public var geoIP: GeoIPDatabase?
+    /// Second factors and held statements; without it, step-up and approve rules refuse.
+    public var stepUp: StepUpService?
     public var clientTLS: NIOSSLContext?
     /// Per connection name; absent when the connection does not use TLS.
     public var upstreamTLS: [String: NIOSSLContext]
@@ -25,7 +27,7 @@ public struct ProxyEnvironment: Sendable {
 
     public init(
         config: GatehouseConfig, tokens: TokenService, identities: IdentityService, store: any GatehouseStore,
-        registry: SessionRegistry, guardrails: Guardrails, geoIP: GeoIPDatabase? = nil, clientTLS: NIOSSLContext?, upstreamTLS: [String: NIOSSLContext], logger: Logger,
+        registry: SessionRegistry, guardrails: Guardrails, geoIP: GeoIPDatabase? = nil, stepUp: StepUpService? = nil, clientTLS: NIOSSLContext?, upstreamTLS: [String: NIOSSLContext], logger: Logger,
         now: @escaping @Sendable () -> Date = Date.init
     ) {
         self.config = config
@@ -35,6 +37,7 @@ public struct ProxyEnvironment: Sendable {
         self.registry = registry
         self.guardrails = guardrails
         self.geoIP = geoIP
+        self.stepUp = stepUp
         self.clientTLS = clientTLS
         self.upstreamTLS = upstreamTLS
         self.logger = logger

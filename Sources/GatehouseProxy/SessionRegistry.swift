@@ -45,6 +45,7 @@ public final class SessionRegistry: Sendable {
         var cancelKey: GatewayCancelKey
         var cancelTarget: UpstreamCancelTarget
         var terminate: @Sendable (String) -> Void
+        var cancelled: @Sendable () -> Void
     }
 
     private let state = NIOLockedValueBox<(sessions: [String: Entry], byCancelKey: [GatewayCancelKey: String])>(([:], [:]))
@@ -53,7 +54,8 @@ public final class SessionRegistry: Sendable {
 
     /// Registers a session and returns the cancel key to hand to its client.
     public func register(
-        _ info: SessionInfo, cancelTarget: UpstreamCancelTarget, terminate: @escaping @Sendable (String) -> Void
+        _ info: SessionInfo, cancelTarget: UpstreamCancelTarget, terminate: @escaping @Sendable (String) -> Void,
+        cancelled: @escaping @Sendable () -> Void = {}
     ) -> GatewayCancelKey {
         state.withLockedValue { state in
             var key: GatewayCancelKey
@@ -62,7 +64,8 @@ public final class SessionRegistry: Sendable {
             } while state.byCancelKey[key] != nil
             // A replaced entry's key must not lead to the new session.
             if let replaced = state.sessions[info.id] { state.byCancelKey[replaced.cancelKey] = nil }
-            state.sessions[info.id] = Entry(info: info, cancelKey: key, cancelTarget: cancelTarget, terminate: terminate)
+            state.sessions[info.id] = Entry(
+                info: info, cancelKey: key, cancelTarget: cancelTarget, terminate: terminate, cancelled: cancelled)
             state.byCancelKey[key] = info.id
             return key
         }
@@ -95,6 +98,11 @@ public final class SessionRegistry: Sendable {
             guard let id = state.byCancelKey[key], let entry = state.sessions[id] else { return nil }
             return (id, entry.cancelTarget)
         }
+    }
+
+    /// Tells a session its client asked to cancel (a statement the gateway holds is the session's to end).
+    public func notifyCancelled(id: String) {
+        state.withLockedValue { $0.sessions[id]?.cancelled }?()
     }
 
     public var count: Int { state.withLockedValue { $0.sessions.count } }

@@ -16,6 +16,8 @@ struct StatementGuard {
     enum Verdict {
         case proceed
         case refuse(ErrorNoticeFields)
+        /// Not yet: the caller keeps the frame and submits it again with the final verdict.
+        case hold
     }
 
     enum ClientOutcome: Equatable {
@@ -25,6 +27,8 @@ struct StatementGuard {
         case replace(PostgresFrame)
         /// Not allowed in a session at all: end the connection with this error.
         case protocolViolation(String)
+        /// Held: nothing was sent and nothing counted; submit the frame again when decided.
+        case hold
     }
 
     /// A syntax error in the server's eyes; unguessable, so a client cannot provoke a rewrite itself.
@@ -47,12 +51,15 @@ struct StatementGuard {
             guard let query = try? QueryMessage.decode(frame.body) else {
                 return .protocolViolation("malformed Query message")
             }
-            defer { cyclesSent += 1 }
             switch judge(query.sql) {
+            case .hold:
+                return .hold
             case .proceed:
+                cyclesSent += 1
                 return .forward
             case .refuse(let error):
                 refusals.append((cyclesSent, error))
+                cyclesSent += 1
                 return .replace(QueryMessage(sql: marker).frame)
             }
         case FrontendMessageType.parse:
@@ -60,6 +67,8 @@ struct StatementGuard {
                 return .protocolViolation("malformed Parse message")
             }
             switch judge(parse.sql) {
+            case .hold:
+                return .hold
             case .proceed:
                 return .forward
             case .refuse(let error):

@@ -53,6 +53,11 @@ public actor SQLiteStore: GatehouseStore {
             """,
             "CREATE TABLE IF NOT EXISTS revoked_tokens (id TEXT PRIMARY KEY, expires_at TEXT NOT NULL)",
             "CREATE TABLE IF NOT EXISTS user_token_cutoffs (user TEXT PRIMARY KEY, cutoff TEXT NOT NULL)",
+            """
+            CREATE TABLE IF NOT EXISTS mfa (
+                user TEXT PRIMARY KEY, sealed_secret BLOB NOT NULL, confirmed INTEGER NOT NULL DEFAULT 0,
+                last_used_step INTEGER)
+            """,
         ] {
             _ = try await connection.query(statement, [])
         }
@@ -235,6 +240,41 @@ public actor SQLiteStore: GatehouseStore {
         _ = try await connection.query(
             "INSERT INTO user_token_cutoffs (user, cutoff) VALUES (?, ?) ON CONFLICT(user) DO UPDATE SET cutoff = excluded.cutoff",
             [.text(name), .text(Timestamp.format(cutoff))])
+    }
+
+    public func mfa(ofUser name: String) async throws -> StoredMFA? {
+        guard let row = try await connection.query("SELECT * FROM mfa WHERE user = ?", [.text(name)]).first,
+            let blob = row.column("sealed_secret")?.blob
+        else { return nil }
+        return StoredMFA(
+            sealedSecret: Data(buffer: blob), confirmed: (row.column("confirmed")?.integer ?? 0) != 0,
+            lastUsedStep: row.column("last_used_step")?.integer.map(Int64.init))
+    }
+
+    public func saveMFA(_ mfa: StoredMFA, forUser name: String) async throws {
+        _ = try await connection.query(
+            """
+            INSERT INTO mfa (user, sealed_secret, confirmed, last_used_step) VALUES (?, ?, ?, ?)
+            ON CONFLICT(user) DO UPDATE SET sealed_secret = excluded.sealed_secret, confirmed = excluded.confirmed,
+                last_used_step = excluded.last_used_step
+            """,
+            [
+                .text(name), .blob(ByteBuffer(bytes: mfa.sealedSecret)), .integer(mfa.confirmed ? 1 : 0),
+                mfa.lastUsedStep.map { .integer(Int($0)) } ?? .null,
+            ])
+    }
+
+    public func confirmMFA(forUser name: String, step: Int64) async throws {
+        _ = try await connection.query(
+            "UPDATE mfa SET confirmed = 1, last_used_step = ? WHERE user = ?", [.integer(Int(step)), .text(name)])
+    }
+
+    public func useMFAStep(_ step: Int64, forUser name: String) async throws -> Bool {
+        // One statement, so two racing uses of the same code cannot both succeed.
+        let rows = try await connection.query(
+            "UPDATE mfa SET last_used_step = ? WHERE user = ? AND (last_used_step IS NULL OR last_used_step < ?) RETURNING user",
+            [.integer(Int(step)), .text(name), .integer(Int(step))])
+        return !rows.isEmpty
     }
 
     public func close() async throws {

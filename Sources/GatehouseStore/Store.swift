@@ -21,6 +21,20 @@ public struct StoredUser: Sendable, Equatable {
     }
 }
 
+/// A user's TOTP enrolment: the secret sealed with the gateway's key, whether the first code
+/// confirmed it, and the last time step used (a code is good once).
+public struct StoredMFA: Sendable, Equatable {
+    public var sealedSecret: Data
+    public var confirmed: Bool
+    public var lastUsedStep: Int64?
+
+    public init(sealedSecret: Data, confirmed: Bool, lastUsedStep: Int64?) {
+        self.sealedSecret = sealedSecret
+        self.confirmed = confirmed
+        self.lastUsedStep = lastUsedStep
+    }
+}
+
 /// Token revocations: single tokens by id, and every token of a user issued before a time.
 public struct Revocations: Sendable, Equatable {
     public var tokenIDs: Set<String> = []
@@ -43,6 +57,13 @@ public protocol GatehouseStore: Sendable {
     func appendAudit(_ record: AuditRecord) async throws -> AuditEvent
     /// Appends without waiting, keeping order; `onFailure` hears about a write that failed.
     func enqueueAudit(_ record: AuditRecord, onFailure: @escaping @Sendable (Error) -> Void)
+    func mfa(ofUser name: String) async throws -> StoredMFA?
+    /// Replaces the user's enrolment (a new, unconfirmed secret).
+    func saveMFA(_ mfa: StoredMFA, forUser name: String) async throws
+    /// Marks the enrolment confirmed and records the step of the confirming code.
+    func confirmMFA(forUser name: String, step: Int64) async throws
+    /// Records a used step; refuses (returns false) when `step` is not after the last used one.
+    func useMFAStep(_ step: Int64, forUser name: String) async throws -> Bool
     /// Events with a sequence number above `afterSeq`, oldest first.
     func auditEvents(afterSeq: Int64, limit: Int) async throws -> [AuditEvent]
     /// The newest `count` events, oldest first.

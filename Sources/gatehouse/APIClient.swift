@@ -41,7 +41,7 @@ struct APIClient {
         let status = (response as? HTTPURLResponse)?.statusCode ?? 0
         guard (200..<300).contains(status) else {
             if let problem = try? JSONDecoder().decode(APIErrorBody.self, from: data) {
-                throw CLIError("\(problem.error.message) (\(problem.error.code))")
+                throw CLIError("\(problem.error.message) (\(problem.error.code))", code: problem.error.code)
             }
             throw CLIError("the gateway answered HTTP \(status)")
         }

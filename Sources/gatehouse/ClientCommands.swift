@@ -18,6 +18,9 @@ struct Login: AsyncParsableCommand {
     @Flag(help: "Read the password from standard input instead of asking.")
     var passwordStdin = false
 
+    @Option(help: "The code from your authenticator, when you have a second factor (asked for otherwise).")
+    var code: String?
+
     @Flag(help: "Print JSON instead of text.")
     var json = false
 
@@ -27,8 +30,16 @@ struct Login: AsyncParsableCommand {
             throw CLIError("give --user NAME")
         }
         let password = try readSecret(prompt: "Password for \(name) at \(server): ", fromStandardInput: passwordStdin)
-        let response = try await APIClient(server: server, token: nil)
-            .send("POST", "login", body: API.LoginRequest(user: name, password: password), as: API.TokenResponse.self)
+        let client = APIClient(server: server, token: nil)
+        let response: API.TokenResponse
+        do {
+            response = try await client.send(
+                "POST", "login", body: API.LoginRequest(user: name, password: password, code: code), as: API.TokenResponse.self)
+        } catch let error as CLIError where error.code == "second_factor_required" && code == nil {
+            let code = try readCode(nil, prompt: "Code from your authenticator: ")
+            response = try await client.send(
+                "POST", "login", body: API.LoginRequest(user: name, password: password, code: code), as: API.TokenResponse.self)
+        }
         try Credentials(server: server, user: response.user, token: response.token, expires_at: response.expires_at).save()
         if json {
             struct Output: Encodable { var user: String; var groups: [String]; var expires_at: String; var server: String }

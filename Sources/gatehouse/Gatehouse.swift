@@ -15,7 +15,8 @@ struct Gatehouse: AsyncParsableCommand {
         version: Gatehouse.version,
         subcommands: [
             Serve.self, Login.self, Logout.self, Token.self, Tokens.self, Sessions.self, Audit.self, Users.self,
-            HashPassword.self, ConfigCommand.self, PolicyCommand.self,
+            HashPassword.self, ConfigCommand.self, PolicyCommand.self, MFA.self, Verify.self, Approve.self, Deny.self,
+            ChallengesCommand.self,
         ]
     )
 
@@ -34,7 +35,24 @@ struct ClientOptions: ParsableArguments {
 /// A failure to show the user as one clear line, exit code 1.
 struct CLIError: Error, CustomStringConvertible {
     var description: String
-    init(_ description: String) { self.description = description }
+    /// The API's error code, when the failure came from the gateway.
+    var code: String?
+    init(_ description: String, code: String? = nil) {
+        self.description = description
+        self.code = code
+    }
+}
+
+/// Reads a one-time code: from the option, else asked on the terminal, else one line of standard input.
+func readCode(_ given: String?, prompt: String) throws -> String {
+    if let given, !given.isEmpty { return given }
+    if isatty(STDIN_FILENO) != 0 {
+        FileHandle.standardError.write(Data(prompt.utf8))
+    }
+    guard let line = readLine(strippingNewline: true)?.trimmingCharacters(in: .whitespaces), !line.isEmpty else {
+        throw CLIError("no code given: pass --code or type it when asked")
+    }
+    return line
 }
 
 func printJSON(_ value: some Encodable) throws {

@@ -88,15 +88,21 @@ struct Serve: AsyncParsableCommand {
         let tls = try ProxyEnvironment.tlsContexts(for: gatewayConfig)
         let registry = SessionRegistry()
         let guardrails = Guardrails(policy: gatewayConfig.policy)
+        let stepUp = StepUpService(
+            store: store,
+            sealingKey: try TokenService.loadOrCreateSigningKey(
+                at: (gatewayConfig.dataDirectory as NSString).appendingPathComponent("mfa.key")),
+            holdTimeout: gatewayConfig.stepUpTimeout, logger: logger)
         var geoIP: GeoIPDatabase?
         if let path = gatewayConfig.geoipDatabase {
             do { geoIP = try GeoIPDatabase(path: path) } catch { throw CLIError("configuration refused: \(error)") }
         }
         let proxyEnvironment = ProxyEnvironment(
             config: gatewayConfig, tokens: tokens, identities: identities, store: store, registry: registry,
-            guardrails: guardrails, geoIP: geoIP, clientTLS: tls.client, upstreamTLS: tls.upstream, logger: logger)
+            guardrails: guardrails, geoIP: geoIP, stepUp: stepUp, clientTLS: tls.client, upstreamTLS: tls.upstream, logger: logger)
         let apiEnvironment = APIEnvironment(
-            config: gatewayConfig, tokens: tokens, identities: identities, store: store, registry: registry, logger: logger)
+            config: gatewayConfig, tokens: tokens, identities: identities, store: store, registry: registry, stepUp: stepUp,
+            logger: logger)
 
         var demoToken: String?
         if config == nil, let demo = try await store.user(named: "demo") {

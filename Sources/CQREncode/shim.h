@@ -1,0 +1,2 @@
+// QR code encoder (Debian: libqrencode-dev).
+#include <qrencode.h>

@@ -1,0 +1,192 @@
+import Crypto
+import Foundation
+import GatehouseCore
+import GatehouseStore
+import Logging
+
+/// Second factors (TOTP enrolment and checks) and the challenges that hold statements in live sessions.
+///
+/// A held statement costs a dictionary entry and a sleeping task for its deadline: no thread, no polling.
+public actor StepUpService {
+    private let store: any GatehouseStore
+    private let sealingKey: SymmetricKey
+    private let logger: Logger
+    public nonisolated let now: @Sendable () -> Date
+    /// How long a held statement waits for its proof or approval.
+    public nonisolated let holdTimeout: TimeInterval
+    public nonisolated let issuer: String
+    private var book = ChallengeBook()
+    private var limiter = AttemptLimiter()
+    private var waiters: [String: @Sendable (Challenge) -> Void] = [:]
+
+    public init(
+        store: any GatehouseStore, sealingKey: [UInt8], holdTimeout: TimeInterval = 120, issuer: String = "Gatehouse",
+        logger: Logger = Logger(label: "gatehouse.stepup"), now: @escaping @Sendable () -> Date = Date.init
+    ) {
+        self.store = store
+        self.sealingKey = SymmetricKey(data: sealingKey)
+        self.holdTimeout = holdTimeout
+        self.issuer = issuer
+        self.logger = logger
+        self.now = now
+    }
+
+    // MARK: Enrolment
+
+    /// Starts (or restarts) TOTP enrolment: a new secret, unconfirmed until the first valid code.
+    public func enroll(user: String) async throws -> (uri: String, secret: String) {
+        let totp = TOTP(secret: TOTP.generateSecret())
+        let sealed = try AES.GCM.seal(Data(totp.secret), using: sealingKey).combined ?? Data()
+        try await store.saveMFA(StoredMFA(sealedSecret: sealed, confirmed: false, lastUsedStep: nil), forUser: user)
+        try await audit(.mfaEnrolled, actor: user, detail: ["method": "totp"])
+        return (totp.provisioningURI(account: user, issuer: issuer), Base32.encode(totp.secret))
+    }
+
+    /// Confirms enrolment with the first code from the authenticator.
+    public func confirm(user: String, code: String) async throws {
+        guard let stored = try await store.mfa(ofUser: user) else {
+            throw ChallengeError(.notEnrolled, "no enrolment to confirm: run `gatehouse mfa enroll` first")
+        }
+        let step = try await checkCode(user: user, code: code, stored: stored)
+        try await store.confirmMFA(forUser: user, step: step)
+        try await audit(.mfaConfirmed, actor: user, detail: ["method": "totp"])
+    }
+
+    /// Whether `user` has a confirmed second factor.
+    public func isEnrolled(user: String) async throws -> Bool {
+        try await store.mfa(ofUser: user)?.confirmed ?? false
+    }
+
+    /// Checks a code of a confirmed enrolment (login, approvals); throws a clear error otherwise.
+    @discardableResult
+    public func verifyCode(user: String, code: String) async throws -> Int64 {
+        guard let stored = try await store.mfa(ofUser: user), stored.confirmed else {
+            throw ChallengeError(.notEnrolled, "\(user) has no second factor: run `gatehouse mfa enroll`")
+        }
+        return try await checkCode(user: user, code: code, stored: stored)
+    }
+
+    private func checkCode(user: String, code: String, stored: StoredMFA) async throws -> Int64 {
+        let time = now()
+        try limiter.check(user, at: time)
+        guard let secret = try? AES.GCM.open(AES.GCM.SealedBox(combined: stored.sealedSecret), using: sealingKey) else {
+            throw ChallengeError(.notEnrolled, "the stored second factor of \(user) cannot be read with this gateway's key; enroll again")
+        }
+        let totp = TOTP(secret: Array(secret))
+        if let step = totp.verify(code, at: time, lastUsedStep: stored.lastUsedStep),
+            try await store.useMFAStep(step, forUser: user) || !stored.confirmed
+        {
+            limiter.recordSuccess(user)
+            return step
+        }
+        let usedBefore = totp.verify(code, at: time, lastUsedStep: nil) != nil
+        if let until = limiter.recordFailure(user, at: time) {
+            try await audit(.mfaLockedOut, actor: user, detail: ["until": Timestamp.format(until)])
+        }
+        try await audit(.mfaFailure, actor: user, detail: ["reason": usedBefore ? "code already used" : "wrong code"])
+        throw ChallengeError(
+            .wrongCode,
+            usedBefore ? "that code was already used: wait for the next one" : "wrong code (check the authenticator's clock)")
+    }
+
+    // MARK: Challenges
+
+    /// Holds a statement: registers the challenge, calls `onFinal` once when it is decided, fails or
+    /// expires (from this actor; hop to your own executor there).
+    public func open(_ challenge: Challenge, onFinal: @escaping @Sendable (Challenge) -> Void) async {
+        book.add(challenge)
+        waiters[challenge.id] = onFinal
+        try? await audit(
+            .challengeCreated, actor: challenge.user, session: challenge.session, connection: challenge.connection,
+            detail: [
+                "challenge": challenge.id, "kind": challenge.kind.rawValue, "rules": challenge.rules.joined(separator: ","),
+                "fingerprint": challenge.fingerprint, "statement": String(challenge.statement.prefix(2000)),
+                "approvers": challenge.approvers.joined(separator: ","), "expires_at": Timestamp.format(challenge.expiresAt),
+            ])
+        let deadline = challenge.expiresAt.timeIntervalSince(now())
+        Task {
+            try? await Task.sleep(for: .milliseconds(Int64(max(0, deadline) * 1000) + 5))
+            await self.expireDue()
+        }
+    }
+
+    /// The user answers their own step-up challenge with a code.
+    public func verify(id: String, user: String, code: String) async throws -> Challenge {
+        _ = try book.checkVerifiable(id, by: user, at: now())
+        let accepted: Bool
+        do {
+            try await verifyCode(user: user, code: code)
+            accepted = true
+        } catch let error as ChallengeError where error.code == .wrongCode {
+            accepted = false
+        }
+        do {
+            let challenge = try book.verify(id, by: user, codeAccepted: accepted, at: now())
+            try await finish(challenge, event: .challengeVerified)
+            return challenge
+        } catch let error as ChallengeError where error.code == .tooManyAttempts {
+            if let challenge = book.challenge(id) { try await finish(challenge, event: .challengeFailed) }
+            throw error
+        }
+    }
+
+    /// An approver approves or denies a statement waiting for approval.
+    public func decide(id: String, approve: Bool, approver: String, groups: [String], reason: String?, code: String?)
+        async throws -> Challenge
+    {
+        let pending = try book.checkDecidable(id, by: approver, groups: groups, at: now())
+        if pending.approverStepUp && approve {
+            guard let code else {
+                throw ChallengeError(.approverStepUpRequired, "approving \(id) needs your own second factor: give --code")
+            }
+            try await verifyCode(user: approver, code: code)
+        }
+        let challenge = try book.decide(id, approve: approve, by: approver, groups: groups, reason: reason, at: now())
+        try await finish(challenge, event: approve ? .challengeApproved : .challengeDenied)
+        return challenge
+    }
+
+    /// The session gave up on a held statement (client cancel, disconnect, session end).
+    public func cancel(id: String, reason: String) async {
+        guard let challenge = book.cancel(id, reason: reason, at: now()) else { return }
+        try? await finish(challenge, event: .challengeCancelled)
+    }
+
+    /// Pending challenges `user` may act on: their own, and approvals they may give.
+    public func challenges(for user: String, groups: [String], all: Bool = false) -> [Challenge] {
+        let time = now()
+        return book.challenges.values.filter { challenge in
+            guard challenge.state == .pending, challenge.expiresAt > time else { return false }
+            if all || challenge.user == user { return true }
+            return challenge.kind == .approve && challenge.user != user
+                && challenge.approvers.contains { entry in
+                    entry.hasPrefix("group:") ? groups.contains(String(entry.dropFirst(6))) : entry == user
+                }
+        }.sorted { $0.createdAt < $1.createdAt }
+    }
+
+    public func challenge(_ id: String) -> Challenge? { book.challenge(id) }
+
+    private func expireDue() async {
+        for challenge in book.expire(at: now()) {
+            try? await finish(challenge, event: .challengeExpired)
+        }
+        book.prune(olderThan: 3600, at: now())
+    }
+
+    private func finish(_ challenge: Challenge, event: AuditEventType) async throws {
+        var detail = ["challenge": challenge.id, "kind": challenge.kind.rawValue, "state": challenge.state.rawValue]
+        if let by = challenge.decidedBy { detail["decided_by"] = by }
+        if let reason = challenge.decisionReason { detail["reason"] = reason }
+        if let waiter = waiters.removeValue(forKey: challenge.id) { waiter(challenge) }
+        try await audit(
+            event, actor: challenge.decidedBy ?? challenge.user, session: challenge.session, connection: challenge.connection,
+            detail: detail)
+    }
+
+    private func audit(
+        _ type: AuditEventType, actor: String?, session: String? = nil, connection: String? = nil, detail: [String: String]
+    ) async throws {
+        _ = try await store.appendAudit(AuditRecord(type, actor: actor, session: session, connection: connection, detail: detail))
+    }
+}

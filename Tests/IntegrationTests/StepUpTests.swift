@@ -1,0 +1,210 @@
+import Foundation
+import GatehouseCore
+import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Step-up and four-eyes approval inside live psql sessions.
+@Suite("Step-up and approval in live sessions", .timeLimit(.minutes(5)))
+struct StepUpTests {
+    static func policy(timeout: String = "30s", maxAge: String? = nil) -> String {
+        """
+        step_up: {timeout: \(timeout)}
+        policy:
+          rules:
+            - name: writes-need-step-up
+              match: {writes: true}
+              action: step_up
+        \(maxAge.map { "      step_up: {max_age: \($0)}" } ?? "")
+            - name: ledger-four-eyes
+              match: {tables_written: ["ledger_*"]}
+              action: approve
+              approvers: [bob]
+        """
+    }
+
+    /// Enrols `user`'s TOTP through the CLI and returns it, confirmed with the current step's code.
+    static func enrol(_ gateway: Gateway, _ user: String) async throws -> TOTP {
+        let enrol = try await gateway.cli(user, ["mfa", "enroll", "--json"])
+        #expect(enrol.status == 0, "\(enrol)")
+        let object = try JSONSerialization.jsonObject(with: Data(enrol.stdout.utf8)) as? [String: Any]
+        let secretText = try #require(object?["secret"] as? String)
+        let secret = try #require(Base32.decode(secretText))
+        let uri = try #require(object?["uri"] as? String)
+        #expect(uri.hasPrefix("otpauth://totp/Gatehouse:\(user)?secret="))
+        let totp = TOTP(secret: secret)
+        let confirm = try await gateway.cli(user, ["mfa", "confirm", totp.code(at: Date())])
+        #expect(confirm.status == 0, "\(confirm)")
+        return totp
+    }
+
+    /// The challenge id from the NOTICE psql printed, once it has printed it.
+    static func challengeID(of psql: RunningCommand, command: String = "verify") async throws -> String {
+        try await psql.waitForOutput("gatehouse \(command) ", timeout: 30)
+        let text = psql.stderr
+        let range = try #require(text.range(of: "gatehouse \(command) "))
+        return String(text[range.upperBound...].prefix { $0.isHexDigit })
+    }
+
+    @Test("a held write runs after `gatehouse verify` with a valid code; psql shows the notice while it waits")
+    func verifyReleasesStatement() async throws {
+        let gateway = try await Gateway.start(extraConfig: Self.policy())
+        let token = try await gateway.aliceToken()
+        let totp = try await Self.enrol(gateway, "alice")
+        let table = uniqueTable("held")
+        let psql = try gateway.startPsql(
+            password: token, ["-c", "select 'before'", "-c", "create table \(table) (id int)", "-c", "select 'after'"])
+        let id = try await Self.challengeID(of: psql)
+        #expect(psql.stderr.contains("NOTICE:  Gatehouse is holding this statement: rule \"writes-need-step-up\" needs step-up verification"))
+        #expect(psql.stderr.contains("DETAIL:  Run in another terminal: gatehouse verify \(id)"))
+
+        let listed = try await gateway.cli("alice", ["challenges"])
+        #expect(listed.stdout.contains(id), "\(listed)")
+        #expect(listed.stdout.contains("create table \(table)"), "\(listed)")
+
+        // The next step's code: the current one was spent confirming the enrolment.
+        let code = totp.code(at: Date().addingTimeInterval(30))
+        let verify = try await gateway.cli("alice", ["verify", id, "--code", code])
+        #expect(verify.status == 0, "\(verify)")
+        let result = try await psql.wait(timeout: 30)
+        #expect(result.status == 0, "\(result)")
+        #expect(result.stdout == "before\nCREATE TABLE\nafter\n", "\(result)")
+        let exists = try await gateway.psql(password: token, ["-c", "select count(*) from \(table)"])
+        #expect(exists.stdout == "0\n", "\(exists)")
+
+        // The code was used: it cannot release anything else.
+        let again = try await gateway.cli("alice", ["verify", id, "--code", code])
+        #expect(again.status != 0)
+    }
+
+    @Test("wrong codes: the third one fails the challenge and the statement does not run; the session stays usable")
+    func wrongCodes() async throws {
+        let gateway = try await Gateway.start(extraConfig: Self.policy())
+        let token = try await gateway.aliceToken()
+        _ = try await Self.enrol(gateway, "alice")
+        let table = uniqueTable("wrong")
+        let psql = try gateway.startPsql(
+            password: token, ["-v", "ON_ERROR_STOP=0", "-c", "create table \(table) (id int)", "-c", "select 'usable'"])
+        let id = try await Self.challengeID(of: psql)
+        for attempt in 1...3 {
+            let verify = try await gateway.cli("alice", ["verify", id, "--code", "000000"])
+            #expect(verify.status != 0)
+            #expect(verify.stderr.contains("wrong code"), "attempt \(attempt): \(verify)")
+        }
+        let result = try await psql.wait(timeout: 30)
+        #expect(result.stderr.contains("Gatehouse did not run this statement: step-up verification failed"), "\(result)")
+        #expect(result.stdout.contains("usable"), "\(result)")
+        let missing = try await gateway.psql(password: token, ["-c", "select to_regclass('\(table)') is null"])
+        #expect(missing.stdout == "t\n", "\(missing)")
+    }
+
+    @Test("a held statement fails with a clear error when nobody answers in time")
+    func timeout() async throws {
+        let gateway = try await Gateway.start(extraConfig: Self.policy(timeout: "2s"))
+        let token = try await gateway.aliceToken()
+        _ = try await Self.enrol(gateway, "alice")
+        let result = try await gateway.psql(password: token, ["-v", "ON_ERROR_STOP=0", "-c", "create table never (id int)", "-c", "select 'next'"])
+        #expect(result.stderr.contains("did not arrive in time"), "\(result)")
+        #expect(result.stdout.contains("next"), "\(result)")
+        try await gateway.loginAdmin()
+        let audit = try await gateway.cli("admin", ["audit", "tail", "-n", "30"])
+        #expect(audit.stdout.contains("challenge.created"), "\(audit)")
+        #expect(audit.stdout.contains("challenge.expired"), "\(audit)")
+    }
+
+    @Test("Ctrl-C while a statement is held cancels it like any statement")
+    func cancelWhileHeld() async throws {
+        let gateway = try await Gateway.start(extraConfig: Self.policy())
+        let token = try await gateway.aliceToken()
+        _ = try await Self.enrol(gateway, "alice")
+        let psql = try gateway.startPsql(password: token, ["-c", "create table cancelled_one (id int)"])
+        _ = try await Self.challengeID(of: psql)
+        psql.signal(SIGINT)
+        let result = try await psql.wait(timeout: 30)
+        #expect(result.stderr.contains("canceling statement due to user request"), "\(result)")
+    }
+
+    @Test("a step-up without an enrolled second factor is refused at once with advice")
+    func notEnrolled() async throws {
+        let gateway = try await Gateway.start(extraConfig: Self.policy())
+        let token = try await gateway.aliceToken()
+        let result = try await gateway.psql(password: token, ["-c", "create table unenrolled (id int)"])
+        #expect(result.status != 0)
+        #expect(result.stderr.contains("gatehouse mfa enroll"), "\(result)")
+    }
+
+    @Test("a freshness window lets further step-up statements of the same session through, then expires")
+    func freshness() async throws {
+        let gateway = try await Gateway.start(extraConfig: Self.policy(maxAge: "3s"))
+        let token = try await gateway.aliceToken()
+        let totp = try await Self.enrol(gateway, "alice")
+        let table = uniqueTable("fresh")
+        // One session: the first write is held and verified, the second passes on the fresh proof,
+        // the third (after the window) is held again and left to fail.
+        let psql = try gateway.startPsql(
+            password: token,
+            [
+                "-v", "ON_ERROR_STOP=0", "-c", "create table \(table) (id int)", "-c", "insert into \(table) values (1)",
+                "-c", "select pg_sleep(4)", "-c", "insert into \(table) values (2)",
+            ])
+        let id = try await Self.challengeID(of: psql)
+        let verify = try await gateway.cli("alice", ["verify", id, "--code", totp.code(at: Date().addingTimeInterval(30))])
+        #expect(verify.status == 0, "\(verify)")
+        try await psql.waitForOutput("INSERT 0 1", timeout: 30)
+        // The third statement waits for a new proof; a second notice appears.
+        try await eventually(timeout: 30) { psql.stderr.components(separatedBy: "gatehouse verify ").count == 3 ? true : nil }
+        psql.signal(SIGTERM)
+        _ = try? await psql.wait(timeout: 10)
+        let rows = try await gateway.psql(password: token, ["-c", "select count(*) from \(table)"])
+        #expect(rows.stdout == "1\n", "\(rows)")
+    }
+
+    @Test("four-eyes: another user approves the exact statement; self-approval is refused; a denial says who and why")
+    func approval() async throws {
+        let gateway = try await Gateway.start(extraConfig: Self.policy())
+        let token = try await gateway.aliceToken()
+        let table = uniqueTable("ledger")
+        _ = try await gateway.token(for: "bob", password: Gateway.bobPassword)
+
+        let psql = try gateway.startPsql(password: token, ["-c", "create table \(table) (id int)"])
+        let id = try await Self.challengeID(of: psql, command: "approve")
+        #expect(psql.stderr.contains("until another person approves it: rule \"ledger-four-eyes\""), "\(psql.stderr)")
+
+        let own = try await gateway.cli("alice", ["approve", id])
+        #expect(own.status != 0)
+        #expect(own.stderr.contains("you cannot approve your own statement"), "\(own)")
+        let inbox = try await gateway.cli("bob", ["challenges"])
+        #expect(inbox.stdout.contains(id), "\(inbox)")
+        let approve = try await gateway.cli("bob", ["approve", id])
+        #expect(approve.status == 0, "\(approve)")
+        let result = try await psql.wait(timeout: 30)
+        #expect(result.status == 0, "\(result)")
+
+        let second = try gateway.startPsql(password: token, ["-c", "drop table \(table)"])
+        let secondID = try await Self.challengeID(of: second, command: "approve")
+        let deny = try await gateway.cli("bob", ["deny", secondID, "--reason", "ledger tables are kept"])
+        #expect(deny.status == 0, "\(deny)")
+        let denied = try await second.wait(timeout: 30)
+        #expect(denied.stderr.contains("bob denied it: ledger tables are kept"), "\(denied)")
+        try await gateway.loginAdmin()
+        let audit = try await gateway.cli("admin", ["audit", "tail", "-n", "40"])
+        #expect(audit.stdout.contains("challenge.approved actor=bob"), "\(audit)")
+        #expect(audit.stdout.contains("challenge.denied actor=bob"), "\(audit)")
+    }
+
+    @Test("login asks for the second factor once enrolled")
+    func loginWithSecondFactor() async throws {
+        let gateway = try await Gateway.start(extraConfig: Self.policy())
+        _ = try await gateway.aliceToken()
+        let totp = try await Self.enrol(gateway, "alice")
+        let without = try await gateway.cli("alice2", ["login", "--user", "alice", "--password-stdin"], stdin: Gateway.alicePassword + "\n")
+        #expect(without.status != 0)
+        #expect(without.stderr.contains("second_factor_required") || without.stderr.contains("no code given"), "\(without)")
+        let with = try await gateway.cli(
+            "alice2", ["login", "--user", "alice", "--password-stdin", "--code", totp.code(at: Date().addingTimeInterval(30))],
+            stdin: Gateway.alicePassword + "\n")
+        #expect(with.status == 0, "\(with)")
+    }
+}
