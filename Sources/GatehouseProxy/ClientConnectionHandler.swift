@@ -327,9 +327,9 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
         var hint = decision.hint
         switch decision.action {
         case .stepUp:
-            message = "Gatehouse held this statement: \(decision.reason); step-up verification is not available on this gateway yet, so it was not run"
+            message = "Gatehouse held this statement: \(decision.reason); step-up verification is not enabled on this gateway, so it was not run"
         case .approve:
-            message = "Gatehouse held this statement: \(decision.reason); approval is not available on this gateway yet, so it was not run"
+            message = "Gatehouse held this statement: \(decision.reason); approval is not enabled on this gateway, so it was not run"
         default:
             message = "Gatehouse denied this statement: \(decision.reason)"
         }

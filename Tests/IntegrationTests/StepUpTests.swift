@@ -207,4 +207,41 @@ struct StepUpTests {
             stdin: Gateway.alicePassword + "\n")
         #expect(with.status == 0, "\(with)")
     }
+
+    @Test("200 sessions holding a statement at once: no thread each, and the gateway stays responsive")
+    func manyHolds() async throws {
+        let gateway = try await Gateway.start(extraConfig: Self.policy(timeout: "40s"))
+        let token = try await gateway.aliceToken()
+        _ = try await Self.enrol(gateway, "alice")
+        let pid = try #require(gateway.process?.process.processIdentifier)
+        func threads() throws -> Int {
+            let status = try String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)
+            let line = try #require(status.split(separator: "\n").first { $0.hasPrefix("Threads:") })
+            return Int(line.split(separator: "\t").last.map(String.init) ?? "") ?? -1
+        }
+        // Warm up the pools, then count.
+        _ = try await gateway.psql(password: token, ["-c", "select 1"])
+        let before = try threads()
+
+        let script = "\(gateway.directory)/held.sql"
+        try "create temporary table held_here (id int);\n".write(toFile: script, atomically: true, encoding: .utf8)
+        let pgbench = try Command.start(
+            "\(gateway.cluster.binDirectory)/pgbench",
+            ["-n", "-c", "200", "-j", "4", "-t", "1", "-f", script, "-h", "127.0.0.1", "-p", "\(gateway.postgresPort)", "-U", "alice", "main"],
+            environment: ["PGPASSWORD": token, "PGSSLMODE": "disable"])
+        let waiting = try await eventually(timeout: 60) { () -> Int? in
+            let list = try await gateway.cli("alice", ["challenges", "--json"])
+            let object = try? JSONSerialization.jsonObject(with: Data(list.stdout.utf8)) as? [String: Any]
+            let count = (object?["challenges"] as? [Any])?.count ?? 0
+            return count == 200 ? count : nil
+        }
+        #expect(waiting == 200)
+        // Pools may still grow to their fixed sizes; a thread per held statement would add 200.
+        let during = try threads()
+        #expect(during - before < 16, "threads before: \(before), while 200 statements are held: \(during)")
+        let other = try await gateway.psql(password: token, ["-c", "select 'responsive'"])
+        #expect(other.stdout == "responsive\n", "\(other)")
+        let result = try await pgbench.wait(timeout: 120)
+        #expect(result.stderr.contains("did not arrive in time"), "\(result.stderr.prefix(2000))")
+    }
 }
