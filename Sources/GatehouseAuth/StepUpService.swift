@@ -4,6 +4,17 @@ import GatehouseCore
 import GatehouseStore
 import Logging
 
+/// A further way to prove presence for a held statement (WebAuthn, an OIDC re-authentication with
+/// `acr_values`/`max_age` per RFC 9470, ...). Registered with `StepUpService.register`; rules name it in
+/// `step_up: {method: NAME}`. The proxy does not change: it holds and releases by challenge.
+public protocol StepUpMethod: Sendable {
+    var name: String { get }
+    /// Whether `user` can use this method (enrolled, linked to an identity provider, ...).
+    func isAvailable(for user: String) async throws -> Bool
+    /// Checks a proof (an assertion, an ID token, ...) for `challenge`; throws `ChallengeError` when wrong.
+    func verify(user: String, proof: String, challenge: Challenge) async throws
+}
+
 /// Second factors (TOTP enrolment and checks) and the challenges that hold statements in live sessions.
 ///
 /// A held statement costs a dictionary entry and a sleeping task for its deadline: no thread, no polling.
@@ -18,6 +29,18 @@ public actor StepUpService {
     private var book = ChallengeBook()
     private var limiter = AttemptLimiter()
     private var waiters: [String: @Sendable (Challenge) -> Void] = [:]
+    private var methods: [String: any StepUpMethod] = [:]
+
+    /// Adds a step-up method besides the built-in `totp`.
+    public func register(_ method: any StepUpMethod) {
+        methods[method.name] = method
+    }
+
+    /// Whether `user` can answer a step-up with `method`.
+    public func canStepUp(user: String, method: String) async throws -> Bool {
+        if method == "totp" { return try await isEnrolled(user: user) }
+        return try await methods[method]?.isAvailable(for: user) ?? false
+    }
 
     public init(
         store: any GatehouseStore, sealingKey: [UInt8], holdTimeout: TimeInterval = 120, issuer: String = "Gatehouse",
@@ -110,12 +133,18 @@ public actor StepUpService {
         }
     }
 
-    /// The user answers their own step-up challenge with a code.
+    /// The user answers their own step-up challenge with a code (or the proof its method takes).
     public func verify(id: String, user: String, code: String) async throws -> Challenge {
-        _ = try book.checkVerifiable(id, by: user, at: now())
+        let pending = try book.checkVerifiable(id, by: user, at: now())
         let accepted: Bool
         do {
-            try await verifyCode(user: user, code: code)
+            if pending.method == "totp" {
+                try await verifyCode(user: user, code: code)
+            } else if let method = methods[pending.method] {
+                try await method.verify(user: user, proof: code, challenge: pending)
+            } else {
+                throw ChallengeError(.notEnrolled, "step-up method \(pending.method) is not available on this gateway")
+            }
             accepted = true
         } catch let error as ChallengeError where error.code == .wrongCode {
             accepted = false

@@ -128,7 +128,7 @@ extension Reader {
             node, "a rule's match",
             allowed: [
                 "connections", "users", "groups", "roles", "elevated", "source", "not_source", "countries",
-                "not_countries", "applications", "during", "outside", "session_age", "idle", "kinds", "objects",
+                "not_countries", "applications", "during", "outside", "session_age", "idle", "new_device", "kinds", "objects",
                 "tables", "tables_read", "tables_written", "writes", "no_where", "functions", "multi_statement",
                 "unparsable", "dynamic", "copy_program",
             ])
@@ -164,6 +164,7 @@ extension Reader {
             case "outside": match.outside = try timeWindow(value, "match.outside")
             case "session_age": match.sessionAgeAtLeast = try duration(value, "match.session_age")
             case "idle": match.idleAtLeast = try duration(value, "match.idle")
+            case "new_device": match.newDevice = try bool(value, "match.new_device")
             case "kinds":
                 var kinds: Set<StatementKind> = []
                 for item in try sequence(value, "match.kinds") {

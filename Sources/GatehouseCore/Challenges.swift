@@ -30,6 +30,8 @@ public struct Challenge: Sendable, Equatable, Codable {
     public var approvers: [String]
     /// Whether an approver must give their own second factor.
     public var approverStepUp: Bool
+    /// How the user proves it is them (`totp`; later `webauthn`, `oidc`).
+    public var method: String = "totp"
     public var createdAt: Date
     public var expiresAt: Date
     public var state: State = .pending

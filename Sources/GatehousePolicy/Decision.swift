@@ -27,11 +27,15 @@ public struct SessionContext: Sendable {
     /// Grants active now; the evaluator ignores any that have expired at `now`.
     public var grants: [ActiveGrant]
     public var now: Date
+    /// The user has not yet proven a second factor from this source address with this client.
+    public var newDevice: Bool
 
     public init(
         user: String, groups: [String], connection: String, sourceAddress: String, country: String? = nil,
-        applicationName: String = "", sessionStartedAt: Date, lastActivityAt: Date, grants: [ActiveGrant] = [], now: Date
+        applicationName: String = "", sessionStartedAt: Date, lastActivityAt: Date, grants: [ActiveGrant] = [], now: Date,
+        newDevice: Bool = false
     ) {
+        self.newDevice = newDevice
         self.user = user
         self.groups = groups
         self.connection = connection
@@ -285,6 +289,7 @@ extension RuleMatch {
             return false
         }
         if let idleAtLeast, context.now.timeIntervalSince(context.lastActivityAt) < idleAtLeast { return false }
+        if let newDevice, newDevice != context.newDevice { return false }
 
         // Statement conditions
         if let unparsable, unparsable != inspection.unparsable { return false }

@@ -118,6 +118,8 @@ public struct RuleMatch: Sendable, Equatable {
     /// The session is at least this old / has been idle at least this long.
     public var sessionAgeAtLeast: TimeInterval?
     public var idleAtLeast: TimeInterval?
+    /// true: the user has never proven a second factor from this source address with this client.
+    public var newDevice: Bool?
 
     // What the statement does
     public var kinds: Set<StatementKind>?

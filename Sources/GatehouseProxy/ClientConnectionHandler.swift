@@ -48,6 +48,8 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
     private var backlog: [PostgresFrame] = []
     /// When this session's user last proved their second factor for a held statement.
     private var lastStepUp: Date?
+    /// Whether the user has not yet proven a second factor from this source address with this client.
+    private var newDevice = false
     /// The source's country, looked up once per session.
     private lazy var country: String? = environment.geoIP?.country(for: source)
 
@@ -185,7 +187,8 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
         let inspection = prepared.resolve(environment.guardrails.inspect(sql))
         let context = SessionContext(
             user: user.name, groups: user.groups, connection: connection.name, sourceAddress: source, country: country,
-            applicationName: request.applicationName, sessionStartedAt: started, lastActivityAt: lastActivity, now: now)
+            applicationName: request.applicationName, sessionStartedAt: started, lastActivityAt: lastActivity, now: now,
+            newDevice: newDevice)
         lastActivity = now
         let policy = environment.guardrails.compiled
         if sessionRules?.policy != ObjectIdentifier(policy) { sessionRules = policy.sessionRules(for: context) }
@@ -247,7 +250,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
         let eventLoop = context.eventLoop
         let user = challenge.user
         Task {
-            if challenge.kind == .stepUp, !((try? await stepUp.isEnrolled(user: user)) ?? false) {
+            if challenge.kind == .stepUp, !((try? await stepUp.canStepUp(user: user, method: challenge.method)) ?? false) {
                 var refused = challenge
                 refused.state = .failed
                 refused.decisionReason = "\(user) has no second factor: run `gatehouse mfa enroll` first"
@@ -266,7 +269,16 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
         held = nil
         let verdict: StatementGuard.Verdict
         if challenge.state.releases {
-            if challenge.kind == .stepUp { lastStepUp = environment.now() }
+            if challenge.kind == .stepUp {
+                lastStepUp = environment.now()
+                if newDevice, let request {
+                    // Proven from here: this source and client are the user's from now on.
+                    newDevice = false
+                    let store = environment.store
+                    let (user, source, application, now) = (challenge.user, source, request.applicationName, environment.now())
+                    Task { try? await store.rememberDevice(user: user, source: source, application: application, at: now) }
+                }
+            }
             prepared.record(current.inspection)
             verdict = .proceed
         } else {
@@ -648,9 +660,12 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
                 "application": request.applicationName, "tls": tlsActive ? "true" : "false",
                 "upstream": "\(connection.host):\(connection.port)/\(connection.database)",
             ])
-        runAsync(context: context) {
+        let (userName, source, application) = (user.name, source, request.applicationName)
+        runAsync(context: context) { () async throws -> Bool in
             _ = try await environment.store.appendAudit(record)
+            return try await environment.store.isKnownDevice(user: userName, source: source, application: application)
         } then: { context, result in
+            if case .success(let known) = result { self.newDevice = !known }
             if case .failure(let error) = result {
                 self.logger.error("cannot record session start in the audit log", metadata: ["error": "\(error)"])
                 self.environment.registry.remove(id: self.sessionID)

@@ -54,6 +54,11 @@ public actor SQLiteStore: GatehouseStore {
             "CREATE TABLE IF NOT EXISTS revoked_tokens (id TEXT PRIMARY KEY, expires_at TEXT NOT NULL)",
             "CREATE TABLE IF NOT EXISTS user_token_cutoffs (user TEXT PRIMARY KEY, cutoff TEXT NOT NULL)",
             """
+            CREATE TABLE IF NOT EXISTS known_devices (
+                user TEXT NOT NULL, source TEXT NOT NULL, application TEXT NOT NULL, first_seen TEXT NOT NULL,
+                PRIMARY KEY (user, source, application))
+            """,
+            """
             CREATE TABLE IF NOT EXISTS mfa (
                 user TEXT PRIMARY KEY, sealed_secret BLOB NOT NULL, confirmed INTEGER NOT NULL DEFAULT 0,
                 last_used_step INTEGER)
@@ -275,6 +280,19 @@ public actor SQLiteStore: GatehouseStore {
             "UPDATE mfa SET last_used_step = ? WHERE user = ? AND (last_used_step IS NULL OR last_used_step < ?) RETURNING user",
             [.integer(Int(step)), .text(name), .integer(Int(step))])
         return !rows.isEmpty
+    }
+
+    public func isKnownDevice(user: String, source: String, application: String) async throws -> Bool {
+        try await !connection.query(
+            "SELECT 1 FROM known_devices WHERE user = ? AND source = ? AND application = ?",
+            [.text(user), .text(source), .text(application)]
+        ).isEmpty
+    }
+
+    public func rememberDevice(user: String, source: String, application: String, at time: Date) async throws {
+        _ = try await connection.query(
+            "INSERT OR IGNORE INTO known_devices (user, source, application, first_seen) VALUES (?, ?, ?, ?)",
+            [.text(user), .text(source), .text(application), .text(Timestamp.format(time))])
     }
 
     public func close() async throws {

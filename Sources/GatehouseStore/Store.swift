@@ -64,6 +64,9 @@ public protocol GatehouseStore: Sendable {
     func confirmMFA(forUser name: String, step: Int64) async throws
     /// Records a used step; refuses (returns false) when `step` is not after the last used one.
     func useMFAStep(_ step: Int64, forUser name: String) async throws -> Bool
+    /// Whether `user` has proven a second factor from this source address with this client before.
+    func isKnownDevice(user: String, source: String, application: String) async throws -> Bool
+    func rememberDevice(user: String, source: String, application: String, at time: Date) async throws
     /// Events with a sequence number above `afterSeq`, oldest first.
     func auditEvents(afterSeq: Int64, limit: Int) async throws -> [AuditEvent]
     /// The newest `count` events, oldest first.

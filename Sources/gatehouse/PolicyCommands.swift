@@ -58,6 +58,9 @@ struct PolicyCommand: AsyncParsableCommand {
         @Option(help: "The client's country code (default: from the configured GeoIP database).")
         var country: String?
 
+        @Flag(help: "As if the user had never proven a second factor from this address and client.")
+        var newDevice = false
+
         @Option(help: "The SQL text (several statements allowed).")
         var sql: String
 
@@ -86,7 +89,8 @@ struct PolicyCommand: AsyncParsableCommand {
             let grants = role.enumerated().map { ActiveGrant(id: "simulated-\($0.offset + 1)", role: $0.element, expiresAt: now.addingTimeInterval(3600)) }
             let context = SessionContext(
                 user: user, groups: entry.groups, connection: connection, sourceAddress: from, country: country,
-                applicationName: application, sessionStartedAt: now, lastActivityAt: now, grants: grants, now: now)
+                applicationName: application, sessionStartedAt: now, lastActivityAt: now, grants: grants, now: now,
+                newDevice: newDevice)
             let inspection = Inspector.inspect(sql)
             let decision = config.policy.evaluate(inspection, in: context)
             if json {

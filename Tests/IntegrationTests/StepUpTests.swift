@@ -244,4 +244,37 @@ struct StepUpTests {
         let result = try await pgbench.wait(timeout: 120)
         #expect(result.stderr.contains("did not arrive in time"), "\(result.stderr.prefix(2000))")
     }
+
+    @Test("a new source or client needs a step-up on its first statement; once proven it is remembered")
+    func newDevice() async throws {
+        let gateway = try await Gateway.start(
+            extraConfig: """
+                policy:
+                  rules:
+                    - name: new-device
+                      match: {new_device: true}
+                      action: step_up
+                """)
+        let token = try await gateway.aliceToken()
+        let totp = try await Self.enrol(gateway, "alice")
+        let first = try gateway.startPsql(password: token, ["-c", "select 'first'"])
+        let id = try await Self.challengeID(of: first)
+        #expect(first.stderr.contains("rule \"new-device\""), "\(first.stderr)")
+        let verify = try await gateway.cli("alice", ["verify", id, "--code", totp.code(at: Date().addingTimeInterval(30))])
+        #expect(verify.status == 0, "\(verify)")
+        let firstResult = try await first.wait(timeout: 30)
+        #expect(firstResult.stdout == "first\n", "\(firstResult)")
+
+        // Same address, same client: known now.
+        let again = try await gateway.psql(password: token, ["-c", "select 'known'"])
+        #expect(again.stdout == "known\n", "\(again)")
+        // Another client application is a new device.
+        let other = try Command.start(
+            "\(gateway.cluster.binDirectory)/psql",
+            [gateway.conninfo(connection: "main", user: "alice"), "-X", "-At", "-c", "select 'other app'"],
+            environment: ["PGPASSWORD": token, "PGAPPNAME": "some-new-tool"])
+        _ = try await Self.challengeID(of: other)
+        other.signal(SIGINT)
+        _ = try await other.wait(timeout: 30)
+    }
 }
