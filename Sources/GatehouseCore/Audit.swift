@@ -112,22 +112,105 @@ public struct AuditEvent: Sendable, Equatable, Codable {
 
     /// The hash this event's content implies.
     public func computedHash() -> String {
-        var unsealed = self
-        unsealed.hash = ""
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        let body = (try? encoder.encode(unsealed)) ?? Data()
         var hasher = SHA256()
-        hasher.update(data: Data(prevHash.utf8))
-        hasher.update(data: body)
-        return hasher.finalize().map { String(format: "%02x", $0) }.joined()
+        hasher.update(data: Array(prevHash.utf8))
+        hasher.update(data: canonicalJSON(withHash: false))
+        return Self.hex(hasher.finalize())
     }
 
     /// One JSON line, as exported.
     public func jsonLine() -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return String(decoding: (try? encoder.encode(self)) ?? Data(), as: UTF8.self)
+        String(decoding: canonicalJSON(withHash: true), as: UTF8.self)
+    }
+
+    /// Compact JSON with keys in byte order and absent fields left out: the exact bytes the chain hashes
+    /// (the same as `JSONEncoder` with `.sortedKeys` and `.withoutEscapingSlashes` writes, without its cost).
+    public func canonicalJSON(withHash: Bool) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(256)
+        out.append(UInt8(ascii: "{"))
+        var first = true
+        func key(_ name: StaticString) {
+            if !first { out.append(UInt8(ascii: ",")) }
+            first = false
+            out.append(UInt8(ascii: "\""))
+            out.append(contentsOf: UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount))
+            out.append(contentsOf: [UInt8(ascii: "\""), UInt8(ascii: ":")])
+        }
+        if let actor { key("actor"); Self.appendString(actor, to: &out) }
+        if let connection { key("connection"); Self.appendString(connection, to: &out) }
+        key("detail")
+        out.append(UInt8(ascii: "{"))
+        var firstDetail = true
+        for name in detail.keys.sorted(by: { $0.utf8.lexicographicallyPrecedes($1.utf8) }) {
+            if !firstDetail { out.append(UInt8(ascii: ",")) }
+            firstDetail = false
+            Self.appendString(name, to: &out)
+            out.append(UInt8(ascii: ":"))
+            Self.appendString(detail[name]!, to: &out)
+        }
+        out.append(UInt8(ascii: "}"))
+        key("hash")
+        Self.appendString(withHash ? hash : "", to: &out)
+        key("prev_hash")
+        Self.appendString(prevHash, to: &out)
+        key("seq")
+        out.append(contentsOf: Array(String(seq).utf8))
+        if let session { key("session"); Self.appendString(session, to: &out) }
+        if let source { key("source"); Self.appendString(source, to: &out) }
+        key("time")
+        Self.appendString(time, to: &out)
+        key("type")
+        Self.appendString(type, to: &out)
+        out.append(UInt8(ascii: "}"))
+        return out
+    }
+
+    /// A detail map as compact JSON with sorted keys (how the store keeps it).
+    public static func canonicalDetailJSON(_ detail: [String: String]) -> String {
+        var out: [UInt8] = [UInt8(ascii: "{")]
+        for (index, name) in detail.keys.sorted(by: { $0.utf8.lexicographicallyPrecedes($1.utf8) }).enumerated() {
+            if index > 0 { out.append(UInt8(ascii: ",")) }
+            appendString(name, to: &out)
+            out.append(UInt8(ascii: ":"))
+            appendString(detail[name]!, to: &out)
+        }
+        out.append(UInt8(ascii: "}"))
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// A JSON string with the escapes JSONEncoder uses (slashes left alone).
+    static func appendString(_ text: String, to out: inout [UInt8]) {
+        out.append(UInt8(ascii: "\""))
+        for byte in text.utf8 {
+            switch byte {
+            case UInt8(ascii: "\""): out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "\"")])
+            case UInt8(ascii: "\\"): out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "\\")])
+            case 0x0A: out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "n")])
+            case 0x0D: out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "r")])
+            case 0x09: out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "t")])
+            case 0x08: out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "b")])
+            case 0x0C: out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "f")])
+            case 0x00..<0x20:
+                let digits = Array("0123456789abcdef".utf8)
+                out.append(contentsOf: Array("\\u00".utf8))
+                out.append(digits[Int(byte >> 4)])
+                out.append(digits[Int(byte & 0xf)])
+            default: out.append(byte)
+            }
+        }
+        out.append(UInt8(ascii: "\""))
+    }
+
+    static func hex(_ digest: some Sequence<UInt8>) -> String {
+        let digits = Array("0123456789abcdef".utf8)
+        var out: [UInt8] = []
+        out.reserveCapacity(64)
+        for byte in digest {
+            out.append(digits[Int(byte >> 4)])
+            out.append(digits[Int(byte & 0xf)])
+        }
+        return String(decoding: out, as: UTF8.self)
     }
 }
 

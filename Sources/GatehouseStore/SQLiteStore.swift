@@ -305,9 +305,7 @@ public actor SQLiteStore: GatehouseStore {
     }
 
     private static func encodeDetail(_ detail: [String: String]) -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return String(decoding: (try? encoder.encode(detail)) ?? Data("{}".utf8), as: UTF8.self)
+        AuditEvent.canonicalDetailJSON(detail)
     }
 
     private static func event(_ row: SQLiteRow) -> AuditEvent {

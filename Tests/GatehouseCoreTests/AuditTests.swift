@@ -316,3 +316,26 @@ struct AuditChainTests {
         #expect(Set(AuditEventType.allCases.map(\.rawValue)).count == AuditEventType.allCases.count)
     }
 }
+
+@Suite("Audit canonical form")
+struct AuditCanonicalFormTests {
+    @Test("the hand-written canonical JSON is byte for byte what JSONEncoder writes with sorted keys")
+    func matchesJSONEncoder() throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        let awkward = [
+            "plain", "", "quote \" backslash \\ slash /", "tab\tnew\nline\rcr", "\u{0}\u{1}\u{8}\u{c}\u{1f}\u{7f}",
+            "héllo wörld ✓ 😀", "\u{2028}\u{2029}", "</script>", "é vs e\u{301}",
+        ]
+        for (index, text) in awkward.enumerated() {
+            let event = AuditEvent(
+                seq: Int64(index) * 1_000_003, time: "2026-11-27T01:02:03.456Z", type: "statement.allowed",
+                actor: index.isMultiple(of: 2) ? text : nil, session: index.isMultiple(of: 3) ? nil : "s\(index)",
+                connection: text.isEmpty ? nil : "c", source: "10.0.0.1",
+                detail: ["statement": text, "a": "1", "Z": text, "facts": "select reads=t", "é": "x"],
+                prevHash: AuditEvent.genesisHash, hash: "h\(index)")
+            let expected = Array(try encoder.encode(event))
+            #expect(event.canonicalJSON(withHash: true) == expected, "\(text.debugDescription)")
+        }
+    }
+}
