@@ -140,7 +140,8 @@ final class RunningCommand: @unchecked Sendable {
         let deadline = Date().addingTimeInterval(timeout)
         while !(stdout.contains(text) || stderr.contains(text)) {
             guard process.isRunning else {
-                throw HarnessError("process exited (\(process.terminationStatus)) before printing '\(text)'\nstdout: \(stdout)\nstderr: \(stderr)")
+                let how = process.terminationReason == .uncaughtSignal ? "was killed by signal" : "exited with status"
+                throw HarnessError("\(name) \(how) \(process.terminationStatus) before printing '\(text)'\nstdout: \(stdout)\nstderr: \(stderr)")
             }
             guard Date() < deadline else { throw HarnessError("no '\(text)' after \(Int(timeout))s\nstdout: \(stdout)\nstderr: \(stderr)") }
             try await Task.sleep(for: .milliseconds(20))
