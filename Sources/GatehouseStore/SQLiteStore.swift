@@ -101,9 +101,19 @@ public actor SQLiteStore: GatehouseStore {
     private var drainWaiters: [CheckedContinuation<Void, Never>] = []
     /// Rows per INSERT, well under SQLite's limit of bound parameters.
     private static let maximumBatch = 500
+    /// How long records that nobody waits for are gathered before a commit.
+    private static let gatherInterval = Duration.milliseconds(2)
 
     private func writePendingAppends() async {
         while !pendingAppends.isEmpty {
+            // Records nobody waits for (a decision per statement) are gathered for a moment, so that a
+            // busy gateway commits (and syncs) a few hundred times a second instead of once per event.
+            if pendingAppends.count < Self.maximumBatch,
+                !pendingAppends.contains(where: { if case .caller = $0.1 { return true } else { return false } })
+            {
+                try? await Task.sleep(for: Self.gatherInterval)
+                takeHandedOver(startingWriter: false)
+            }
             let batch = Array(pendingAppends.prefix(Self.maximumBatch))
             pendingAppends.removeFirst(batch.count)
             var seq = lastSeq
@@ -162,7 +172,7 @@ public actor SQLiteStore: GatehouseStore {
         if schedule { Task { await self.takeHandedOver() } }
     }
 
-    private func takeHandedOver() {
+    private func takeHandedOver(startingWriter: Bool = true) {
         let records = handedOver.withLockedValue { state -> [(AuditRecord, @Sendable (Error) -> Void)] in
             state.scheduled = false
             defer { state.records.removeAll(keepingCapacity: true) }
@@ -170,7 +180,7 @@ public actor SQLiteStore: GatehouseStore {
         }
         guard !records.isEmpty else { return }
         for (record, onFailure) in records { pendingAppends.append((record, .detached(onFailure))) }
-        if !writingAudit {
+        if startingWriter && !writingAudit {
             writingAudit = true
             Task { await self.writePendingAppends() }
         }

@@ -42,6 +42,10 @@ struct Serve: AsyncParsableCommand {
             return handler
         }
         let logger = Logger(label: "gatehouse")
+        // Event-loop threads (default: one per core). Must be set before the first use of NIO's singletons.
+        if let text = ProcessInfo.processInfo.environment["GATEHOUSE_EVENT_LOOPS"], let count = Int(text), count > 0 {
+            NIOSingletons.groupLoopCountSuggestion = count
+        }
 
         let gatewayConfig: GatehouseConfig
         do {
