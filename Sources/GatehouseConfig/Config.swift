@@ -21,6 +21,8 @@ public struct GatehouseConfig: Sendable, Equatable {
     /// Guardrails judged for every statement. Without a `policy:` section, statements that can be
     /// classified are allowed and the rest are denied.
     public var policy: Policy = .permissive
+    /// Roles people may request just in time.
+    public var roles: [RequestableRole] = []
     /// How long a statement held for step-up or approval waits before it fails.
     public var stepUpTimeout: TimeInterval = 120
     /// A MaxMind-format country database (.mmdb) for rules on the source country; nil when not used.

@@ -256,10 +256,11 @@ struct Reader {
         var config = GatehouseConfig()
         var usersNode: Node?
         var policyNode: Node?
+        var rolesNode: Node?
         for (key, _, value) in try mapping(
             root, "the configuration",
             allowed: [
-                "listen", "data_dir", "store", "tls", "tokens", "limits", "connections", "users", "groups", "policy", "geoip", "step_up",
+                "listen", "data_dir", "store", "tls", "tokens", "limits", "connections", "users", "groups", "policy", "geoip", "step_up", "roles",
             ])
         {
             switch key {
@@ -331,6 +332,8 @@ struct Reader {
                 }
             case "policy":
                 policyNode = value
+            case "roles":
+                rolesNode = value
             case "step_up":
                 for (_, _, value) in try mapping(value, "step_up", allowed: ["timeout"]) {
                     config.stepUpTimeout = try duration(value, "step_up.timeout")
@@ -353,6 +356,7 @@ struct Reader {
                 config.users.append(user)
             }
         }
+        if let rolesNode { config.roles = try readRoles(rolesNode, config: config) }
         if let policyNode {
             config.policy = try readPolicy(policyNode)
             try checkReferences(config.policy, config: config, node: policyNode)
