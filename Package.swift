@@ -87,6 +87,7 @@ let package = Package(
                 "GatehouseCore",
                 "GatehouseStore",
                 .product(name: "JWTKit", package: "jwt-kit"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

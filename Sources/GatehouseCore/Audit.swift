@@ -35,6 +35,14 @@ public enum AuditEventType: String, Sendable, Codable, CaseIterable {
     case challengeApproved = "challenge.approved"
     case challengeDenied = "challenge.denied"
     case challengeCancelled = "challenge.cancelled"
+    case requestCreated = "request.created"
+    case requestApproved = "request.approved"
+    case requestDenied = "request.denied"
+    case requestLapsed = "request.lapsed"
+    case grantActivated = "grant.activated"
+    case grantExpired = "grant.expired"
+    case grantRevoked = "grant.revoked"
+    case grantBreakGlass = "grant.break_glass"
 }
 
 /// What a caller records; the log adds the sequence number, time and chain.

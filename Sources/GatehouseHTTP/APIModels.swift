@@ -173,4 +173,71 @@ public enum API {
         public var challenges: [ChallengeView]
         public init(challenges: [ChallengeView]) { self.challenges = challenges }
     }
+
+    public struct AccessRequestBody: Codable, Sendable {
+        public var role: String
+        public var connection: String?
+        public var duration: String
+        public var reason: String?
+        public var start_at: String?
+        public var break_glass: Bool?
+        public var code: String?
+        public init(
+            role: String, connection: String?, duration: String, reason: String?, start_at: String? = nil,
+            break_glass: Bool? = nil, code: String? = nil
+        ) {
+            self.role = role
+            self.connection = connection
+            self.duration = duration
+            self.reason = reason
+            self.start_at = start_at
+            self.break_glass = break_glass
+            self.code = code
+        }
+    }
+
+    public struct AccessRequestView: Codable, Sendable, ResponseEncodable {
+        public var id: String
+        public var requester: String
+        public var role: String
+        public var connection: String?
+        public var state: String
+        public var active: Bool
+        public var reason: String
+        public var duration: String
+        public var requested_at: String
+        public var active_from: String?
+        public var expires_at: String?
+        public var approvals: [String]
+        public var denied_by: String?
+        public var denial_reason: String?
+        public var revoked_by: String?
+        public var break_glass: Bool
+        public var auto_approved: Bool
+
+        public init(_ request: AccessRequest, now: Date) {
+            id = request.id
+            requester = request.requester
+            role = request.role
+            connection = request.connection
+            state = request.state.rawValue
+            active = request.isActive(at: now)
+            reason = request.reason
+            duration = DurationText.format(request.duration)
+            requested_at = Timestamp.format(request.requestedAt)
+            active_from = request.activeFrom.map(Timestamp.format)
+            expires_at = request.expiresAt.map(Timestamp.format)
+            approvals = request.approvals
+            denied_by = request.deniedBy
+            denial_reason = request.denialReason
+            revoked_by = request.revokedBy
+            break_glass = request.breakGlass
+            auto_approved = request.autoApproved
+        }
+    }
+
+    public struct AccessRequests: Codable, Sendable, ResponseEncodable {
+        public var requests: [AccessRequestView]
+        public init(requests: [AccessRequestView]) { self.requests = requests }
+    }
 }

@@ -27,13 +27,15 @@ public struct APIEnvironment: Sendable {
     public var store: any GatehouseStore
     public var registry: SessionRegistry
     public var stepUp: StepUpService?
+    public var grants: GrantService?
     public var logger: Logger
 
     public init(
         config: GatehouseConfig, tokens: TokenService, identities: IdentityService, store: any GatehouseStore,
-        registry: SessionRegistry, stepUp: StepUpService? = nil, logger: Logger
+        registry: SessionRegistry, stepUp: StepUpService? = nil, grants: GrantService? = nil, logger: Logger
     ) {
         self.stepUp = stepUp
+        self.grants = grants
         self.config = config
         self.tokens = tokens
         self.identities = identities
@@ -70,6 +72,11 @@ public struct APIRoutes: Sendable {
         api.post("mfa/enroll", use: enroll)
         api.post("mfa/confirm", use: confirmEnrolment)
         api.get("challenges", use: challenges)
+        api.post("requests", use: submitRequest)
+        api.get("requests", use: listRequests)
+        api.post("requests/:id/approve") { request, context in try await self.decideRequest(request, context, action: "approve") }
+        api.post("requests/:id/deny") { request, context in try await self.decideRequest(request, context, action: "deny") }
+        api.post("requests/:id/revoke") { request, context in try await self.decideRequest(request, context, action: "revoke") }
         api.post("challenges/:id/verify", use: verifyChallenge)
         api.post("challenges/:id/approve") { request, context in try await self.decideChallenge(request, context, approve: true) }
         api.post("challenges/:id/deny") { request, context in try await self.decideChallenge(request, context, approve: false) }
@@ -360,6 +367,83 @@ public struct APIRoutes: Sendable {
                 try await requireStepUp().decide(
                     id: id, approve: approve, approver: caller.user.name, groups: caller.user.groups, reason: reason, code: code))
         } catch let error as ChallengeError {
+            throw Self.apiError(error)
+        }
+    }
+
+    // MARK: Just-in-time grants
+
+    func requireGrants() throws -> GrantService {
+        guard let grants = environment.grants else { throw APIError(.notFound, "no requestable roles are configured") }
+        return grants
+    }
+
+    static func apiError(_ error: GrantError) -> APIError {
+        switch error.code {
+        case .notFound, .unknownRole: APIError(.notFound, error.description)
+        case .notARequester, .selfApproval, .notAnApprover, .notAllowed: APIError(.forbidden, error.description)
+        case .stepUpRequired: APIError(.secondFactorRequired, error.description)
+        case .notPending, .alreadyApproved: APIError(.conflict, error.description)
+        case .wrongConnection, .tooLong, .reasonRequired, .reasonMismatch, .breakGlassUnavailable:
+            APIError(.badRequest, error.description)
+        }
+    }
+
+    @Sendable func submitRequest(_ request: Request, context: GatehouseRequestContext) async throws -> API.AccessRequestView {
+        let caller = try await authenticate(request)
+        let body = try await decode(API.AccessRequestBody.self, request, context)
+        guard let duration = DurationText.parse(body.duration) else {
+            throw APIError(.badRequest, "duration must be such as 30m or 1h, not '\(body.duration)'")
+        }
+        var startAt: Date?
+        if let text = body.start_at {
+            guard let date = Timestamp.parse(text) else { throw APIError(.badRequest, "start_at must be an RFC 3339 time") }
+            startAt = date
+        }
+        let grants = try requireGrants()
+        do {
+            let created: AccessRequest
+            if body.break_glass == true {
+                guard let code = body.code else { throw APIError(.secondFactorRequired, "break-glass needs your code: give --code") }
+                created = try await grants.breakGlass(
+                    requester: caller.user, role: body.role, connection: body.connection, duration: duration,
+                    reason: body.reason ?? "", code: code)
+            } else {
+                created = try await grants.submit(
+                    requester: caller.user, role: body.role, connection: body.connection, duration: duration,
+                    reason: body.reason ?? "", startAt: startAt)
+            }
+            return API.AccessRequestView(created, now: environment.identities.now())
+        } catch let error as GrantError {
+            throw Self.apiError(error)
+        }
+    }
+
+    @Sendable func listRequests(_ request: Request, context: GatehouseRequestContext) async throws -> API.AccessRequests {
+        let caller = try await authenticate(request)
+        let list = await try requireGrants().requests(for: caller.user.name, groups: caller.user.groups, isAdmin: caller.user.isAdmin)
+        let now = environment.identities.now()
+        return API.AccessRequests(requests: list.map { API.AccessRequestView($0, now: now) })
+    }
+
+    func decideRequest(_ request: Request, _ context: GatehouseRequestContext, action: String) async throws -> API.AccessRequestView {
+        let caller = try await authenticate(request)
+        let id = try context.parameters.require("id")
+        let grants = try requireGrants()
+        do {
+            let result: AccessRequest
+            switch action {
+            case "approve":
+                let code = try await decodeOptional(API.CodeRequest.self, request, context)?.code
+                result = try await grants.approve(id, by: caller.user, code: code)
+            case "deny":
+                let reason = try await decodeOptional(API.DenyRequest.self, request, context)?.reason
+                result = try await grants.deny(id, by: caller.user, reason: reason)
+            default:
+                result = try await grants.revoke(id, by: caller.user)
+            }
+            return API.AccessRequestView(result, now: environment.identities.now())
+        } catch let error as GrantError {
             throw Self.apiError(error)
         }
     }

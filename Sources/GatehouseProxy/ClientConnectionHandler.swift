@@ -185,14 +185,26 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
         }
         let now = environment.now()
         let inspection = prepared.resolve(environment.guardrails.inspect(sql))
+        let grants = (environment.grants?.activeGrants(for: user.name, on: connection.name, at: now) ?? []).compactMap { grant in
+            grant.expiresAt.map { ActiveGrant(id: grant.id, role: grant.role, expiresAt: $0) }
+        }
         let context = SessionContext(
             user: user.name, groups: user.groups, connection: connection.name, sourceAddress: source, country: country,
-            applicationName: request.applicationName, sessionStartedAt: started, lastActivityAt: lastActivity, now: now,
-            newDevice: newDevice)
+            applicationName: request.applicationName, sessionStartedAt: started, lastActivityAt: lastActivity,
+            grants: grants, now: now, newDevice: newDevice)
         lastActivity = now
         let policy = environment.guardrails.compiled
         if sessionRules?.policy != ObjectIdentifier(policy) { sessionRules = policy.sessionRules(for: context) }
-        let decision = policy.evaluate(inspection, in: context, session: sessionRules)
+        var decision = policy.evaluate(inspection, in: context, session: sessionRules)
+        if !grants.isEmpty, decision.action.proceeds {
+            // A grant is used when the statement would not run without it; the session then ends with it.
+            var withoutGrants = context
+            withoutGrants.grants = []
+            if policy.evaluate(inspection, in: withoutGrants, session: sessionRules).action > decision.action {
+                decision.usedGrants = Array(Set(decision.usedGrants).union(grants.map(\.id))).sorted()
+            }
+        }
+        if !decision.usedGrants.isEmpty { environment.registry.noteGrantUse(id: sessionID, grants: decision.usedGrants) }
         // A fresh proof in this session covers step-up rules that grant a freshness window.
         if decision.action == .stepUp, let maxAge = decision.stepUpMaxAge, let last = lastStepUp,
             now.timeIntervalSince(last) <= maxAge

@@ -19,6 +19,8 @@ public struct ProxyEnvironment: Sendable {
     public var geoIP: GeoIPDatabase?
     /// Second factors and held statements; without it, step-up and approve rules refuse.
     public var stepUp: StepUpService?
+    /// Just-in-time grants; without it, sessions never hold elevated roles.
+    public var grants: GrantService?
     public var clientTLS: NIOSSLContext?
     /// Per connection name; absent when the connection does not use TLS.
     public var upstreamTLS: [String: NIOSSLContext]
@@ -27,7 +29,7 @@ public struct ProxyEnvironment: Sendable {
 
     public init(
         config: GatehouseConfig, tokens: TokenService, identities: IdentityService, store: any GatehouseStore,
-        registry: SessionRegistry, guardrails: Guardrails, geoIP: GeoIPDatabase? = nil, stepUp: StepUpService? = nil, clientTLS: NIOSSLContext?, upstreamTLS: [String: NIOSSLContext], logger: Logger,
+        registry: SessionRegistry, guardrails: Guardrails, geoIP: GeoIPDatabase? = nil, stepUp: StepUpService? = nil, grants: GrantService? = nil, clientTLS: NIOSSLContext?, upstreamTLS: [String: NIOSSLContext], logger: Logger,
         now: @escaping @Sendable () -> Date = Date.init
     ) {
         self.config = config
@@ -38,6 +40,7 @@ public struct ProxyEnvironment: Sendable {
         self.guardrails = guardrails
         self.geoIP = geoIP
         self.stepUp = stepUp
+        self.grants = grants
         self.clientTLS = clientTLS
         self.upstreamTLS = upstreamTLS
         self.logger = logger

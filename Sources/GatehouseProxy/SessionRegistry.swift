@@ -46,6 +46,8 @@ public final class SessionRegistry: Sendable {
         var cancelTarget: UpstreamCancelTarget
         var terminate: @Sendable (String) -> Void
         var cancelled: @Sendable () -> Void
+        /// Grants this session's statements relied on.
+        var usedGrants: Set<String> = []
     }
 
     private let state = NIOLockedValueBox<(sessions: [String: Entry], byCancelKey: [GatewayCancelKey: String])>(([:], [:]))
@@ -98,6 +100,19 @@ public final class SessionRegistry: Sendable {
             guard let id = state.byCancelKey[key], let entry = state.sessions[id] else { return nil }
             return (id, entry.cancelTarget)
         }
+    }
+
+    /// Records that a session relied on these grants (it ends when any of them does).
+    public func noteGrantUse(id: String, grants: [String]) {
+        state.withLockedValue { state in state.sessions[id]?.usedGrants.formUnion(grants) }
+    }
+
+    /// Terminates every session that relied on `grant`; returns their ids.
+    @discardableResult
+    public func terminateSessions(usingGrant grant: String, reason: String) -> [String] {
+        let entries = state.withLockedValue { state in state.sessions.values.filter { $0.usedGrants.contains(grant) } }
+        for entry in entries { entry.terminate(reason) }
+        return entries.map(\.info.id)
     }
 
     /// Tells a session its client asked to cancel (a statement the gateway holds is the session's to end).

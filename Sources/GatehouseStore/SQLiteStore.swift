@@ -53,6 +53,7 @@ public actor SQLiteStore: GatehouseStore {
             """,
             "CREATE TABLE IF NOT EXISTS revoked_tokens (id TEXT PRIMARY KEY, expires_at TEXT NOT NULL)",
             "CREATE TABLE IF NOT EXISTS user_token_cutoffs (user TEXT PRIMARY KEY, cutoff TEXT NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS access_requests (id TEXT PRIMARY KEY, body TEXT NOT NULL)",
             """
             CREATE TABLE IF NOT EXISTS known_devices (
                 user TEXT NOT NULL, source TEXT NOT NULL, application TEXT NOT NULL, first_seen TEXT NOT NULL,
@@ -290,6 +291,23 @@ public actor SQLiteStore: GatehouseStore {
             "UPDATE mfa SET last_used_step = ? WHERE user = ? AND (last_used_step IS NULL OR last_used_step < ?) RETURNING user",
             [.integer(Int(step)), .text(name), .integer(Int(step))])
         return !rows.isEmpty
+    }
+
+    public func accessRequests() async throws -> [AccessRequest] {
+        let decoder = JSONDecoder()
+        return try await connection.query("SELECT body FROM access_requests", []).compactMap { row in
+            guard let body = row.column("body")?.string else { return nil }
+            return try decoder.decode(AccessRequest.self, from: Data(body.utf8))
+        }
+    }
+
+    public func saveAccessRequest(_ request: AccessRequest) async throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let body = String(decoding: try encoder.encode(request), as: UTF8.self)
+        _ = try await connection.query(
+            "INSERT INTO access_requests (id, body) VALUES (?, ?) ON CONFLICT(id) DO UPDATE SET body = excluded.body",
+            [.text(request.id), .text(body)])
     }
 
     public func isKnownDevice(user: String, source: String, application: String) async throws -> Bool {

@@ -64,6 +64,9 @@ public protocol GatehouseStore: Sendable {
     func confirmMFA(forUser name: String, step: Int64) async throws
     /// Records a used step; refuses (returns false) when `step` is not after the last used one.
     func useMFAStep(_ step: Int64, forUser name: String) async throws -> Bool
+    /// Access requests and grants, as JSON documents by id (the grant state machine owns their meaning).
+    func accessRequests() async throws -> [AccessRequest]
+    func saveAccessRequest(_ request: AccessRequest) async throws
     /// Whether `user` has proven a second factor from this source address with this client before.
     func isKnownDevice(user: String, source: String, application: String) async throws -> Bool
     func rememberDevice(user: String, source: String, application: String, at time: Date) async throws

@@ -68,6 +68,17 @@ struct Serve: AsyncParsableCommand {
         try FileManager.default.createDirectory(
             atPath: gatewayConfig.dataDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         let store = try await SQLiteStore.open(path: gatewayConfig.sqlitePath)
+        // The store must be closed on every way out, or SQLite's connection traps at deinit.
+        do {
+            try await serve(config: gatewayConfig, store: store, logger: logger)
+        } catch {
+            try? await store.close()
+            throw error
+        }
+        try await store.close()
+    }
+
+    private func serve(config gatewayConfig: GatehouseConfig, store: SQLiteStore, logger: Logger) async throws {
         let identities = IdentityService(store: store)
         let disabled = try await identities.synchronise(
             with: gatewayConfig.users.map { ($0.name, $0.groups, $0.passwordHash, $0.expiresAt) })
@@ -101,12 +112,19 @@ struct Serve: AsyncParsableCommand {
         if let path = gatewayConfig.geoipDatabase {
             do { geoIP = try GeoIPDatabase(path: path) } catch { throw CLIError("configuration refused: \(error)") }
         }
+        let grants = GrantService(roles: gatewayConfig.roles, store: store, stepUp: stepUp, logger: logger)
+        try await grants.start { grant, reason in
+            let ended = registry.terminateSessions(usingGrant: grant.id, reason: reason)
+            if !ended.isEmpty {
+                logger.notice("sessions ended with their grant", metadata: ["grant": "\(grant.id)", "sessions": "\(ended.count)"])
+            }
+        }
         let proxyEnvironment = ProxyEnvironment(
             config: gatewayConfig, tokens: tokens, identities: identities, store: store, registry: registry,
-            guardrails: guardrails, geoIP: geoIP, stepUp: stepUp, clientTLS: tls.client, upstreamTLS: tls.upstream, logger: logger)
+            guardrails: guardrails, geoIP: geoIP, stepUp: stepUp, grants: grants, clientTLS: tls.client, upstreamTLS: tls.upstream, logger: logger)
         let apiEnvironment = APIEnvironment(
             config: gatewayConfig, tokens: tokens, identities: identities, store: store, registry: registry, stepUp: stepUp,
-            logger: logger)
+            grants: grants, logger: logger)
 
         var demoToken: String?
         if config == nil, let demo = try await store.user(named: "demo") {
@@ -149,7 +167,6 @@ struct Serve: AsyncParsableCommand {
             throw CLIError("the gateway stopped: \(Self.describe(error))")
         }
         _ = try await store.appendAudit(AuditRecord(.gatewayStop, actor: "gatehouse", detail: ["reason": "shutdown signal"]))
-        try await store.close()
     }
 
     static func describe(_ error: Error) -> String {

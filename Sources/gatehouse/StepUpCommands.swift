@@ -77,7 +77,7 @@ struct Verify: AsyncParsableCommand {
 
 struct Approve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Approve a statement held for four-eyes approval; it runs once, in the requester's session.")
+        abstract: "Approve a statement held for four-eyes approval, or an access request (req-...).")
     @OptionGroup var options: ClientOptions
 
     @Argument(help: "The challenge id.")
@@ -87,6 +87,7 @@ struct Approve: AsyncParsableCommand {
     var code: String?
 
     func run() async throws {
+        if DecisionRouting.isRequest(id) { return try await DecisionRouting.approveRequest(id, code: code, options: options) }
         let client = try APIClient.loggedIn(server: options.server)
         let challenge: API.ChallengeView
         do {
@@ -103,7 +104,7 @@ struct Approve: AsyncParsableCommand {
 }
 
 struct Deny: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Refuse a statement held for approval.")
+    static let configuration = CommandConfiguration(abstract: "Refuse a statement held for approval, or an access request (req-...).")
     @OptionGroup var options: ClientOptions
 
     @Argument(help: "The challenge id.")
@@ -113,6 +114,7 @@ struct Deny: AsyncParsableCommand {
     var reason: String?
 
     func run() async throws {
+        if DecisionRouting.isRequest(id) { return try await DecisionRouting.denyRequest(id, reason: reason, options: options) }
         let challenge = try await APIClient.loggedIn(server: options.server).send(
             "POST", "challenges/\(id)/deny", body: API.DenyRequest(reason: reason), as: API.ChallengeView.self)
         if options.json { return try printJSON(challenge) }

@@ -191,11 +191,21 @@ final class Gateway: @unchecked Sendable {
         let cluster = try TestCluster.fromEnvironment()
         let directory = "\(cluster.scratch)/gateway-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        let gateway = Gateway(
-            cluster: cluster, directory: directory, postgresPort: try freePort(), httpPort: try freePort())
-        try gateway.writeConfig(extraConfig: extraConfig)
-        try await gateway.launch()
-        return gateway
+        // Free ports are found by binding and releasing them, so another test can take one first: retry.
+        var attempt = 0
+        while true {
+            attempt += 1
+            let gateway = Gateway(
+                cluster: cluster, directory: "\(directory)-\(attempt)", postgresPort: try freePort(), httpPort: try freePort())
+            try FileManager.default.createDirectory(atPath: gateway.directory, withIntermediateDirectories: true)
+            try gateway.writeConfig(extraConfig: extraConfig)
+            do {
+                try await gateway.launch()
+                return gateway
+            } catch let error as HarnessError where attempt < 3 && error.description.contains("address already in use") {
+                continue
+            }
+        }
     }
 
     private init(cluster: TestCluster, directory: String, postgresPort: Int, httpPort: Int) {

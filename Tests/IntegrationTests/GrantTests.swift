@@ -1,0 +1,123 @@
+import Foundation
+import Testing
+
+/// Just-in-time elevation: request, approval, elevation of open sessions, termination at expiry.
+@Suite("Just-in-time grants on live sessions", .timeLimit(.minutes(5)))
+struct GrantTests {
+    static let config = """
+        roles:
+          - name: dba
+            requesters: [developer]
+            max_duration: 1h
+            reason: {required: true, pattern: "[A-Z]+-[0-9]+"}
+            approvers: {groups: [dba]}
+        policy:
+          rules:
+            - name: developers-read-only
+              match: {groups: [developer], writes: true, elevated: false}
+              action: deny
+              hint: request the dba role
+        """
+
+    /// A table bob (dba, not a developer) creates for alice to write to.
+    static func table(_ gateway: Gateway) async throws -> String {
+        let bob = try await gateway.token(for: "bob", password: Gateway.bobPassword)
+        let table = uniqueTable("jit")
+        let create = try await gateway.psql(user: "bob", password: bob, ["-c", "create table \(table) (id int)"])
+        #expect(create.status == 0, "\(create)")
+        return table
+    }
+
+    static func requestID(_ output: String) throws -> String {
+        let range = try #require(output.range(of: "req-"))
+        return "req-" + output[range.upperBound...].prefix { $0.isHexDigit }
+    }
+
+    @Test("denied, then requested and approved: the same open session writes; at expiry it is terminated and new sessions cannot write")
+    func requestApproveExpire() async throws {
+        let gateway = try await Gateway.start(extraConfig: Self.config)
+        let table = try await Self.table(gateway)
+        let alice = try await gateway.aliceToken()
+
+        let session = try gateway.startPsql(
+            password: alice,
+            [
+                "-v", "ON_ERROR_STOP=0", "-c", "insert into \(table) values (1)", "-c", "select pg_sleep(6)",
+                "-c", "insert into \(table) values (2)", "-c", "select pg_sleep(60)",
+            ])
+        try await session.waitForOutput("rule \"developers-read-only\"", timeout: 30)
+
+        let badReason = try await gateway.cli("alice", ["request", "dba", "--duration", "10s", "--reason", "just because", "--no-wait"])
+        #expect(badReason.status != 0)
+        #expect(badReason.stderr.contains("must match"), "\(badReason)")
+        let request = try await gateway.cli("alice", ["request", "dba", "--duration", "10s", "--reason", "OPS-7 fix data", "--no-wait"])
+        #expect(request.status == 0, "\(request)")
+        let id = try Self.requestID(request.stdout + request.stderr)
+        let own = try await gateway.cli("alice", ["approve", id])
+        #expect(own.status != 0)
+        #expect(own.stderr.contains("your own request"), "\(own)")
+        let approve = try await gateway.cli("bob", ["approve", id])
+        #expect(approve.status == 0, "\(approve)")
+
+        // The insert after the sleep runs elevated; then the grant ends during the long sleep.
+        let result = try await session.wait(timeout: 60)
+        #expect(result.stdout.contains("INSERT 0 1"), "\(result)")
+        #expect(result.stderr.contains("terminating connection: grant \(id) (dba) expired"), "\(result)")
+
+        let rows = try await gateway.psql(password: alice, ["-c", "select count(*) from \(table)"])
+        #expect(rows.stdout == "1\n", "\(rows)")
+        let after = try await gateway.psql(password: alice, ["-c", "insert into \(table) values (3)"])
+        #expect(after.stderr.contains("developers-read-only"), "\(after)")
+
+        try await gateway.loginAdmin()
+        let audit = try await gateway.cli("admin", ["audit", "tail", "-n", "60"])
+        for type in ["request.created", "request.approved", "grant.activated", "grant.expired"] {
+            #expect(audit.stdout.contains(type), "missing \(type): \(audit)")
+        }
+    }
+
+    @Test("an early revoke ends the grant and the sessions that used it; sessions that did not use it go on")
+    func revoke() async throws {
+        let gateway = try await Gateway.start(extraConfig: Self.config)
+        let table = try await Self.table(gateway)
+        let alice = try await gateway.aliceToken()
+        let request = try await gateway.cli("alice", ["request", "dba", "--duration", "30m", "--reason", "OPS-8", "--no-wait"])
+        let id = try Self.requestID(request.stdout + request.stderr)
+        _ = try await gateway.cli("bob", ["approve", id])
+
+        let user = try gateway.startPsql(password: alice, ["-c", "insert into \(table) values (1)", "-c", "select pg_sleep(60)"])
+        try await user.waitForOutput("INSERT 0 1", timeout: 30)
+        let bystander = try gateway.startPsql(password: alice, ["-c", "select pg_sleep(3)", "-c", "select 'still here'"])
+        try await Task.sleep(for: .milliseconds(500))
+
+        let revoke = try await gateway.cli("bob", ["revoke", id])
+        #expect(revoke.status == 0, "\(revoke)")
+        let ended = try await user.wait(timeout: 30)
+        #expect(ended.stderr.contains("terminating connection: grant \(id) (dba) was revoked by bob"), "\(ended)")
+        let other = try await bystander.wait(timeout: 30)
+        #expect(other.stdout.contains("still here"), "\(other)")
+        let denied = try await gateway.psql(password: alice, ["-c", "insert into \(table) values (2)"])
+        #expect(denied.stderr.contains("developers-read-only"), "\(denied)")
+    }
+
+    @Test("a restart keeps pending requests and active grants")
+    func restart() async throws {
+        let gateway = try await Gateway.start(extraConfig: Self.config)
+        let table = try await Self.table(gateway)
+        _ = try await gateway.aliceToken()
+        let first = try await gateway.cli("alice", ["request", "dba", "--duration", "30m", "--reason", "OPS-9", "--no-wait"])
+        let pending = try Self.requestID(first.stdout + first.stderr)
+        let second = try await gateway.cli("alice", ["request", "dba", "--duration", "20m", "--reason", "OPS-10", "--no-wait"])
+        let active = try Self.requestID(second.stdout + second.stderr)
+        _ = try await gateway.cli("bob", ["approve", active])
+
+        try await gateway.stop()
+        try await gateway.launch()
+        let list = try await gateway.cli("bob", ["requests"])
+        #expect(list.stdout.contains("\(pending)  pending"), "\(list)")
+        #expect(list.stdout.contains("\(active)  approved (active)"), "\(list)")
+        let alice = try await gateway.aliceToken()
+        let write = try await gateway.psql(password: alice, ["-c", "insert into \(table) values (1)"])
+        #expect(write.status == 0, "\(write)")
+    }
+}
