@@ -124,6 +124,7 @@ let package = Package(
             dependencies: [
                 "GatehouseCore", "GatehouseConfig", "GatehouseStore", "GatehouseAuth", "GatehouseProxy",
                 "GatehouseHTTP", "GatehousePolicy", "SQLInspection", "GatehouseGeo", "CQREncode",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -171,6 +172,8 @@ let package = Package(
             ]
         ),
         // Drives the real `gatehouse` binary with real `psql` against a real PostgreSQL.
-        .testTarget(name: "IntegrationTests", dependencies: ["GatehouseCore", "GatehouseTestSupport"]),
+        .testTarget(
+            name: "IntegrationTests",
+            dependencies: ["GatehouseCore", "GatehouseTestSupport", .product(name: "Crypto", package: "swift-crypto")]),
     ]
 )

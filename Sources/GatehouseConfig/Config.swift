@@ -21,6 +21,8 @@ public struct GatehouseConfig: Sendable, Equatable {
     /// Guardrails judged for every statement. Without a `policy:` section, statements that can be
     /// classified are allowed and the rest are denied.
     public var policy: Policy = .permissive
+    /// Where notifications go.
+    public var webhooks: [Webhook] = []
     /// Roles people may request just in time.
     public var roles: [RequestableRole] = []
     /// How long a statement held for step-up or approval waits before it fails.
@@ -125,5 +127,33 @@ public struct UserEntry: Sendable, Equatable {
         self.groups = groups
         self.passwordHash = passwordHash
         self.expiresAt = expiresAt
+    }
+}
+
+/// An HTTP endpoint that receives notifications as signed JSON.
+public struct Webhook: Sendable, Equatable {
+    public var name: String
+    public var url: String
+    /// HMAC-SHA256 key for the `X-Gatehouse-Signature` header.
+    public var secret: String
+    /// Audit event types to send (prefixes such as `grant.` allowed); empty means the default set.
+    public var events: [String]
+
+    public init(name: String, url: String, secret: String, events: [String] = []) {
+        self.name = name
+        self.url = url
+        self.secret = secret
+        self.events = events
+    }
+
+    /// Requests, approvals, denials, grants (break-glass included), revocations, step-up failures and
+    /// `alert` rules.
+    public static let defaultEvents = [
+        "request.created", "request.approved", "request.denied", "request.lapsed", "grant.", "challenge.failed",
+        "challenge.denied", "mfa.locked_out", "statement.alert",
+    ]
+
+    public func wants(_ type: String) -> Bool {
+        (events.isEmpty ? Self.defaultEvents : events).contains { $0.hasSuffix(".") ? type.hasPrefix($0) : type == $0 }
     }
 }

@@ -260,7 +260,7 @@ struct Reader {
         for (key, _, value) in try mapping(
             root, "the configuration",
             allowed: [
-                "listen", "data_dir", "store", "tls", "tokens", "limits", "connections", "users", "groups", "policy", "geoip", "step_up", "roles",
+                "listen", "data_dir", "store", "tls", "tokens", "limits", "connections", "users", "groups", "policy", "geoip", "step_up", "roles", "webhooks",
             ])
         {
             switch key {
@@ -334,6 +334,14 @@ struct Reader {
                 policyNode = value
             case "roles":
                 rolesNode = value
+            case "webhooks":
+                for item in try sequence(value, "webhooks") {
+                    let hook = try readWebhook(item)
+                    guard !config.webhooks.contains(where: { $0.name == hook.name }) else {
+                        throw fail(item, "webhook '\(hook.name)' is declared twice")
+                    }
+                    config.webhooks.append(hook)
+                }
             case "step_up":
                 for (_, _, value) in try mapping(value, "step_up", allowed: ["timeout"]) {
                     config.stepUpTimeout = try duration(value, "step_up.timeout")
@@ -375,6 +383,42 @@ struct Reader {
             throw fail(node, "\(what): cannot read \(path)")
         }
         return path
+    }
+
+    func readWebhook(_ node: Node) throws -> Webhook {
+        var name: String?
+        var url: String?
+        var secret: String?
+        var events: [String] = []
+        for (key, _, value) in try mapping(node, "a webhook", allowed: ["name", "url", "secret_env", "secret_file", "events"]) {
+            switch key {
+            case "name": name = try self.name(value, "webhook name")
+            case "url":
+                let text = try string(value, "webhook url")
+                guard let parsed = URL(string: text), ["http", "https"].contains(parsed.scheme ?? ""), parsed.host != nil else {
+                    throw fail(value, "webhook url must be an http:// or https:// address, not '\(text)'")
+                }
+                url = text
+            case "secret_env":
+                let variable = try string(value, "secret_env")
+                guard let found = loader.environment[variable], !found.isEmpty else {
+                    throw fail(value, "secret_env: environment variable \(variable) is not set or empty")
+                }
+                secret = found
+            case "secret_file":
+                let path = loader.resolve(try string(value, "secret_file"))
+                guard let text = try? String(contentsOfFile: path, encoding: .utf8), !text.isEmpty else {
+                    throw fail(value, "secret_file: cannot read \(path)")
+                }
+                secret = text.trimmingCharacters(in: .newlines)
+            default:
+                for item in try sequence(value, "webhook events") { events.append(try string(item, "webhook event")) }
+            }
+        }
+        guard let name else { throw fail(node, "a webhook needs a name") }
+        guard let url else { throw fail(node, "webhook '\(name)' needs a url") }
+        guard let secret else { throw fail(node, "webhook '\(name)' needs secret_env or secret_file (it signs every delivery)") }
+        return Webhook(name: name, url: url, secret: secret, events: events)
     }
 
     func readConnection(_ node: Node) throws -> Connection {

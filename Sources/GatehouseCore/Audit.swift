@@ -43,6 +43,7 @@ public enum AuditEventType: String, Sendable, Codable, CaseIterable {
     case grantExpired = "grant.expired"
     case grantRevoked = "grant.revoked"
     case grantBreakGlass = "grant.break_glass"
+    case webhookFailed = "webhook.failed"
 }
 
 /// What a caller records; the log adds the sequence number, time and chain.

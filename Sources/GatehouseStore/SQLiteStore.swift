@@ -88,6 +88,13 @@ public actor SQLiteStore: GatehouseStore {
         }
     }
 
+    /// Hears every batch of events once it is committed (e.g. webhooks); called off the writer's path.
+    private nonisolated let observers = NIOLockedValueBox<[@Sendable ([AuditEvent]) -> Void]>([])
+
+    public nonisolated func observeCommits(_ observer: @escaping @Sendable ([AuditEvent]) -> Void) {
+        observers.withLockedValue { $0.append(observer) }
+    }
+
     /// Who hears how an append went.
     private enum Waiter {
         case caller(CheckedContinuation<AuditEvent, Error>)
@@ -143,6 +150,7 @@ public actor SQLiteStore: GatehouseStore {
                     bindings)
                 lastSeq = seq
                 lastHash = hash
+                for observer in observers.withLockedValue({ $0 }) { observer(events) }
                 for (index, (_, waiter)) in batch.enumerated() {
                     if case .caller(let continuation) = waiter { continuation.resume(returning: events[index]) }
                 }

@@ -112,6 +112,10 @@ struct Serve: AsyncParsableCommand {
         if let path = gatewayConfig.geoipDatabase {
             do { geoIP = try GeoIPDatabase(path: path) } catch { throw CLIError("configuration refused: \(error)") }
         }
+        if !gatewayConfig.webhooks.isEmpty {
+            let notifier = WebhookNotifier(hooks: gatewayConfig.webhooks, store: store, logger: logger)
+            store.observeCommits { events in notifier.notify(events) }
+        }
         let grants = GrantService(roles: gatewayConfig.roles, store: store, stepUp: stepUp, logger: logger)
         try await grants.start { grant, reason in
             let ended = registry.terminateSessions(usingGrant: grant.id, reason: reason)

@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import Testing
 
@@ -119,5 +120,72 @@ struct GrantTests {
         let alice = try await gateway.aliceToken()
         let write = try await gateway.psql(password: alice, ["-c", "insert into \(table) values (1)"])
         #expect(write.status == 0, "\(write)")
+    }
+
+    /// A receiver that records every delivery and fails the first one, to see the retry.
+    static let receiver = """
+        import http.server, json, sys
+        log, port = sys.argv[1], int(sys.argv[2])
+        seen = {"count": 0}
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                seen["count"] += 1
+                status = 500 if seen["count"] == 1 else 200
+                with open(log, "a") as f:
+                    f.write(json.dumps({"status": status, "signature": self.headers["X-Gatehouse-Signature"],
+                                        "event": self.headers["X-Gatehouse-Event"], "attempt": self.headers["X-Gatehouse-Attempt"],
+                                        "body": body.decode()}) + "\\n")
+                self.send_response(status)
+                self.end_headers()
+            def log_message(self, *args):
+                pass
+        http.server.HTTPServer(("127.0.0.1", port), Handler).serve_forever()
+        """
+
+    @Test("webhooks: signed JSON for requests, approvals and grants, retried after a failure")
+    func webhooks() async throws {
+        let cluster = try TestCluster.fromEnvironment()
+        let port = try freePort()
+        let log = "\(cluster.scratch)/webhook-\(UUID().uuidString.prefix(8)).jsonl"
+        let secretFile = "\(cluster.scratch)/webhook-secret-\(UUID().uuidString.prefix(8))"
+        try "s3cret-hook-key".write(toFile: secretFile, atomically: true, encoding: .utf8)
+        let receiver = try Command.start("/usr/bin/python3", ["-c", Self.receiver, log, String(port)])
+        defer { receiver.signal(SIGTERM) }
+        let gateway = try await Gateway.start(
+            extraConfig: Self.config + """
+
+                webhooks:
+                  - name: chat
+                    url: http://127.0.0.1:\(port)/hook
+                    secret_file: \(secretFile)
+                """)
+        _ = try await gateway.aliceToken()
+        let request = try await gateway.cli("alice", ["request", "dba", "--duration", "5m", "--reason", "OPS-11", "--no-wait"])
+        let id = try Self.requestID(request.stdout + request.stderr)
+        _ = try await gateway.token(for: "bob", password: Gateway.bobPassword)
+        _ = try await gateway.cli("bob", ["approve", id])
+
+        let lines = try await eventually(timeout: 30) { () -> [[String: Any]]? in
+            let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+            let parsed = text.split(separator: "\n").compactMap {
+                try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+            }
+            let events = Set(parsed.filter { $0["status"] as? Int == 200 }.compactMap { $0["event"] as? String })
+            return events.isSuperset(of: ["request.created", "request.approved", "grant.activated"]) ? parsed : nil
+        }
+        // The first delivery failed with 500 and came again.
+        #expect(lines.first?["status"] as? Int == 500)
+        #expect(lines.contains { $0["attempt"] as? String == "2" })
+        for line in lines {
+            let body = try #require(line["body"] as? String)
+            let signature = HMAC<SHA256>.authenticationCode(for: Data(body.utf8), using: SymmetricKey(data: Data("s3cret-hook-key".utf8)))
+            let expected = "sha256=" + signature.map { String(format: "%02x", $0) }.joined()
+            #expect(line["signature"] as? String == expected)
+        }
+        let created = try #require(lines.first { $0["event"] as? String == "request.created" }?["body"] as? String)
+        let payload = try JSONSerialization.jsonObject(with: Data(created.utf8)) as? [String: Any]
+        #expect((payload?["text"] as? String)?.contains("alice requests *dba*") == true, "\(created)")
+        #expect((payload?["detail"] as? [String: String])?["request"] == id)
     }
 }
