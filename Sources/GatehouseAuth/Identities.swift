@@ -22,6 +22,11 @@ public struct IdentityService: Sendable {
         self.now = now
     }
 
+    /// Whether `name` is a service account (API tokens only).
+    public func isServiceAccount(_ name: String) async throws -> Bool {
+        try await store.user(named: name)?.source == .service
+    }
+
     /// The user as they stand now, or the reason they may not act.
     public func activeUser(named name: String) async throws -> Result<User, TokenError> {
         guard let stored = try await store.user(named: name) else {
@@ -52,18 +57,24 @@ public struct IdentityService: Sendable {
     /// Brings the store's users in line with the configuration: declared users are created or updated,
     /// users removed from the file are disabled. Returns the names disabled.
     @discardableResult
-    public func synchronise(with entries: [(name: String, groups: [String], passwordHash: String?, expiresAt: Date?)])
-        async throws -> [String]
-    {
+    public func synchronise(
+        with entries: [(name: String, groups: [String], passwordHash: String?, expiresAt: Date?)],
+        services: [(name: String, groups: [String], expiresAt: Date?)] = []
+    ) async throws -> [String] {
         var disabled: [String] = []
-        let declared = Set(entries.map(\.name))
+        let declared = Set(entries.map(\.name)).union(services.map(\.name))
         for entry in entries {
             let existing = try await store.user(named: entry.name)
             let user = User(name: entry.name, groups: entry.groups, expiresAt: entry.expiresAt, disabled: false)
             try await store.saveUser(
                 StoredUser(user: user, source: .config, passwordHash: entry.passwordHash ?? existing?.passwordHash))
         }
-        for stored in try await store.users() where stored.source == .config && !declared.contains(stored.user.name) {
+        for service in services {
+            let user = User(name: service.name, groups: service.groups, expiresAt: service.expiresAt, disabled: false)
+            try await store.saveUser(StoredUser(user: user, source: .service, passwordHash: nil))
+        }
+        for stored in try await store.users()
+        where (stored.source == .config || stored.source == .service) && !declared.contains(stored.user.name) {
             if !stored.user.disabled {
                 var user = stored
                 user.user.disabled = true
@@ -92,7 +103,7 @@ public struct IdentityService: Sendable {
 
     /// Sets a user's password; returns false when the user does not exist.
     public func setPassword(_ password: String, forUser name: String) async throws -> Bool {
-        guard try await store.user(named: name) != nil else { return false }
+        guard let stored = try await store.user(named: name), stored.source != .service else { return false }
         try await store.setPasswordHash(
             try PasswordHash.make(password: password, rounds: hashRounds).description, forUser: name)
         return true

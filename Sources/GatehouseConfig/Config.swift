@@ -21,6 +21,8 @@ public struct GatehouseConfig: Sendable, Equatable {
     /// Guardrails judged for every statement. Without a `policy:` section, statements that can be
     /// classified are allowed and the rest are denied.
     public var policy: Policy = .permissive
+    /// Machine identities (CI jobs, agents): API tokens only, never a password.
+    public var serviceAccounts: [UserEntry] = []
     /// Where notifications go.
     public var webhooks: [Webhook] = []
     /// Roles people may request just in time.
@@ -71,6 +73,8 @@ public struct TokenSettings: Sendable, Equatable {
     public var accessTokenTTL: TimeInterval = 15 * 60
     /// Longest lifetime a caller may ask for.
     public var maxAccessTokenTTL: TimeInterval = 12 * 3600
+    /// Longest lifetime of a service account's API token.
+    public var maxServiceTokenTTL: TimeInterval = 90 * 86400
     /// Lifetime of the login that `gatehouse login` stores.
     public var loginTTL: TimeInterval = 12 * 3600
 

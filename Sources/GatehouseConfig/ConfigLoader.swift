@@ -257,10 +257,11 @@ struct Reader {
         var usersNode: Node?
         var policyNode: Node?
         var rolesNode: Node?
+        var servicesNode: Node?
         for (key, _, value) in try mapping(
             root, "the configuration",
             allowed: [
-                "listen", "data_dir", "store", "tls", "tokens", "limits", "connections", "users", "groups", "policy", "geoip", "step_up", "roles", "webhooks",
+                "listen", "data_dir", "store", "tls", "tokens", "limits", "connections", "users", "groups", "policy", "geoip", "step_up", "roles", "webhooks", "service_accounts",
             ])
         {
             switch key {
@@ -293,8 +294,9 @@ struct Reader {
                     throw fail(value, "tls needs both cert_file and key_file, or neither (a self-signed certificate)")
                 }
             case "tokens":
-                for (key, _, value) in try mapping(value, "tokens", allowed: ["access_ttl", "max_access_ttl", "login_ttl"]) {
+                for (key, _, value) in try mapping(value, "tokens", allowed: ["access_ttl", "max_access_ttl", "login_ttl", "max_service_ttl"]) {
                     switch key {
+                    case "max_service_ttl": config.tokens.maxServiceTokenTTL = try duration(value, "tokens.max_service_ttl")
                     case "access_ttl": config.tokens.accessTokenTTL = try duration(value, "tokens.access_ttl")
                     case "max_access_ttl": config.tokens.maxAccessTokenTTL = try duration(value, "tokens.max_access_ttl")
                     default: config.tokens.loginTTL = try duration(value, "tokens.login_ttl")
@@ -334,6 +336,8 @@ struct Reader {
                 policyNode = value
             case "roles":
                 rolesNode = value
+            case "service_accounts":
+                servicesNode = value
             case "webhooks":
                 for item in try sequence(value, "webhooks") {
                     let hook = try readWebhook(item)
@@ -362,6 +366,18 @@ struct Reader {
                     throw fail(item, "user '\(user.name)' is declared twice")
                 }
                 config.users.append(user)
+            }
+        }
+        if let servicesNode {
+            for item in try sequence(servicesNode, "service_accounts") {
+                let account = try readUser(item, groups: config.groups)
+                if account.passwordHash != nil {
+                    throw fail(item, "service account '\(account.name)' cannot have a password: it uses API tokens")
+                }
+                guard !config.users.contains(where: { $0.name == account.name }),
+                    !config.serviceAccounts.contains(where: { $0.name == account.name })
+                else { throw fail(item, "'\(account.name)' is declared twice (users and service accounts share names)") }
+                config.serviceAccounts.append(account)
             }
         }
         if let rolesNode { config.roles = try readRoles(rolesNode, config: config) }

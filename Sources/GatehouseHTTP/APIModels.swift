@@ -240,4 +240,13 @@ public enum API {
         public var requests: [AccessRequestView]
         public init(requests: [AccessRequestView]) { self.requests = requests }
     }
+
+    public struct ServiceTokenRequest: Codable, Sendable {
+        public var user: String
+        public var ttl: String
+        public init(user: String, ttl: String) {
+            self.user = user
+            self.ttl = ttl
+        }
+    }
 }

@@ -64,6 +64,7 @@ public struct APIRoutes: Sendable {
         api.get("me", use: me)
         api.post("tokens", use: issueToken)
         api.post("tokens/revoke", use: revoke)
+        api.post("tokens/service", use: issueServiceToken)
         api.get("sessions", use: sessions)
         api.delete("sessions/:id", use: terminateSession)
         api.get("audit", use: audit)
@@ -191,6 +192,37 @@ public struct APIRoutes: Sendable {
             AuditRecord(
                 .tokenIssued, actor: caller.user.name, source: Self.source(context),
                 detail: ["token_id": claims.jti, "kind": "access", "expires_at": Timestamp.format(claims.expiresAt)]))
+        return Self.tokenResponse(token, claims)
+    }
+
+    /// An administrator issues a service account's API token (a login token with a long lifetime).
+    @Sendable func issueServiceToken(_ request: Request, context: GatehouseRequestContext) async throws -> API.TokenResponse {
+        let caller = try await authenticate(request)
+        guard caller.user.isAdmin else { throw APIError(.forbidden, "only admins issue service account tokens") }
+        let body = try await decode(API.ServiceTokenRequest.self, request, context)
+        guard let ttl = DurationText.parse(body.ttl), ttl > 0 else {
+            throw APIError(.badRequest, "ttl must be a duration such as 30d, not '\(body.ttl)'")
+        }
+        guard ttl <= environment.config.tokens.maxServiceTokenTTL else {
+            throw APIError(
+                .badRequest, "a service token lasts at most \(DurationText.format(environment.config.tokens.maxServiceTokenTTL))")
+        }
+        guard try await environment.identities.isServiceAccount(body.user) else {
+            throw APIError(.notFound, "\(body.user) is not a service account (declare it under service_accounts)")
+        }
+        let account: User
+        switch try await environment.identities.activeUser(named: body.user) {
+        case .success(let user): account = user
+        case .failure(let error): throw APIError(.forbidden, error.description)
+        }
+        let (token, claims) = try await environment.tokens.issue(
+            for: account, kind: .login, ttl: ttl, methods: ["svc"], authenticatedAt: environment.identities.now())
+        try await audit(
+            AuditRecord(
+                .tokenIssued, actor: caller.user.name, source: Self.source(context),
+                detail: [
+                    "token_id": claims.jti, "kind": "service", "user": account.name, "expires_at": Timestamp.format(claims.expiresAt),
+                ]))
         return Self.tokenResponse(token, claims)
     }
 

@@ -8,6 +8,8 @@ public struct StoredUser: Sendable, Equatable {
         case config
         /// Created by the first start of a fresh install.
         case bootstrap
+        /// A machine identity (CI job, agent) declared under `service_accounts`: API tokens only, no password.
+        case service
     }
 
     public var user: User

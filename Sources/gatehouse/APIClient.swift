@@ -12,6 +12,10 @@ struct APIClient {
 
     /// A client authenticated with the stored login; fails with advice when there is none.
     static func loggedIn(server flag: String?) throws -> APIClient {
+        // A service account's API token (CI jobs, agents) stands in for a stored login.
+        if let token = ProcessInfo.processInfo.environment["GATEHOUSE_TOKEN"], !token.isEmpty {
+            return APIClient(server: Credentials.server(flag), token: token)
+        }
         guard let credentials = Credentials.load() else {
             throw CLIError("not logged in: run `gatehouse login --user NAME` first")
         }

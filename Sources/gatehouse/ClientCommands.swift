@@ -94,7 +94,28 @@ struct Token: AsyncParsableCommand {
 
 struct Tokens: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Manage tokens.", subcommands: [Revoke.self])
+        abstract: "Manage tokens.", subcommands: [Revoke.self, IssueService.self])
+
+    struct IssueService: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "issue-service",
+            abstract: "Issue a service account's API token (admins); the job sets it as GATEHOUSE_TOKEN.",
+            discussion: "The token is printed once. Revoke it with `gatehouse tokens revoke --user NAME`.")
+        @OptionGroup var options: ClientOptions
+
+        @Argument(help: "The service account.")
+        var name: String
+
+        @Option(help: "Lifetime, e.g. 30d (at most the gateway's tokens.max_service_ttl).")
+        var ttl = "30d"
+
+        func run() async throws {
+            let response = try await APIClient.loggedIn(server: options.server).send(
+                "POST", "tokens/service", body: API.ServiceTokenRequest(user: name, ttl: ttl), as: API.TokenResponse.self)
+            if options.json { return try printJSON(response) }
+            print(response.token)
+        }
+    }
 
     struct Revoke: AsyncParsableCommand {
         static let configuration = CommandConfiguration(

@@ -81,7 +81,8 @@ struct Serve: AsyncParsableCommand {
     private func serve(config gatewayConfig: GatehouseConfig, store: SQLiteStore, logger: Logger) async throws {
         let identities = IdentityService(store: store)
         let disabled = try await identities.synchronise(
-            with: gatewayConfig.users.map { ($0.name, $0.groups, $0.passwordHash, $0.expiresAt) })
+            with: gatewayConfig.users.map { ($0.name, $0.groups, $0.passwordHash, $0.expiresAt) },
+            services: gatewayConfig.serviceAccounts.map { ($0.name, $0.groups, $0.expiresAt) })
         for name in disabled {
             logger.notice("user removed from the configuration is now disabled", metadata: ["user": "\(name)"])
         }

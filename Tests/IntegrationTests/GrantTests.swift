@@ -188,4 +188,39 @@ struct GrantTests {
         #expect((payload?["text"] as? String)?.contains("alice requests *dba*") == true, "\(created)")
         #expect((payload?["detail"] as? [String: String])?["request"] == id)
     }
+
+    @Test("a service account with an API token requests a grant, is approved, and writes; it has no password")
+    func serviceAccount() async throws {
+        let gateway = try await Gateway.start(extraConfig: Self.config + "\nservice_accounts:\n  - {name: ci-bot, groups: [developer]}\n")
+        let table = try await Self.table(gateway)
+        try await gateway.loginAdmin()
+        let issued = try await gateway.cli("admin", ["tokens", "issue-service", "ci-bot", "--ttl", "7d"])
+        #expect(issued.status == 0, "\(issued)")
+        let apiToken = issued.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let tooLong = try await gateway.cli("admin", ["tokens", "issue-service", "ci-bot", "--ttl", "365d"])
+        #expect(tooLong.stderr.contains("at most"), "\(tooLong)")
+        let notService = try await gateway.cli("admin", ["tokens", "issue-service", "alice"])
+        #expect(notService.stderr.contains("not a service account"), "\(notService)")
+
+        func ci(_ arguments: [String]) async throws -> CommandResult {
+            try await Command.run(
+                gateway.cluster.gatehouse, arguments,
+                environment: ["GATEHOUSE_TOKEN": apiToken, "GATEHOUSE_SERVER": gateway.server, "GATEHOUSE_HOME": "\(gateway.directory)/home-ci"])
+        }
+        let request = try await ci(["request", "dba", "--duration", "10m", "--reason", "DEPLOY-12 migration", "--no-wait"])
+        #expect(request.status == 0, "\(request)")
+        let id = try Self.requestID(request.stdout + request.stderr)
+        _ = try await gateway.token(for: "bob", password: Gateway.bobPassword)
+        #expect(try await gateway.cli("bob", ["approve", id]).status == 0)
+        let access = try await ci(["token", "--ttl", "10m"])
+        #expect(access.status == 0, "\(access)")
+        let write = try await gateway.psql(
+            user: "ci-bot", password: access.stdout.trimmingCharacters(in: .whitespacesAndNewlines), ["-c", "insert into \(table) values (42)"])
+        #expect(write.status == 0, "\(write)")
+
+        let password = try await gateway.cli("ci", ["login", "--user", "ci-bot", "--password-stdin"], stdin: "anything-at-all-123\n")
+        #expect(password.status != 0)
+        let setPassword = try await gateway.cli("admin", ["users", "set-password", "ci-bot", "--password-stdin"], stdin: "a-long-password-1234\n")
+        #expect(setPassword.status != 0)
+    }
 }
