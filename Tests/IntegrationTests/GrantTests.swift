@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import GatehouseCore
 import Testing
 
 /// Just-in-time elevation: request, approval, elevation of open sessions, termination at expiry.
@@ -222,5 +223,28 @@ struct GrantTests {
         #expect(password.status != 0)
         let setPassword = try await gateway.cli("admin", ["users", "set-password", "ci-bot", "--password-stdin"], stdin: "a-long-password-1234\n")
         #expect(setPassword.status != 0)
+    }
+
+    @Test("break-glass: self-activated with the second factor, short, and loudly audited")
+    func breakGlass() async throws {
+        let config = Self.config.replacingOccurrences(
+            of: "    approvers: {groups: [dba]}", with: "    approvers: {groups: [dba]}\n    break_glass: {max_duration: 15m}")
+        let gateway = try await Gateway.start(extraConfig: config)
+        let table = try await Self.table(gateway)
+        let alice = try await gateway.aliceToken()
+        let totp = try await StepUpTests.enrol(gateway, "alice")
+        let tooLong = try await gateway.cli(
+            "alice", ["request", "dba", "--break-glass", "--code", "123456", "--duration", "1h", "--reason", "INC-1 outage"])
+        #expect(tooLong.status != 0)
+        let glass = try await gateway.cli(
+            "alice",
+            ["request", "dba", "--break-glass", "--code", totp.code(at: Date().addingTimeInterval(30)), "--duration", "10m", "--reason", "INC-1 outage"])
+        #expect(glass.status == 0, "\(glass)")
+        #expect(glass.stdout.contains("Granted dba"), "\(glass)")
+        let write = try await gateway.psql(password: alice, ["-c", "insert into \(table) values (1)"])
+        #expect(write.status == 0, "\(write)")
+        try await gateway.loginAdmin()
+        let audit = try await gateway.cli("admin", ["audit", "tail", "-n", "30"])
+        #expect(audit.stdout.contains("grant.break_glass actor=alice"), "\(audit)")
     }
 }
