@@ -172,8 +172,23 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
         }
     }
 
+    /// Server frames of the current read, gathered into one write (one pass through the pipeline).
+    private var toClient: ByteBuffer?
+
     func forwardFromUpstream(_ frame: PostgresFrame) {
-        context?.write(wrapOutboundOut(statementGuard.upstream(frame).bytes), promise: nil)
+        let bytes = statementGuard.upstream(frame).bytes
+        if toClient == nil {
+            toClient = bytes
+        } else {
+            toClient!.writeImmutableBuffer(bytes)
+        }
+    }
+
+    /// Writes what was gathered from the server, keeping order with the gateway's own messages.
+    private func writeGathered() {
+        guard let context, let bytes = toClient else { return }
+        toClient = nil
+        context.write(wrapOutboundOut(bytes), promise: nil)
     }
 
     // MARK: Guardrails
@@ -257,6 +272,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
                 detail: "Approvers (\(challenge.approvers.joined(separator: ", "))) run: gatehouse approve \(challenge.id)    (within \(timeout))",
                 hint: "the statement runs as soon as it is approved; cancel with Ctrl-C")
         }
+        writeGathered()
         context.writeAndFlush(wrapOutboundOut(notice.noticeFrame.bytes), promise: nil)
         let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
         let eventLoop = context.eventLoop
@@ -405,6 +421,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
     }
 
     func flushToClient() {
+        writeGathered()
         context?.flush()
     }
 
@@ -419,6 +436,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
     func upstreamClosed() {
         guard let context else { return }
         endReason = endReason ?? "upstream server closed the connection"
+        writeGathered()
         context.writeAndFlush(wrapOutboundOut(ByteBuffer()), promise: nil)
         context.close(promise: nil)
     }
@@ -750,6 +768,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
 
     private func sendFatal(context: ChannelHandlerContext, sqlState: String, message: String, hint: String?) {
         endReason = endReason ?? message
+        writeGathered()
         let fields = ErrorNoticeFields(severity: "FATAL", sqlState: sqlState, message: message, hint: hint)
         context.writeAndFlush(wrapOutboundOut(fields.errorFrame.bytes)).assumeIsolated().whenComplete { _ in
             context.close(promise: nil)

@@ -153,13 +153,25 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         context.fireChannelReadComplete()
     }
 
-    /// Writes a client frame upstream; the caller flushes.
+    /// Client frames of the current read, gathered into one write (one pass through the pipeline).
+    private var outgoing: ByteBuffer?
+
+    /// Queues a client frame for the server; `flush` sends what was queued.
     func write(_ bytes: ByteBuffer) {
-        context?.write(wrapOutboundOut(bytes), promise: nil)
+        if outgoing == nil {
+            outgoing = bytes
+        } else {
+            outgoing!.writeImmutableBuffer(bytes)
+        }
     }
 
     func flush() {
-        context?.flush()
+        guard let context else { return }
+        if let bytes = outgoing {
+            outgoing = nil
+            context.write(wrapOutboundOut(bytes), promise: nil)
+        }
+        context.flush()
     }
 
     var isWritable: Bool { context?.channel.isWritable ?? false }
