@@ -109,19 +109,9 @@ public actor SQLiteStore: GatehouseStore {
     private var drainWaiters: [CheckedContinuation<Void, Never>] = []
     /// Rows per INSERT, well under SQLite's limit of bound parameters.
     private static let maximumBatch = 500
-    /// How long records that nobody waits for are gathered before a commit.
-    private static let gatherInterval = Duration.milliseconds(2)
 
     private func writePendingAppends() async {
         while !pendingAppends.isEmpty {
-            // Records nobody waits for (a decision per statement) are gathered for a moment, so that a
-            // busy gateway commits (and syncs) a few hundred times a second instead of once per event.
-            if pendingAppends.count < Self.maximumBatch,
-                !pendingAppends.contains(where: { if case .caller = $0.1 { return true } else { return false } })
-            {
-                try? await Task.sleep(for: Self.gatherInterval)
-                takeHandedOver(startingWriter: false)
-            }
             let batch = Array(pendingAppends.prefix(Self.maximumBatch))
             pendingAppends.removeFirst(batch.count)
             var seq = lastSeq
