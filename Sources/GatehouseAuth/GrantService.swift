@@ -72,7 +72,9 @@ public actor GrantService {
         return request
     }
 
-    public func breakGlass(requester: User, role: String, connection: String?, duration: TimeInterval, reason: String, code: String)
+    public func breakGlass(
+        requester: User, role: String, connection: String?, duration: TimeInterval, reason: String, code: String
+    )
         async throws -> AccessRequest
     {
         guard let stepUp else { throw GrantError(.stepUpRequired, "break-glass needs step-up, which is not enabled") }
@@ -85,7 +87,8 @@ public actor GrantService {
             id: "req-" + RandomSecret.hex(6), requester: requester.name, groups: requester.groups, role: role,
             connection: connection, duration: duration, reason: reason, at: now())
         try await persist(request, event: .grantBreakGlass)
-        logger.warning("BREAK-GLASS access activated", metadata: ["user": "\(requester.name)", "role": "\(role)", "reason": "\(reason)"])
+        logger.warning(
+            "BREAK-GLASS access activated", metadata: ["user": "\(requester.name)", "role": "\(role)", "reason": "\(reason)"])
         return request
     }
 
@@ -152,7 +155,9 @@ public actor GrantService {
         active.withLockedValue { $0 = byUser }
     }
 
-    private func persist(_ request: AccessRequest, event: AuditEventType, actor: String? = nil, detail: [String: String] = [:])
+    private func persist(
+        _ request: AccessRequest, event: AuditEventType, actor: String? = nil, detail: [String: String] = [:]
+    )
         async throws
     {
         try await store.saveAccessRequest(request)

@@ -16,7 +16,9 @@ public struct IdentityService: Sendable {
     /// PBKDF2 rounds for new hashes.
     public let hashRounds: Int
 
-    public init(store: any GatehouseStore, hashRounds: Int = PasswordHash.defaultRounds, now: @escaping @Sendable () -> Date = Date.init) {
+    public init(
+        store: any GatehouseStore, hashRounds: Int = PasswordHash.defaultRounds, now: @escaping @Sendable () -> Date = Date.init
+    ) {
         self.store = store
         self.hashRounds = hashRounds
         self.now = now

@@ -93,7 +93,8 @@ public actor StepUpService {
         let time = now()
         try limiter.check(user, at: time)
         guard let secret = try? AES.GCM.open(AES.GCM.SealedBox(combined: stored.sealedSecret), using: sealingKey) else {
-            throw ChallengeError(.notEnrolled, "the stored second factor of \(user) cannot be read with this gateway's key; enroll again")
+            throw ChallengeError(
+                .notEnrolled, "the stored second factor of \(user) cannot be read with this gateway's key; enroll again")
         }
         let totp = TOTP(secret: Array(secret))
         if let step = totp.verify(code, at: time, lastUsedStep: stored.lastUsedStep),
@@ -160,7 +161,9 @@ public actor StepUpService {
     }
 
     /// An approver approves or denies a statement waiting for approval.
-    public func decide(id: String, approve: Bool, approver: String, groups: [String], reason: String?, code: String?)
+    public func decide(
+        id: String, approve: Bool, approver: String, groups: [String], reason: String?, code: String?
+    )
         async throws -> Challenge
     {
         let pending = try book.checkDecidable(id, by: approver, groups: groups, at: now())

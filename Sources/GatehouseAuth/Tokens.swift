@@ -55,7 +55,9 @@ public actor TokenService {
     private var revocations: Revocations
     private let now: @Sendable () -> Date
 
-    public init(signingKey: [UInt8], store: any GatehouseStore, now: @escaping @Sendable () -> Date = Date.init)
+    public init(
+        signingKey: [UInt8], store: any GatehouseStore, now: @escaping @Sendable () -> Date = Date.init
+    )
         async throws
     {
         self.keys = JWTKeyCollection()
@@ -96,7 +98,8 @@ public actor TokenService {
         }
         let current = now()
         guard claims.expiresAt > current else {
-            throw TokenError(.expired, "the token expired at \(Timestamp.format(claims.expiresAt)): run `gatehouse token` for a new one")
+            throw TokenError(
+                .expired, "the token expired at \(Timestamp.format(claims.expiresAt)): run `gatehouse token` for a new one")
         }
         guard claims.issuedAt <= current.addingTimeInterval(60) else {
             throw TokenError(.notYetValid, "the token is issued in the future; check the gateway's clock")
@@ -123,7 +126,9 @@ public actor TokenService {
     /// Reads the signing key from `path`, creating a random one (mode 0600) on first use.
     public static func loadOrCreateSigningKey(at path: String) throws -> [UInt8] {
         if let data = FileManager.default.contents(atPath: path) {
-            guard let key = Data(base64Encoded: String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)),
+            guard
+                let key = Data(
+                    base64Encoded: String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)),
                 key.count >= 32
             else {
                 throw StoreError("the signing key at \(path) is damaged: it must hold at least 32 bytes in base64")

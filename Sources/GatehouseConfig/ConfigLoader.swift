@@ -28,7 +28,9 @@ public struct ConfigLoader {
     }
 
     /// Loads and validates a configuration file.
-    public static func load(path: String, environment: [String: String] = ProcessInfo.processInfo.environment) throws
+    public static func load(
+        path: String, environment: [String: String] = ProcessInfo.processInfo.environment
+    ) throws
         -> GatehouseConfig
     {
         let text: String
@@ -261,7 +263,8 @@ struct Reader {
         for (key, _, value) in try mapping(
             root, "the configuration",
             allowed: [
-                "listen", "data_dir", "store", "tls", "tokens", "limits", "connections", "users", "groups", "policy", "geoip", "step_up", "roles", "webhooks", "service_accounts",
+                "listen", "data_dir", "store", "tls", "tokens", "limits", "connections", "users", "groups", "policy", "geoip",
+                "step_up", "roles", "webhooks", "service_accounts",
             ])
         {
             switch key {
@@ -294,7 +297,9 @@ struct Reader {
                     throw fail(value, "tls needs both cert_file and key_file, or neither (a self-signed certificate)")
                 }
             case "tokens":
-                for (key, _, value) in try mapping(value, "tokens", allowed: ["access_ttl", "max_access_ttl", "login_ttl", "max_service_ttl"]) {
+                for (key, _, value) in try mapping(
+                    value, "tokens", allowed: ["access_ttl", "max_access_ttl", "login_ttl", "max_service_ttl"])
+                {
                     switch key {
                     case "max_service_ttl": config.tokens.maxServiceTokenTTL = try duration(value, "tokens.max_service_ttl")
                     case "access_ttl": config.tokens.accessTokenTTL = try duration(value, "tokens.access_ttl")

@@ -172,7 +172,8 @@ extension Reader {
                     guard let kind = StatementKind(rawValue: text) else {
                         throw fail(
                             item,
-                            "match.kinds: unknown kind '\(text)' (known: \(StatementKind.allCases.map(\.rawValue).joined(separator: ", ")))")
+                            "match.kinds: unknown kind '\(text)' (known: \(StatementKind.allCases.map(\.rawValue).joined(separator: ", ")))"
+                        )
                     }
                     kinds.insert(kind)
                 }

@@ -9,7 +9,9 @@ extension Reader {
         var roles: [RequestableRole] = []
         for item in try sequence(node, "roles") {
             let role = try readRole(item, config: config)
-            guard !roles.contains(where: { $0.name == role.name }) else { throw fail(item, "role '\(role.name)' is declared twice") }
+            guard !roles.contains(where: { $0.name == role.name }) else {
+                throw fail(item, "role '\(role.name)' is declared twice")
+            }
             roles.append(role)
         }
         return roles

@@ -253,7 +253,8 @@ public enum AuditChain {
 
     /// Checks a chain one event at a time, so long chains need not be held in memory.
     public struct Verifier: Sendable {
-        public private(set) var report = AuditChainReport(eventsChecked: 0, firstSeq: nil, lastSeq: nil, lastHash: nil, problems: [])
+        public private(set) var report = AuditChainReport(
+            eventsChecked: 0, firstSeq: nil, lastSeq: nil, lastHash: nil, problems: [])
         private var previous: AuditEvent?
         private let fromGenesis: Bool
 
@@ -267,14 +268,17 @@ public enum AuditChain {
             if let previous {
                 if event.seq != previous.seq + 1 {
                     report.problems.append(
-                        .init(seq: event.seq, reason: "expected event \(previous.seq + 1) after \(previous.seq): events are missing"))
+                        .init(
+                            seq: event.seq, reason: "expected event \(previous.seq + 1) after \(previous.seq): events are missing"
+                        ))
                 }
                 if event.prevHash != previous.hash {
                     report.problems.append(.init(seq: event.seq, reason: "link to the previous event is broken"))
                 }
             } else if fromGenesis {
                 if event.seq != 1 {
-                    report.problems.append(.init(seq: event.seq, reason: "chain starts at \(event.seq), not at 1: events are missing"))
+                    report.problems.append(
+                        .init(seq: event.seq, reason: "chain starts at \(event.seq), not at 1: events are missing"))
                 }
                 if event.prevHash != AuditEvent.genesisHash {
                     report.problems.append(.init(seq: event.seq, reason: "first event does not link to the genesis hash"))

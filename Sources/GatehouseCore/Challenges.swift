@@ -124,7 +124,8 @@ public struct ChallengeBook: Sendable {
             challenge.decidedAt = now
             challenges[id] = challenge
             throw ChallengeError(
-                .tooManyAttempts, "wrong code; \(challenge.failedAttempts) wrong codes: challenge \(id) failed and the statement will not run")
+                .tooManyAttempts,
+                "wrong code; \(challenge.failedAttempts) wrong codes: challenge \(id) failed and the statement will not run")
         }
         challenges[id] = challenge
         let left = maximumAttempts - challenge.failedAttempts
@@ -145,13 +146,16 @@ public struct ChallengeBook: Sendable {
         }
         guard named else {
             throw ChallengeError(
-                .notAnApprover, "you are not an approver of challenge \(id) (approvers: \(challenge.approvers.joined(separator: ", ")))")
+                .notAnApprover,
+                "you are not an approver of challenge \(id) (approvers: \(challenge.approvers.joined(separator: ", ")))")
         }
         try checkPending(challenge, at: now)
         return challenge
     }
 
-    public mutating func decide(_ id: String, approve: Bool, by approver: String, groups: [String], reason: String?, at now: Date)
+    public mutating func decide(
+        _ id: String, approve: Bool, by approver: String, groups: [String], reason: String?, at now: Date
+    )
         throws -> Challenge
     {
         var challenge = try checkDecidable(id, by: approver, groups: groups, at: now)
@@ -188,7 +192,9 @@ public struct ChallengeBook: Sendable {
 
     /// Forgets decided challenges older than `age`.
     public mutating func prune(olderThan age: TimeInterval, at now: Date) {
-        challenges = challenges.filter { $0.value.state == .pending || ($0.value.decidedAt ?? now) > now.addingTimeInterval(-age) }
+        challenges = challenges.filter {
+            $0.value.state == .pending || ($0.value.decidedAt ?? now) > now.addingTimeInterval(-age)
+        }
     }
 
     private func checkPending(_ challenge: Challenge, at now: Date) throws {

@@ -169,7 +169,8 @@ public struct GrantBook: Sendable {
         id: String, requester: String, groups: [String], role name: String, connection: String?, duration: TimeInterval,
         reason: String, startAt: Date? = nil, at now: Date
     ) throws -> AccessRequest {
-        let role = try checkRequest(requester: requester, groups: groups, role: name, connection: connection, duration: duration, reason: reason)
+        let role = try checkRequest(
+            requester: requester, groups: groups, role: name, connection: connection, duration: duration, reason: reason)
         var request = AccessRequest(
             id: id, requester: requester, role: name, connection: connection, duration: duration, reason: reason,
             requestedAt: now, startAt: startAt, pendingUntil: now.addingTimeInterval(role.pendingTimeout))
@@ -193,7 +194,8 @@ public struct GrantBook: Sendable {
         guard duration <= glass.maxDuration else {
             throw GrantError(.tooLong, "break-glass for \(name) lasts at most \(DurationText.format(glass.maxDuration))")
         }
-        _ = try checkRequest(requester: requester, groups: groups, role: name, connection: connection, duration: duration, reason: reason)
+        _ = try checkRequest(
+            requester: requester, groups: groups, role: name, connection: connection, duration: duration, reason: reason)
         var request = AccessRequest(
             id: id, requester: requester, role: name, connection: connection, duration: duration, reason: reason,
             requestedAt: now, pendingUntil: now)
@@ -217,7 +219,9 @@ public struct GrantBook: Sendable {
     }
 
     /// An approver denies; a denial wins over approvals already given.
-    public mutating func deny(_ id: String, by approver: String, groups: [String], reason: String?, at now: Date) throws -> AccessRequest {
+    public mutating func deny(
+        _ id: String, by approver: String, groups: [String], reason: String?, at now: Date
+    ) throws -> AccessRequest {
         var request = try pending(id, at: now)
         try checkApprover(request, approver: approver, groups: groups)
         request.state = .denied
@@ -228,14 +232,17 @@ public struct GrantBook: Sendable {
     }
 
     /// Ends an approved grant (or withdraws a pending request) before its time.
-    public mutating func revoke(_ id: String, by actor: String, groups: [String], isAdmin: Bool, at now: Date) throws -> AccessRequest {
+    public mutating func revoke(
+        _ id: String, by actor: String, groups: [String], isAdmin: Bool, at now: Date
+    ) throws -> AccessRequest {
         guard var request = requests[id] else { throw GrantError(.notFound, "no request \(id)") }
         guard request.state == .approved || request.state == .pending else {
             throw GrantError(.notPending, "request \(id) is \(request.state.rawValue); nothing to revoke")
         }
         let approver = roles[request.role]?.approverGroups.contains(where: groups.contains) ?? false
         guard isAdmin || approver || actor == request.requester else {
-            throw GrantError(.notAllowed, "only the requester, an approver of \(request.role) or an administrator may revoke request \(id)")
+            throw GrantError(
+                .notAllowed, "only the requester, an approver of \(request.role) or an administrator may revoke request \(id)")
         }
         request.state = .revoked
         request.revokedBy = actor
@@ -295,12 +302,15 @@ public struct GrantBook: Sendable {
         }
         guard role.requesters.contains(where: groups.contains) else {
             throw GrantError(
-                .notARequester, "\(requester) may not request \(name): only members of \(role.requesters.joined(separator: ", ")) may")
+                .notARequester,
+                "\(requester) may not request \(name): only members of \(role.requesters.joined(separator: ", ")) may")
         }
         if !role.connections.isEmpty {
             guard let connection, role.connections.contains(connection) else {
                 throw GrantError(
-                    .wrongConnection, "role \(name) is for connection\(role.connections.count == 1 ? "" : "s") \(role.connections.joined(separator: ", "))")
+                    .wrongConnection,
+                    "role \(name) is for connection\(role.connections.count == 1 ? "" : "s") \(role.connections.joined(separator: ", "))"
+                )
             }
         }
         guard duration > 0, duration <= role.maxDuration else {
@@ -331,7 +341,9 @@ public struct GrantBook: Sendable {
         let role = roles[request.role]
         guard let role, role.approverGroups.contains(where: groups.contains) else {
             throw GrantError(
-                .notAnApprover, "only members of \(role?.approverGroups.joined(separator: ", ") ?? "the approver groups") may decide request \(request.id)")
+                .notAnApprover,
+                "only members of \(role?.approverGroups.joined(separator: ", ") ?? "the approver groups") may decide request \(request.id)"
+            )
         }
     }
 

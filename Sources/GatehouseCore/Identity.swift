@@ -65,7 +65,8 @@ public enum Timestamp {
     }
 
     private static func shape(of string: String) -> (hasTime: Bool, hasZone: Bool)? {
-        let pattern = #"([0-9]{4})-([0-9]{2})-([0-9]{2})(T([0-9]{2}):([0-9]{2}):([0-9]{2})(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:?[0-9]{2})?)?"#
+        let pattern =
+            #"([0-9]{4})-([0-9]{2})-([0-9]{2})(T([0-9]{2}):([0-9]{2}):([0-9]{2})(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:?[0-9]{2})?)?"#
         guard let regex = try? Regex(pattern), let match = string.wholeMatch(of: regex) else { return nil }
         func number(_ index: Int) -> Int? { match.output[index].substring.flatMap { Int($0) } }
         var calendar = Calendar(identifier: .gregorian)

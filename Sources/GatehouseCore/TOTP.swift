@@ -74,7 +74,8 @@ public struct TOTP: Sendable, Equatable {
         let encode: (String) -> String = { $0.addingPercentEncoding(withAllowedCharacters: allowed) ?? $0 }
         let label = "\(encode(issuer)):\(encode(account))"
         let issuerQuery = issuer.addingPercentEncoding(withAllowedCharacters: allowed) ?? issuer
-        return "otpauth://totp/\(label)?secret=\(Base32.encode(secret))&issuer=\(issuerQuery)&algorithm=\(algorithm.rawValue)&digits=\(digits)&period=\(period)"
+        return
+            "otpauth://totp/\(label)?secret=\(Base32.encode(secret))&issuer=\(issuerQuery)&algorithm=\(algorithm.rawValue)&digits=\(digits)&period=\(period)"
     }
 
     static func constantTimeEquals(_ a: String, _ b: String) -> Bool {

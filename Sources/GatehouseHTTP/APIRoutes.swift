@@ -144,7 +144,8 @@ public struct APIRoutes: Sendable {
                 try await stepUp.verifyCode(user: user.name, code: code)
             } catch let error as ChallengeError {
                 try await audit(
-                    AuditRecord(.loginFailure, actor: body.user, source: Self.source(context), detail: ["reason": error.description]))
+                    AuditRecord(
+                        .loginFailure, actor: body.user, source: Self.source(context), detail: ["reason": error.description]))
                 throw Self.apiError(error)
             }
             methods.append("otp")
@@ -163,13 +164,16 @@ public struct APIRoutes: Sendable {
         let caller = try await authenticate(request)
         try await environment.tokens.revoke(tokenID: caller.claims.jti, expiresAt: caller.claims.expiresAt)
         try await audit(
-            AuditRecord(.tokenRevoked, actor: caller.user.name, source: Self.source(context), detail: ["token_id": caller.claims.jti, "kind": "login"]))
+            AuditRecord(
+                .tokenRevoked, actor: caller.user.name, source: Self.source(context),
+                detail: ["token_id": caller.claims.jti, "kind": "login"]))
         return API.Done(ok: true)
     }
 
     @Sendable func me(_ request: Request, context: GatehouseRequestContext) async throws -> API.Me {
         let caller = try await authenticate(request)
-        return API.Me(user: caller.user.name, groups: caller.user.groups, login_expires_at: Timestamp.format(caller.claims.expiresAt))
+        return API.Me(
+            user: caller.user.name, groups: caller.user.groups, login_expires_at: Timestamp.format(caller.claims.expiresAt))
     }
 
     @Sendable func issueToken(_ request: Request, context: GatehouseRequestContext) async throws -> API.TokenResponse {
@@ -181,7 +185,8 @@ public struct APIRoutes: Sendable {
                 throw APIError(.badRequest, "ttl must be a duration such as 15m or 1h, not '\(text)'")
             }
             guard value <= environment.config.tokens.maxAccessTokenTTL else {
-                throw APIError(.badRequest, "ttl may be at most \(DurationText.format(environment.config.tokens.maxAccessTokenTTL))")
+                throw APIError(
+                    .badRequest, "ttl may be at most \(DurationText.format(environment.config.tokens.maxAccessTokenTTL))")
             }
             ttl = value
         }
@@ -221,7 +226,8 @@ public struct APIRoutes: Sendable {
             AuditRecord(
                 .tokenIssued, actor: caller.user.name, source: Self.source(context),
                 detail: [
-                    "token_id": claims.jti, "kind": "service", "user": account.name, "expires_at": Timestamp.format(claims.expiresAt),
+                    "token_id": claims.jti, "kind": "service", "user": account.name,
+                    "expires_at": Timestamp.format(claims.expiresAt),
                 ]))
         return Self.tokenResponse(token, claims)
     }
@@ -257,7 +263,9 @@ public struct APIRoutes: Sendable {
             }
             try await environment.tokens.revokeAll(ofUser: user)
             try await audit(
-                AuditRecord(.tokenRevoked, actor: caller.user.name, source: Self.source(context), detail: ["owner": user, "scope": "all"]))
+                AuditRecord(
+                    .tokenRevoked, actor: caller.user.name, source: Self.source(context), detail: ["owner": user, "scope": "all"])
+            )
             return API.RevokeResponse(revoked: "every token of \(user) issued until now")
         default:
             throw APIError(.badRequest, "give either token or user")
@@ -373,7 +381,8 @@ public struct APIRoutes: Sendable {
 
     @Sendable func challenges(_ request: Request, context: GatehouseRequestContext) async throws -> API.Challenges {
         let caller = try await authenticate(request)
-        let list = await try requireStepUp().challenges(for: caller.user.name, groups: caller.user.groups, all: caller.user.isAdmin)
+        let list = await try requireStepUp().challenges(
+            for: caller.user.name, groups: caller.user.groups, all: caller.user.isAdmin)
         return API.Challenges(challenges: list.map(API.ChallengeView.init))
     }
 
@@ -389,7 +398,8 @@ public struct APIRoutes: Sendable {
         }
     }
 
-    func decideChallenge(_ request: Request, _ context: GatehouseRequestContext, approve: Bool) async throws -> API.ChallengeView {
+    func decideChallenge(_ request: Request, _ context: GatehouseRequestContext, approve: Bool) async throws -> API.ChallengeView
+    {
         let caller = try await authenticate(request)
         let id = try context.parameters.require("id")
         let code = approve ? try await decodeOptional(API.CodeRequest.self, request, context)?.code : nil
@@ -436,7 +446,9 @@ public struct APIRoutes: Sendable {
         do {
             let created: AccessRequest
             if body.break_glass == true {
-                guard let code = body.code else { throw APIError(.secondFactorRequired, "break-glass needs your code: give --code") }
+                guard let code = body.code else {
+                    throw APIError(.secondFactorRequired, "break-glass needs your code: give --code")
+                }
                 created = try await grants.breakGlass(
                     requester: caller.user, role: body.role, connection: body.connection, duration: duration,
                     reason: body.reason ?? "", code: code)
@@ -453,12 +465,15 @@ public struct APIRoutes: Sendable {
 
     @Sendable func listRequests(_ request: Request, context: GatehouseRequestContext) async throws -> API.AccessRequests {
         let caller = try await authenticate(request)
-        let list = await try requireGrants().requests(for: caller.user.name, groups: caller.user.groups, isAdmin: caller.user.isAdmin)
+        let list = await try requireGrants().requests(
+            for: caller.user.name, groups: caller.user.groups, isAdmin: caller.user.isAdmin)
         let now = environment.identities.now()
         return API.AccessRequests(requests: list.map { API.AccessRequestView($0, now: now) })
     }
 
-    func decideRequest(_ request: Request, _ context: GatehouseRequestContext, action: String) async throws -> API.AccessRequestView {
+    func decideRequest(
+        _ request: Request, _ context: GatehouseRequestContext, action: String
+    ) async throws -> API.AccessRequestView {
         let caller = try await authenticate(request)
         let id = try context.parameters.require("id")
         let grants = try requireGrants()

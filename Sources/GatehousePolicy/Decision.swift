@@ -144,7 +144,8 @@ public final class CompiledPolicy: Sendable {
     ///
     /// - Parameter session: this policy's `sessionRules(for:)` for the same session; computed here when nil.
     public func evaluate(_ inspection: Inspection, in context: SessionContext, session: SessionRules? = nil) -> Decision {
-        let candidates = session.flatMap { $0.policy == ObjectIdentifier(self) ? $0.rules : nil }
+        let candidates =
+            session.flatMap { $0.policy == ObjectIdentifier(self) ? $0.rules : nil }
             ?? sessionRules(for: context).rules
         let unclassifiedAction = policy.unclassifiedAction
         var matched: [MatchedRule] = []
@@ -226,7 +227,8 @@ public final class CompiledPolicy: Sendable {
         }
         return Decision(
             action: action,
-            matched: matched.count < 2 ? matched : matched.filter { $0.action == action } + matched.filter { $0.action != action },
+            matched: matched.count < 2
+                ? matched : matched.filter { $0.action == action } + matched.filter { $0.action != action },
             shadowed: shadowed, reason: reason, hint: hint, usedGrants: usedGrants.sorted(),
             stepUpMaxAge: action == .stepUp ? stepUpMaxAge : nil, approvers: action == .approve ? approvers : [],
             approverStepUp: action == .approve && approverStepUp)
@@ -247,7 +249,8 @@ extension Policy {
 
     static func unclassifiedReason(_ facts: StatementFacts?, _ inspection: Inspection) -> String {
         guard let facts else {
-            return "the statement cannot be parsed, so its effect cannot be checked (\(inspection.parseError?.description ?? "syntax error"))"
+            return
+                "the statement cannot be parsed, so its effect cannot be checked (\(inspection.parseError?.description ?? "syntax error"))"
         }
         if facts.dynamic {
             return "the statement runs SQL whose effect cannot be known in advance (\(facts.primary.rawValue))"
@@ -278,7 +281,9 @@ extension RuleMatch {
     }
 
     /// Conditions that can change from one statement to the next: time, grants, the statement itself.
-    func matchesStatement(facts: StatementFacts?, inspection: Inspection, context: SessionContext, grants: [ActiveGrant])
+    func matchesStatement(
+        facts: StatementFacts?, inspection: Inspection, context: SessionContext, grants: [ActiveGrant]
+    )
         -> Bool
     {
         if let roles, !grants.contains(where: { roles.contains($0.role) }) { return false }

@@ -119,7 +119,9 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
     func errorCaught(context: ChannelHandlerContext, error: Error) {
         if let wireError = error as? PostgresWireError {
             logger.info("closing connection after malformed client input", metadata: ["error": "\(wireError)"])
-            sendFatal(context: context, sqlState: ProxyFailure.Code.protocolViolation, message: "protocol violation: \(wireError)", hint: nil)
+            sendFatal(
+                context: context, sqlState: ProxyFailure.Code.protocolViolation, message: "protocol violation: \(wireError)",
+                hint: nil)
         } else if error is NIOSSLError || error is BoringSSLError {
             logger.info("TLS failure with client", metadata: ["error": "\(error)"])
             context.close(promise: nil)
@@ -167,7 +169,9 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
         case .protocolViolation(let reason):
             logger.info("closing session after a protocol violation", metadata: ["reason": "\(reason)"])
             if let context {
-                sendFatal(context: context, sqlState: ProxyFailure.Code.protocolViolation, message: "protocol violation: \(reason)", hint: nil)
+                sendFatal(
+                    context: context, sqlState: ProxyFailure.Code.protocolViolation, message: "protocol violation: \(reason)",
+                    hint: nil)
             }
         }
     }
@@ -226,7 +230,8 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
         {
             var satisfied = decision
             satisfied.action = .allow
-            satisfied.reason = "step-up proven \(Int(now.timeIntervalSince(last)))s ago, within the rule's \(DurationText.format(maxAge))"
+            satisfied.reason =
+                "step-up proven \(Int(now.timeIntervalSince(last)))s ago, within the rule's \(DurationText.format(maxAge))"
             recordDecision(satisfied, inspection: inspection, sql: sql, note: "fresh_step_up")
             prepared.record(inspection)
             return .proceed
@@ -263,13 +268,15 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
             notice = ErrorNoticeFields(
                 severity: "NOTICE", sqlState: "00000",
                 message: "Gatehouse is holding this statement: rule \(rules) needs step-up verification",
-                detail: "Run in another terminal: gatehouse verify \(challenge.id)    (within \(timeout); it covers this statement only)",
+                detail:
+                    "Run in another terminal: gatehouse verify \(challenge.id)    (within \(timeout); it covers this statement only)",
                 hint: "the statement runs as soon as the code is accepted; cancel with Ctrl-C")
         case .approve:
             notice = ErrorNoticeFields(
                 severity: "NOTICE", sqlState: "00000",
                 message: "Gatehouse is holding this statement until another person approves it: rule \(rules)",
-                detail: "Approvers (\(challenge.approvers.joined(separator: ", "))) run: gatehouse approve \(challenge.id)    (within \(timeout))",
+                detail:
+                    "Approvers (\(challenge.approvers.joined(separator: ", "))) run: gatehouse approve \(challenge.id)    (within \(timeout))",
                 hint: "the statement runs as soon as it is approved; cancel with Ctrl-C")
         }
         writeGathered()
@@ -330,12 +337,15 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
         case .expired:
             return ErrorNoticeFields(
                 severity: "ERROR", sqlState: "42501",
-                message: "Gatehouse did not run this statement: \(what) did not arrive in time (challenge \(challenge.id) expired)",
+                message:
+                    "Gatehouse did not run this statement: \(what) did not arrive in time (challenge \(challenge.id) expired)",
                 hint: "run the statement again and answer the challenge sooner")
         case .denied:
             return ErrorNoticeFields(
                 severity: "ERROR", sqlState: "42501",
-                message: "Gatehouse did not run this statement: \(challenge.decidedBy ?? "an approver") denied it\(challenge.decisionReason.map { ": \($0)" } ?? "")")
+                message:
+                    "Gatehouse did not run this statement: \(challenge.decidedBy ?? "an approver") denied it\(challenge.decisionReason.map { ": \($0)" } ?? "")"
+            )
         case .cancelled:
             return ErrorNoticeFields(
                 severity: "ERROR", sqlState: "57014",
@@ -343,7 +353,8 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
         default:
             return ErrorNoticeFields(
                 severity: "ERROR", sqlState: "42501",
-                message: "Gatehouse did not run this statement: \(what) failed\(challenge.decisionReason.map { ": \($0)" } ?? "")")
+                message: "Gatehouse did not run this statement: \(what) failed\(challenge.decisionReason.map { ": \($0)" } ?? "")"
+            )
         }
     }
 
@@ -367,18 +378,22 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
         var hint = decision.hint
         switch decision.action {
         case .stepUp:
-            message = "Gatehouse held this statement: \(decision.reason); step-up verification is not enabled on this gateway, so it was not run"
+            message =
+                "Gatehouse held this statement: \(decision.reason); step-up verification is not enabled on this gateway, so it was not run"
         case .approve:
-            message = "Gatehouse held this statement: \(decision.reason); approval is not enabled on this gateway, so it was not run"
+            message =
+                "Gatehouse held this statement: \(decision.reason); approval is not enabled on this gateway, so it was not run"
         default:
             message = "Gatehouse denied this statement: \(decision.reason)"
         }
         if hint == nil {
-            hint = rules.isEmpty
+            hint =
+                rules.isEmpty
                 ? "ask an administrator to allow it in the gateway's policy"
                 : "ask for elevated access or an exception to rule \(rules.joined(separator: ", "))"
         }
-        return ErrorNoticeFields(severity: "ERROR", sqlState: ProxyFailure.Code.insufficientPrivilege, message: message, hint: hint)
+        return ErrorNoticeFields(
+            severity: "ERROR", sqlState: ProxyFailure.Code.insufficientPrivilege, message: message, hint: hint)
     }
 
     private func recordDecision(_ decision: Decision, inspection: Inspection, sql: String, note: String? = nil) {
@@ -467,7 +482,8 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
             body.writeInteger(StartupPacket.protocolVersion3 | newestMinor)
             body.writeInteger(Int32(unsupported.count))
             for option in unsupported { body.writeNullTerminatedString(option) }
-            context.write(wrapOutboundOut(PostgresFrame(type: MessageType.negotiateProtocolVersion, body: body).bytes), promise: nil)
+            context.write(
+                wrapOutboundOut(PostgresFrame(type: MessageType.negotiateProtocolVersion, body: body).bytes), promise: nil)
             perform(machine.afterNegotiation(), context: context)
         case .requestPassword:
             context.writeAndFlush(wrapOutboundOut(AuthenticationMessage.cleartextPassword.frame.bytes), promise: nil)
@@ -520,13 +536,16 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
                     outcome = .failure(
                         ProxyFailure(
                             sqlState: ProxyFailure.Code.invalidPassword,
-                            message: "password authentication failed for user \"\(request.user)\": the token belongs to another user",
+                            message:
+                                "password authentication failed for user \"\(request.user)\": the token belongs to another user",
                             hint: "use user=\(claims.sub), or a token of \(request.user)"))
                 } else {
                     switch try await environment.identities.activeUser(named: request.user) {
                     case .failure(let error):
                         outcome = .failure(
-                            ProxyFailure(sqlState: ProxyFailure.Code.invalidAuthorization, message: "access refused: \(error.description)"))
+                            ProxyFailure(
+                                sqlState: ProxyFailure.Code.invalidAuthorization, message: "access refused: \(error.description)")
+                        )
                     case .success(let user):
                         if let connection = environment.config.connection(named: request.connection) {
                             outcome = .success((user, connection))
@@ -559,7 +578,9 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
             case .failure: type = .authFailure
             }
             _ = try await environment.store.appendAudit(
-                AuditRecord(type, actor: request.user, session: sessionID, connection: request.connection, source: source, detail: detail))
+                AuditRecord(
+                    type, actor: request.user, session: sessionID, connection: request.connection, source: source, detail: detail)
+            )
             return outcome
         } then: { context, result in
             switch result {
@@ -568,7 +589,8 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
                 self.connection = connection
                 self.perform(self.machine.tokenVerified(), context: context)
             case .success(.failure(let failure)):
-                self.logger.info("authentication refused", metadata: ["user": "\(request.user)", "reason": "\(failure.auditReason)"])
+                self.logger.info(
+                    "authentication refused", metadata: ["user": "\(request.user)", "reason": "\(failure.auditReason)"])
                 self.perform(
                     self.machine.authenticationFailed(sqlState: failure.sqlState, message: failure.message, hint: failure.hint),
                     context: context)
@@ -604,12 +626,16 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
                             connection: connection, startupParameters: startupParameters, tlsContext: tlsContext, ready: ready))
                 }
             }
-        let upstreamTimeout = context.eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(Int64(limits.upstreamConnectTimeout * 1000))) {
-            self.upstream?.abandon("timed out after \(DurationText.format(limits.upstreamConnectTimeout)) waiting for the upstream server")
+        let upstreamTimeout = context.eventLoop.assumeIsolated().scheduleTask(
+            in: .milliseconds(Int64(limits.upstreamConnectTimeout * 1000))
+        ) {
+            self.upstream?.abandon(
+                "timed out after \(DurationText.format(limits.upstreamConnectTimeout)) waiting for the upstream server")
             ready.fail(
                 ProxyFailure(
                     sqlState: ProxyFailure.Code.cannotConnect,
-                    message: "timed out after \(DurationText.format(limits.upstreamConnectTimeout)) waiting for the upstream server"))
+                    message:
+                        "timed out after \(DurationText.format(limits.upstreamConnectTimeout)) waiting for the upstream server"))
         }
         bootstrap.connect(host: connection.host, port: connection.port).assumeIsolated().whenComplete { result in
             switch result {
@@ -623,7 +649,8 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
                 ready.fail(
                     ProxyFailure(
                         sqlState: ProxyFailure.Code.cannotConnect,
-                        message: "cannot reach the upstream server \(connection.host):\(connection.port): \(Self.describe(error))"))
+                        message: "cannot reach the upstream server \(connection.host):\(connection.port): \(Self.describe(error))"
+                    ))
             }
         }
         ready.futureResult.assumeIsolated().whenComplete { result in
@@ -632,7 +659,8 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
             case .success(let startup):
                 self.startSession(startup, context: context)
             case .failure(let error):
-                let failure = error as? ProxyFailure
+                let failure =
+                    error as? ProxyFailure
                     ?? ProxyFailure(sqlState: ProxyFailure.Code.cannotConnect, message: "\(error)")
                 self.refuseSession(
                     failure: ProxyFailure(

@@ -112,7 +112,9 @@ public struct ClientStateMachine: Sendable {
                 return protocolViolation("expected a password message, got message type '\(frame.typeName)'")
             }
             guard let token = try? WireMessages.decodePassword(frame.body), !token.isEmpty else {
-                return fatal("28P01", "empty or malformed password: the password must be a Gatehouse access token", hint: "password=$(gatehouse token)")
+                return fatal(
+                    "28P01", "empty or malformed password: the password must be a Gatehouse access token",
+                    hint: "password=$(gatehouse token)")
             }
             state = .authenticating(request)
             return .verifyToken(request, token: token)

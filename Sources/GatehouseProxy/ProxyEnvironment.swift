@@ -29,7 +29,8 @@ public struct ProxyEnvironment: Sendable {
 
     public init(
         config: GatehouseConfig, tokens: TokenService, identities: IdentityService, store: any GatehouseStore,
-        registry: SessionRegistry, guardrails: Guardrails, geoIP: GeoIPDatabase? = nil, stepUp: StepUpService? = nil, grants: GrantService? = nil, clientTLS: NIOSSLContext?, upstreamTLS: [String: NIOSSLContext], logger: Logger,
+        registry: SessionRegistry, guardrails: Guardrails, geoIP: GeoIPDatabase? = nil, stepUp: StepUpService? = nil,
+        grants: GrantService? = nil, clientTLS: NIOSSLContext?, upstreamTLS: [String: NIOSSLContext], logger: Logger,
         now: @escaping @Sendable () -> Date = Date.init
     ) {
         self.config = config
@@ -48,7 +49,9 @@ public struct ProxyEnvironment: Sendable {
     }
 
     /// Builds the TLS contexts the configuration asks for.
-    public static func tlsContexts(for config: GatehouseConfig) throws -> (client: NIOSSLContext, upstream: [String: NIOSSLContext]) {
+    public static func tlsContexts(
+        for config: GatehouseConfig
+    ) throws -> (client: NIOSSLContext, upstream: [String: NIOSSLContext]) {
         let client = try TLSMaterial.clientContext(config: config)
         var upstream: [String: NIOSSLContext] = [:]
         for connection in config.connections {

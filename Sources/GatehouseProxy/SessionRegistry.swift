@@ -11,7 +11,8 @@ public struct SessionInfo: Sendable, Equatable, Codable {
     public var startedAt: Date
     public var tls: Bool
 
-    public init(id: String, user: String, connection: String, source: String, applicationName: String, startedAt: Date, tls: Bool) {
+    public init(id: String, user: String, connection: String, source: String, applicationName: String, startedAt: Date, tls: Bool)
+    {
         self.id = id
         self.user = user
         self.connection = connection
@@ -62,7 +63,8 @@ public final class SessionRegistry: Sendable {
         state.withLockedValue { state in
             var key: GatewayCancelKey
             repeat {
-                key = GatewayCancelKey(processID: Int32.random(in: 1...Int32.max), secretKey: Int32.random(in: Int32.min...Int32.max))
+                key = GatewayCancelKey(
+                    processID: Int32.random(in: 1...Int32.max), secretKey: Int32.random(in: Int32.min...Int32.max))
             } while state.byCancelKey[key] != nil
             // A replaced entry's key must not lead to the new session.
             if let replaced = state.sessions[info.id] { state.byCancelKey[replaced.cancelKey] = nil }

@@ -59,7 +59,9 @@ public enum TLSMaterial {
         let now = Date()
         var names: [GeneralName] = [.dnsName("localhost")]
         if host != "0.0.0.0" && host != "::" && !host.isEmpty {
-            if let address = IPv4Address(host) { names.append(.ipAddress(ASN1OctetString(contentBytes: address.bytes[...]))) } else {
+            if let address = IPv4Address(host) {
+                names.append(.ipAddress(ASN1OctetString(contentBytes: address.bytes[...])))
+            } else {
                 names.append(.dnsName(host))
             }
         }

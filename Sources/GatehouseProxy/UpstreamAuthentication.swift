@@ -33,7 +33,10 @@ public struct UpstreamAuthenticator: Sendable {
     /// The most PBKDF2 iterations an upstream may ask for; more would let a hostile server stall us.
     static let maxIterations = 10_000_000
 
-    public init(user: String, password: String?, makeNonce: @escaping @Sendable () -> String = { Data(RandomSecret.bytes(18)).base64EncodedString() }) {
+    public init(
+        user: String, password: String?,
+        makeNonce: @escaping @Sendable () -> String = { Data(RandomSecret.bytes(18)).base64EncodedString() }
+    ) {
         self.user = user
         self.password = password
         self.makeNonce = makeNonce
@@ -55,7 +58,9 @@ public struct UpstreamAuthenticator: Sendable {
             return .send(WireMessages.password("md5" + Self.md5Hex(Array(inner.utf8) + salt)))
         case (.initial, .sasl(let mechanisms)):
             guard mechanisms.contains("SCRAM-SHA-256") else {
-                return .fail("upstream offers only SASL mechanisms \(mechanisms.joined(separator: ", ")); Gatehouse supports SCRAM-SHA-256")
+                return .fail(
+                    "upstream offers only SASL mechanisms \(mechanisms.joined(separator: ", ")); Gatehouse supports SCRAM-SHA-256"
+                )
             }
             guard password != nil else { return .fail("upstream asks for a password and the connection has none") }
             let nonce = makeNonce()
@@ -63,7 +68,8 @@ public struct UpstreamAuthenticator: Sendable {
             state = .scramSentFirst(clientNonce: nonce, clientFirstBare: bare)
             return .send(WireMessages.saslInitialResponse(mechanism: "SCRAM-SHA-256", data: Array("n,,\(bare)".utf8)))
         case (.scramSentFirst(let clientNonce, let clientFirstBare), .saslContinue(let data)):
-            return scramFinal(serverFirst: String(decoding: data, as: UTF8.self), clientNonce: clientNonce, clientFirstBare: clientFirstBare)
+            return scramFinal(
+                serverFirst: String(decoding: data, as: UTF8.self), clientNonce: clientNonce, clientFirstBare: clientFirstBare)
         case (.scramSentFinal(let expected), .saslFinal(let data)):
             let text = String(decoding: data, as: UTF8.self)
             let attributes = Self.attributes(text)

@@ -44,7 +44,10 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var pendingRead = false
     private var readyCompleted = false
 
-    init(connection: Connection, startupParameters: [String: String], tlsContext: NIOSSLContext?, ready: EventLoopPromise<UpstreamStartup>) {
+    init(
+        connection: Connection, startupParameters: [String: String], tlsContext: NIOSSLContext?,
+        ready: EventLoopPromise<UpstreamStartup>
+    ) {
         self.connection = connection
         self.startupParameters = startupParameters
         self.tlsContext = tlsContext
@@ -103,7 +106,9 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private func startupFrame(context: ChannelHandlerContext, _ frame: PostgresFrame) {
         switch frame.type {
         case MessageType.authentication:
-            guard phase == .authenticating else { return fail(context, "the upstream server sent an unexpected authentication request") }
+            guard phase == .authenticating else {
+                return fail(context, "the upstream server sent an unexpected authentication request")
+            }
             let message: AuthenticationMessage
             do { message = try AuthenticationMessage.decode(frame.body) } catch {
                 return fail(context, "the upstream server sent a malformed authentication request")
@@ -116,7 +121,9 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
             }
         case MessageType.errorResponse:
             let fields = ErrorNoticeFields.decode(frame.body)
-            fail(context, "the upstream server refused the session: \(fields.message ?? "no message") (SQLSTATE \(fields.sqlState ?? "?"))")
+            fail(
+                context,
+                "the upstream server refused the session: \(fields.message ?? "no message") (SQLSTATE \(fields.sqlState ?? "?"))")
         case MessageType.parameterStatus:
             parameterFrames.append(frame)
         case MessageType.backendKeyData:

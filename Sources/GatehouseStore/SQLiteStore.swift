@@ -104,7 +104,9 @@ public actor SQLiteStore: GatehouseStore {
     /// Records waiting for the writer, in arrival order.
     private var pendingAppends: [(AuditRecord, Waiter)] = []
     /// Records handed over by `enqueueAudit` from any thread, not yet moved into `pendingAppends`.
-    private nonisolated let handedOver = NIOLockedValueBox<(records: [(AuditRecord, @Sendable (Error) -> Void)], scheduled: Bool)>(([], false))
+    private nonisolated let handedOver = NIOLockedValueBox<
+        (records: [(AuditRecord, @Sendable (Error) -> Void)], scheduled: Bool)
+    >(([], false))
     private var writingAudit = false
     private var drainWaiters: [CheckedContinuation<Void, Never>] = []
     /// Rows per INSERT, well under SQLite's limit of bound parameters.

@@ -32,8 +32,9 @@ struct JSONTape {
 
     private func skipSpace(_ position: Int) -> Int {
         var position = position
-        while position < bytes.count, bytes[position] == 0x20 || bytes[position] == 0x0A || bytes[position] == 0x09
-            || bytes[position] == 0x0D
+        while position < bytes.count,
+            bytes[position] == 0x20 || bytes[position] == 0x0A || bytes[position] == 0x09
+                || bytes[position] == 0x0D
         {
             position += 1
         }
@@ -54,7 +55,9 @@ struct JSONTape {
             } else {
                 while true {
                     position = skipSpace(position)
-                    guard position < bytes.count, bytes[position] == UInt8(ascii: "\""), parseString(&position) else { return false }
+                    guard position < bytes.count, bytes[position] == UInt8(ascii: "\""), parseString(&position) else {
+                        return false
+                    }
                     position = skipSpace(position)
                     guard position < bytes.count, bytes[position] == UInt8(ascii: ":") else { return false }
                     position += 1
@@ -112,7 +115,9 @@ struct JSONTape {
             let first = bytes[start]
             let kind: Kind = (first == UInt8(ascii: "-") || (first >= 0x30 && first <= 0x39)) ? .number : .literal
             entries.append(
-                Entry(kind: kind, start: Int32(start), length: Int32(position - start), end: Int32(entries.count + 1), escaped: false))
+                Entry(
+                    kind: kind, start: Int32(start), length: Int32(position - start), end: Int32(entries.count + 1),
+                    escaped: false))
             return true
         }
     }
@@ -130,7 +135,9 @@ struct JSONTape {
             }
             if byte == UInt8(ascii: "\"") {
                 entries.append(
-                    Entry(kind: .string, start: Int32(start), length: Int32(position - start), end: Int32(entries.count + 1), escaped: escaped))
+                    Entry(
+                        kind: .string, start: Int32(start), length: Int32(position - start), end: Int32(entries.count + 1),
+                        escaped: escaped))
                 position += 1
                 return true
             }
@@ -221,7 +228,8 @@ struct JSONTape {
             case UInt8(ascii: "f"): output.append(0x0C)
             case UInt8(ascii: "u"):
                 guard position + 4 <= raw.count,
-                    let code = UInt32(String(decoding: UnsafeBufferPointer(rebasing: raw[position..<position + 4]), as: UTF8.self), radix: 16)
+                    let code = UInt32(
+                        String(decoding: UnsafeBufferPointer(rebasing: raw[position..<position + 4]), as: UTF8.self), radix: 16)
                 else { return nil }
                 position += 4
                 var scalarValue = code
@@ -229,7 +237,8 @@ struct JSONTape {
                 if (0xD800...0xDBFF).contains(code), position + 6 <= raw.count, raw[position] == UInt8(ascii: "\\"),
                     raw[position + 1] == UInt8(ascii: "u"),
                     let low = UInt32(
-                        String(decoding: UnsafeBufferPointer(rebasing: raw[position + 2..<position + 6]), as: UTF8.self), radix: 16),
+                        String(decoding: UnsafeBufferPointer(rebasing: raw[position + 2..<position + 6]), as: UTF8.self),
+                        radix: 16),
                     (0xDC00...0xDFFF).contains(low)
                 {
                     scalarValue = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)

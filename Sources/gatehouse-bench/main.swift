@@ -82,13 +82,21 @@ struct Bench {
         let session = policy.sessionRules(for: context)
         let statements: [(String, (Int) -> String)] = [
             ("pgbench select-only", { "SELECT abalance FROM pgbench_accounts WHERE aid = \($0 % 100000 + 1);" }),
-            ("pgbench update", { "UPDATE pgbench_accounts SET abalance = abalance + \($0 % 5000) WHERE aid = \($0 % 100000 + 1);" }),
-            ("join + CTE", {
-                "WITH recent AS (SELECT * FROM orders WHERE created_at > now() - interval '\($0 % 30) days') SELECT c.name, count(*) FROM customers c JOIN recent r ON r.customer_id = c.id GROUP BY c.name ORDER BY 2 DESC LIMIT 10"
-            }),
+            (
+                "pgbench update",
+                { "UPDATE pgbench_accounts SET abalance = abalance + \($0 % 5000) WHERE aid = \($0 % 100000 + 1);" }
+            ),
+            (
+                "join + CTE",
+                {
+                    "WITH recent AS (SELECT * FROM orders WHERE created_at > now() - interval '\($0 % 30) days') SELECT c.name, count(*) FROM customers c JOIN recent r ON r.customer_id = c.id GROUP BY c.name ORDER BY 2 DESC LIMIT 10"
+                }
+            ),
         ]
         print("Inspection + decision per statement, \(rules)-rule policy, \(iterations) distinct texts each (no cache)")
-        print("statement".padding(toLength: 22, withPad: " ", startingAt: 0) + "  parse-only   inspect   decide   total (median µs)   p99 total")
+        print(
+            "statement".padding(toLength: 22, withPad: " ", startingAt: 0)
+                + "  parse-only   inspect   decide   total (median µs)   p99 total")
         for (name, make) in statements {
             let texts = (0..<iterations).map(make)
             var parse: [Double] = []
@@ -119,13 +127,17 @@ struct Bench {
             func p99(_ values: [Double]) -> Double { values.sorted()[values.count * 99 / 100] }
             print(
                 name.padding(toLength: 22, withPad: " ", startingAt: 0)
-                    + String(format: "  %9.2f  %8.2f  %7.2f  %8.2f            %8.2f", median(parse), median(inspect), median(decide), median(total), p99(total)))
+                    + String(
+                        format: "  %9.2f  %8.2f  %7.2f  %8.2f            %8.2f", median(parse), median(inspect), median(decide),
+                        median(total), p99(total)))
             if sink == 42 { print("") }
         }
     }
 
     static func audit(events: Int, directory: String?) async throws {
-        let directory = directory ?? FileManager.default.temporaryDirectory.appendingPathComponent("gatehouse-bench-\(UUID().uuidString)").path
+        let directory =
+            directory
+            ?? FileManager.default.temporaryDirectory.appendingPathComponent("gatehouse-bench-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let store = try await SQLiteStore.open(path: directory + "/audit.db")
@@ -143,7 +155,10 @@ struct Bench {
                 try await group.waitForAll()
             }
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-            print(String(format: "audit appends, %3d concurrent writers: %8.0f events/s (%d events in %.2f s, synchronous=FULL)", concurrency, Double(events) / seconds, events, seconds))
+            print(
+                String(
+                    format: "audit appends, %3d concurrent writers: %8.0f events/s (%d events in %.2f s, synchronous=FULL)",
+                    concurrency, Double(events) / seconds, events, seconds))
         }
         let events = try await store.auditEvents(afterSeq: 0, limit: Int.max)
         let report = AuditChain.verify(events)

@@ -158,8 +158,10 @@ struct Sessions: AsyncParsableCommand {
             print("ID                USER          CONNECTION    SOURCE           APPLICATION      STARTED")
             for s in response.sessions {
                 print(
-                    [s.id, s.user, s.connection, s.source, s.application_name].map { $0.padding(toLength: max(16, $0.count), withPad: " ", startingAt: 0) }
-                        .joined(separator: " ") + " " + s.started_at)
+                    [s.id, s.user, s.connection, s.source, s.application_name].map {
+                        $0.padding(toLength: max(16, $0.count), withPad: " ", startingAt: 0)
+                    }
+                    .joined(separator: " ") + " " + s.started_at)
             }
         }
     }
@@ -180,7 +182,8 @@ struct Sessions: AsyncParsableCommand {
             if let reason, let encoded = reason.addingPercentEncoding(withAllowedCharacters: .urlQueryAllowed) {
                 path += "?reason=\(encoded)"
             }
-            let response = try await APIClient.loggedIn(server: options.server).send("DELETE", path, as: API.TerminateResponse.self)
+            let response = try await APIClient.loggedIn(server: options.server).send(
+                "DELETE", path, as: API.TerminateResponse.self)
             if options.json { try printJSON(response) } else { print("Terminated session \(response.terminated).") }
         }
     }
@@ -269,12 +272,15 @@ struct Audit: AsyncParsableCommand {
                 }
                 result = API.AuditVerification((verifier ?? AuditChain.Verifier()).report)
             } else {
-                result = try await APIClient.loggedIn(server: options.server).send("GET", "audit/verify", as: API.AuditVerification.self)
+                result = try await APIClient.loggedIn(server: options.server).send(
+                    "GET", "audit/verify", as: API.AuditVerification.self)
             }
             if options.json {
                 try printJSON(result)
             } else if result.intact {
-                print("Audit chain intact: \(result.events_checked) events, last #\(result.last_seq.map(String.init) ?? "-") \(result.last_hash ?? "")")
+                print(
+                    "Audit chain intact: \(result.events_checked) events, last #\(result.last_seq.map(String.init) ?? "-") \(result.last_hash ?? "")"
+                )
             } else {
                 print("Audit chain BROKEN (\(result.problems.count) problems in \(result.events_checked) events):")
                 for problem in result.problems { print("  event #\(problem.seq): \(problem.reason)") }
@@ -336,7 +342,9 @@ struct ConfigCommand: AsyncParsableCommand {
         func run() async throws {
             do {
                 let config = try ConfigLoader.load(path: file)
-                print("\(file): OK (\(config.connections.count) connections, \(config.users.count) users, \(config.groups.count) groups)")
+                print(
+                    "\(file): OK (\(config.connections.count) connections, \(config.users.count) users, \(config.groups.count) groups)"
+                )
             } catch let error as ConfigError {
                 throw CLIError("\(error)")
             }

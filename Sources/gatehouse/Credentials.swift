@@ -9,7 +9,8 @@ struct Credentials: Codable {
 
     static var directory: String {
         if let home = ProcessInfo.processInfo.environment["GATEHOUSE_HOME"], !home.isEmpty { return home }
-        let base = ProcessInfo.processInfo.environment["XDG_CONFIG_HOME"].flatMap { $0.isEmpty ? nil : $0 }
+        let base =
+            ProcessInfo.processInfo.environment["XDG_CONFIG_HOME"].flatMap { $0.isEmpty ? nil : $0 }
             ?? (NSHomeDirectory() as NSString).appendingPathComponent(".config")
         return (base as NSString).appendingPathComponent("gatehouse")
     }

@@ -47,9 +47,12 @@ struct RequestCommand: AsyncParsableCommand {
             "POST", "requests",
             body: API.AccessRequestBody(
                 role: role, connection: connection, duration: duration, reason: reason, start_at: start,
-                break_glass: breakGlass ? true : nil, code: breakGlass ? try readCode(code, prompt: "Code from your authenticator: ") : nil),
+                break_glass: breakGlass ? true : nil,
+                code: breakGlass ? try readCode(code, prompt: "Code from your authenticator: ") : nil),
             as: API.AccessRequestView.self)
-        if !options.json { FileHandle.standardError.write(Data("Request \(request.id) for \(request.role): \(request.state)\n".utf8)) }
+        if !options.json {
+            FileHandle.standardError.write(Data("Request \(request.id) for \(request.role): \(request.state)\n".utf8))
+        }
         let spinner = ["|", "/", "-", "\\"]
         var turn = 0
         while request.state == "pending" && !noWait {
@@ -65,11 +68,15 @@ struct RequestCommand: AsyncParsableCommand {
         if options.json { return try printJSON(request) }
         switch request.state {
         case "approved":
-            print("Granted \(request.role) until \(request.expires_at ?? "?") (\(request.id)). Open sessions gain it on their next statement.")
+            print(
+                "Granted \(request.role) until \(request.expires_at ?? "?") (\(request.id)). Open sessions gain it on their next statement."
+            )
         case "pending":
             print("Request \(request.id) is waiting for approval: `gatehouse requests` shows it.")
         case "denied":
-            throw CLIError("request \(request.id) was denied by \(request.denied_by ?? "an approver")\(request.denial_reason.map { ": \($0)" } ?? "")")
+            throw CLIError(
+                "request \(request.id) was denied by \(request.denied_by ?? "an approver")\(request.denial_reason.map { ": \($0)" } ?? "")"
+            )
         default:
             throw CLIError("request \(request.id) is \(request.state)")
         }
@@ -86,7 +93,8 @@ struct RequestsCommand: AsyncParsableCommand {
         if options.json { return try printJSON(list) }
         if list.requests.isEmpty { return print("No requests.") }
         for request in list.requests {
-            var line = "\(request.id)  \(request.state)\(request.active ? " (active)" : "")  \(request.requester) → \(request.role)"
+            var line =
+                "\(request.id)  \(request.state)\(request.active ? " (active)" : "")  \(request.requester) → \(request.role)"
             if let connection = request.connection { line += " on \(connection)" }
             line += " for \(request.duration)"
             if let until = request.expires_at { line += " until \(until)" }

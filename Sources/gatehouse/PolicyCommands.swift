@@ -22,7 +22,9 @@ struct PolicyCommand: AsyncParsableCommand {
             let config = try loadConfig(file)
             let policy = config.policy
             let shadow = policy.rules.filter { $0.mode == .shadow }.count
-            print("\(file): policy OK: \(policy.rules.count) rules (\(shadow) in shadow mode), default \(policy.defaultAction.rawValue), unclassified statements \(policy.unclassifiedAction.rawValue)")
+            print(
+                "\(file): policy OK: \(policy.rules.count) rules (\(shadow) in shadow mode), default \(policy.defaultAction.rawValue), unclassified statements \(policy.unclassifiedAction.rawValue)"
+            )
             for rule in policy.rules {
                 print("  \(rule.name): \(rule.action.rawValue)\(rule.mode == .shadow ? " (shadow)" : "")")
             }
@@ -31,8 +33,10 @@ struct PolicyCommand: AsyncParsableCommand {
 
     struct Test: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Show what the gateway would decide for a statement: the action, the rules that matched and the statement facts.",
-            discussion: "Exits 0 when the statement would run (allow, alert), 3 when it would be denied, 4 when it would be held.")
+            abstract:
+                "Show what the gateway would decide for a statement: the action, the rules that matched and the statement facts.",
+            discussion: "Exits 0 when the statement would run (allow, alert), 3 when it would be denied, 4 when it would be held."
+        )
 
         @Option(help: "The configuration file.")
         var config: String
@@ -76,7 +80,8 @@ struct PolicyCommand: AsyncParsableCommand {
         func run() async throws {
             let config = try loadConfig(self.config)
             guard let entry = config.users.first(where: { $0.name == user }) else {
-                throw CLIError("user '\(user)' is not in \(self.config) (declared: \(config.users.map(\.name).joined(separator: ", ")))")
+                throw CLIError(
+                    "user '\(user)' is not in \(self.config) (declared: \(config.users.map(\.name).joined(separator: ", ")))")
             }
             if !config.connections.isEmpty, config.connection(named: connection) == nil {
                 throw CLIError("connection '\(connection)' is not in \(self.config)")
@@ -86,7 +91,9 @@ struct PolicyCommand: AsyncParsableCommand {
             if country == nil, let path = config.geoipDatabase {
                 country = try GeoIPDatabase(path: path).country(for: from)
             }
-            let grants = role.enumerated().map { ActiveGrant(id: "simulated-\($0.offset + 1)", role: $0.element, expiresAt: now.addingTimeInterval(3600)) }
+            let grants = role.enumerated().map {
+                ActiveGrant(id: "simulated-\($0.offset + 1)", role: $0.element, expiresAt: now.addingTimeInterval(3600))
+            }
             let context = SessionContext(
                 user: user, groups: entry.groups, connection: connection, sourceAddress: from, country: country,
                 applicationName: application, sessionStartedAt: now, lastActivityAt: now, grants: grants, now: now,
@@ -108,7 +115,9 @@ struct PolicyCommand: AsyncParsableCommand {
                 print("Rules:    none matched")
             } else {
                 print("Rules:")
-                for rule in decision.matched { print("  \(rule.name) → \(rule.action.rawValue) (statement \(rule.statement + 1))") }
+                for rule in decision.matched {
+                    print("  \(rule.name) → \(rule.action.rawValue) (statement \(rule.statement + 1))")
+                }
             }
             for rule in decision.shadowed { print("  \(rule.name) → would \(rule.action.rawValue) (shadow)") }
             if let error = inspection.parseError {

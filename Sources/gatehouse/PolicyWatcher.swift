@@ -34,17 +34,21 @@ struct PolicyWatcher: Service {
                 var others = loaded
                 others.policy = current.policy
                 if others != current {
-                    logger.notice("configuration changes other than the policy take effect at the next start", metadata: ["file": "\(path)"])
+                    logger.notice(
+                        "configuration changes other than the policy take effect at the next start", metadata: ["file": "\(path)"]
+                    )
                 }
                 guardrails.replace(loaded.policy)
                 current.policy = loaded.policy
                 logger.notice(
                     "policy reloaded", metadata: ["file": "\(path)", "rules": "\(loaded.policy.rules.count)"])
                 _ = try? await store.appendAudit(
-                    AuditRecord(.policyLoaded, actor: "gatehouse", detail: ["file": path, "rules": "\(loaded.policy.rules.count)"]))
+                    AuditRecord(
+                        .policyLoaded, actor: "gatehouse", detail: ["file": path, "rules": "\(loaded.policy.rules.count)"]))
             } catch {
                 logger.error(
-                    "policy reload refused; the previous policy stays in force", metadata: ["file": "\(path)", "error": "\(error)"])
+                    "policy reload refused; the previous policy stays in force",
+                    metadata: ["file": "\(path)", "error": "\(error)"])
                 _ = try? await store.appendAudit(
                     AuditRecord(.policyRejected, actor: "gatehouse", detail: ["file": path, "reason": "\(error)"]))
             }

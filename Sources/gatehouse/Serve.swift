@@ -121,12 +121,14 @@ struct Serve: AsyncParsableCommand {
         try await grants.start { grant, reason in
             let ended = registry.terminateSessions(usingGrant: grant.id, reason: reason)
             if !ended.isEmpty {
-                logger.notice("sessions ended with their grant", metadata: ["grant": "\(grant.id)", "sessions": "\(ended.count)"])
+                logger.notice(
+                    "sessions ended with their grant", metadata: ["grant": "\(grant.id)", "sessions": "\(ended.count)"])
             }
         }
         let proxyEnvironment = ProxyEnvironment(
             config: gatewayConfig, tokens: tokens, identities: identities, store: store, registry: registry,
-            guardrails: guardrails, geoIP: geoIP, stepUp: stepUp, grants: grants, clientTLS: tls.client, upstreamTLS: tls.upstream, logger: logger)
+            guardrails: guardrails, geoIP: geoIP, stepUp: stepUp, grants: grants, clientTLS: tls.client,
+            upstreamTLS: tls.upstream, logger: logger)
         let apiEnvironment = APIEnvironment(
             config: gatewayConfig, tokens: tokens, identities: identities, store: store, registry: registry, stepUp: stepUp,
             grants: grants, logger: logger)
@@ -135,7 +137,8 @@ struct Serve: AsyncParsableCommand {
         if config == nil, let demo = try await store.user(named: "demo") {
             let (token, claims) = try await tokens.issue(for: demo.user, kind: .access, ttl: 3600)
             _ = try await store.appendAudit(
-                AuditRecord(.tokenIssued, actor: "demo", detail: ["token_id": claims.jti, "kind": "access", "reason": "demo start"]))
+                AuditRecord(
+                    .tokenIssued, actor: "demo", detail: ["token_id": claims.jti, "kind": "access", "reason": "demo start"]))
             demoToken = token
         }
 
@@ -143,7 +146,11 @@ struct Serve: AsyncParsableCommand {
             config: gatewayConfig, bootstrap: bootstrap, demoPassword: demoPassword, demoToken: demoToken, isDemo: config == nil)
         let bound = NIOLockedValueBox(0)
         let announce: @Sendable () -> Void = {
-            if bound.withLockedValue({ $0 += 1; return $0 }) == 2 { banner.print() }
+            if bound.withLockedValue({
+                $0 += 1; return $0
+            }) == 2 {
+                banner.print()
+            }
         }
         let listener = PostgresListener(environment: proxyEnvironment) { _ in announce() }
         let app = Application(

@@ -104,7 +104,8 @@ struct Approve: AsyncParsableCommand {
 }
 
 struct Deny: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Refuse a statement held for approval, or an access request (req-...).")
+    static let configuration = CommandConfiguration(
+        abstract: "Refuse a statement held for approval, or an access request (req-...).")
     @OptionGroup var options: ClientOptions
 
     @Argument(help: "The challenge id.")
@@ -135,7 +136,9 @@ struct ChallengesCommand: AsyncParsableCommand {
             let action = challenge.kind == "step_up" ? "gatehouse verify \(challenge.id)" : "gatehouse approve \(challenge.id)"
             print("\(challenge.id)  \(challenge.kind)  \(challenge.user)@\(challenge.connection)  until \(challenge.expires_at)")
             print("    rules: \(challenge.rules.joined(separator: ", "))")
-            print("    statement: \(challenge.statement.count > 200 ? String(challenge.statement.prefix(200)) + "…" : challenge.statement)")
+            print(
+                "    statement: \(challenge.statement.count > 200 ? String(challenge.statement.prefix(200)) + "…" : challenge.statement)"
+            )
             print("    \(action)")
         }
     }

@@ -41,13 +41,23 @@ final class WebhookNotifier: Sendable {
         let who = event.actor ?? "gatehouse"
         switch event.type {
         case "request.created":
-            return ":key: \(detail["requester"] ?? who) requests *\(detail["role"] ?? "?")* — \(detail["reason"] ?? "") (`gatehouse approve \(detail["request"] ?? "")`)"
-        case "request.approved": return ":white_check_mark: \(who) approved \(detail["request"] ?? "") (\(detail["role"] ?? "?") for \(detail["requester"] ?? "?"))"
+            return
+                ":key: \(detail["requester"] ?? who) requests *\(detail["role"] ?? "?")* — \(detail["reason"] ?? "") (`gatehouse approve \(detail["request"] ?? "")`)"
+        case "request.approved":
+            return
+                ":white_check_mark: \(who) approved \(detail["request"] ?? "") (\(detail["role"] ?? "?") for \(detail["requester"] ?? "?"))"
         case "request.denied": return ":no_entry: \(who) denied \(detail["request"] ?? ""): \(detail["denial_reason"] ?? "")"
-        case "grant.break_glass": return ":rotating_light: BREAK-GLASS: \(who) took *\(detail["role"] ?? "?")* until \(detail["expires_at"] ?? "?") — \(detail["reason"] ?? "")"
-        case "grant.revoked": return ":scissors: \(who) revoked \(detail["request"] ?? "") (\(detail["role"] ?? "?") of \(detail["requester"] ?? "?"))"
-        case "grant.expired": return ":hourglass: grant \(detail["request"] ?? "") (\(detail["role"] ?? "?") of \(detail["requester"] ?? "?")) expired"
-        case "statement.alert": return ":warning: \(who) on \(event.connection ?? "?"): \(detail["reason"] ?? "") — `\(detail["statement"] ?? "")`"
+        case "grant.break_glass":
+            return
+                ":rotating_light: BREAK-GLASS: \(who) took *\(detail["role"] ?? "?")* until \(detail["expires_at"] ?? "?") — \(detail["reason"] ?? "")"
+        case "grant.revoked":
+            return
+                ":scissors: \(who) revoked \(detail["request"] ?? "") (\(detail["role"] ?? "?") of \(detail["requester"] ?? "?"))"
+        case "grant.expired":
+            return
+                ":hourglass: grant \(detail["request"] ?? "") (\(detail["role"] ?? "?") of \(detail["requester"] ?? "?")) expired"
+        case "statement.alert":
+            return ":warning: \(who) on \(event.connection ?? "?"): \(detail["reason"] ?? "") — `\(detail["statement"] ?? "")`"
         default: return "\(event.type) by \(who)" + (detail["reason"].map { ": \($0)" } ?? "")
         }
     }
@@ -98,10 +108,15 @@ final class WebhookNotifier: Sendable {
                 try? await Task.sleep(for: .milliseconds(Int64(firstDelay * 1000 * pow(2, Double(attempt - 1)))))
             }
         }
-        logger.warning("webhook delivery failed", metadata: ["webhook": "\(hook.name)", "event": "\(event.seq)", "problem": "\(lastProblem)"])
+        logger.warning(
+            "webhook delivery failed",
+            metadata: ["webhook": "\(hook.name)", "event": "\(event.seq)", "problem": "\(lastProblem)"])
         _ = try? await store.appendAudit(
             AuditRecord(
                 .webhookFailed, actor: "gatehouse",
-                detail: ["webhook": hook.name, "event_seq": String(event.seq), "event": event.type, "attempts": String(attempts), "problem": lastProblem]))
+                detail: [
+                    "webhook": hook.name, "event_seq": String(event.seq), "event": event.type, "attempts": String(attempts),
+                    "problem": lastProblem,
+                ]))
     }
 }

@@ -290,7 +290,10 @@ struct AuditChainTests {
         #expect(line.contains("\"path\":\"a/b\""), "slashes are not escaped")
         #expect(!line.contains("\n"))
         let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
-        #expect(Set(object.keys) == ["seq", "time", "type", "actor", "session", "connection", "source", "detail", "prev_hash", "hash"])
+        #expect(
+            Set(object.keys) == [
+                "seq", "time", "type", "actor", "session", "connection", "source", "detail", "prev_hash", "hash",
+            ])
         let decoded = try JSONDecoder().decode(AuditEvent.self, from: Data(line.utf8))
         #expect(decoded == event)
         #expect(AuditChain.verify([makeChain(2)[0], decoded]).isIntact)

@@ -193,7 +193,8 @@ struct ConfigLoaderTests {
                 UserEntry(name: "carol", groups: []),
             ])
 
-        var app = Connection(name: "app", host: "db.internal", port: 5433, database: "appdb", user: "app_rw", password: "env-secret")
+        var app = Connection(
+            name: "app", host: "db.internal", port: 5433, database: "appdb", user: "app_rw", password: "env-secret")
         app.tls = .verifyFull
         app.caFile = base.appendingPathComponent("ca.pem")
         var reports = Connection(name: "reports", host: "10.0.0.5", database: "reports", user: "reader", password: "file-secret")
@@ -312,7 +313,9 @@ struct ConfigLoaderTests {
         #expect(error.reason.contains("twice"))
     }
 
-    @Test(arguments: [("70000", "between 1 and 65535"), ("0", "between 1 and 65535"), ("abc", "whole number"), ("5432.5", "whole number")])
+    @Test(arguments: [
+        ("70000", "between 1 and 65535"), ("0", "between 1 and 65535"), ("abc", "whole number"), ("5432.5", "whole number"),
+    ])
     func badConnectionPort(port: String, message: String) throws {
         let yaml = """
             connections:
@@ -587,7 +590,8 @@ struct ConfigLoaderTests {
         let error = try #require(configError("data_dir: x\ntls:\n  cert_file: cert.pem\n", baseDirectory: directory.path))
         #expect(error.line == 3)
         #expect(error.reason.hasPrefix("tls needs both cert_file and key_file"))
-        let missing = try #require(configError("tls:\n  cert_file: cert.pem\n  key_file: key.pem\n", baseDirectory: directory.path))
+        let missing = try #require(
+            configError("tls:\n  cert_file: cert.pem\n  key_file: key.pem\n", baseDirectory: directory.path))
         #expect(missing.line == 3)
         #expect(missing.reason.hasPrefix("tls.key_file: cannot read"))
     }

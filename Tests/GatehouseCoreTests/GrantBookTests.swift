@@ -15,7 +15,9 @@ struct GrantBookTests {
                 reasonPattern: "[A-Z]+-[0-9]+", approverGroups: ["dba-leads"], approvalsNeeded: 1,
                 autoApprove: .init(groups: ["oncall"], maxDuration: 900, reasonPattern: "INC-[0-9]+"),
                 breakGlass: .init(maxDuration: 1800), pendingTimeout: 600),
-            RequestableRole(name: "auditor", requesters: ["developer"], maxDuration: 7200, reasonRequired: false, approverGroups: ["security"], approvalsNeeded: 2),
+            RequestableRole(
+                name: "auditor", requesters: ["developer"], maxDuration: 7200, reasonRequired: false,
+                approverGroups: ["security"], approvalsNeeded: 2),
         ])
     }
 
@@ -51,19 +53,56 @@ struct GrantBookTests {
                 return nil
             }
         }
-        #expect(code { try $0.submit(id: "a", requester: "ada", groups: ["developer"], role: "root", connection: "prod", duration: 60, reason: "X-1", at: t0) } == .unknownRole)
-        #expect(code { try $0.submit(id: "b", requester: "eve", groups: ["sales"], role: "dba", connection: "prod", duration: 60, reason: "X-1", at: t0) } == .notARequester)
-        #expect(code { try $0.submit(id: "c", requester: "ada", groups: ["developer"], role: "dba", connection: "staging", duration: 60, reason: "X-1", at: t0) } == .wrongConnection)
-        #expect(code { try $0.submit(id: "d", requester: "ada", groups: ["developer"], role: "dba", connection: "prod", duration: 7200, reason: "X-1", at: t0) } == .tooLong)
-        #expect(code { try $0.submit(id: "e", requester: "ada", groups: ["developer"], role: "dba", connection: "prod", duration: 60, reason: " ", at: t0) } == .reasonRequired)
-        #expect(code { try $0.submit(id: "f", requester: "ada", groups: ["developer"], role: "dba", connection: "prod", duration: 60, reason: "because", at: t0) } == .reasonMismatch)
-        #expect(code { try $0.submit(id: "g", requester: "ada", groups: ["developer"], role: "auditor", connection: nil, duration: 60, reason: "", at: t0) } == nil)
+        #expect(
+            code {
+                try $0.submit(
+                    id: "a", requester: "ada", groups: ["developer"], role: "root", connection: "prod", duration: 60,
+                    reason: "X-1", at: t0)
+            } == .unknownRole)
+        #expect(
+            code {
+                try $0.submit(
+                    id: "b", requester: "eve", groups: ["sales"], role: "dba", connection: "prod", duration: 60, reason: "X-1",
+                    at: t0)
+            } == .notARequester)
+        #expect(
+            code {
+                try $0.submit(
+                    id: "c", requester: "ada", groups: ["developer"], role: "dba", connection: "staging", duration: 60,
+                    reason: "X-1", at: t0)
+            } == .wrongConnection)
+        #expect(
+            code {
+                try $0.submit(
+                    id: "d", requester: "ada", groups: ["developer"], role: "dba", connection: "prod", duration: 7200,
+                    reason: "X-1", at: t0)
+            } == .tooLong)
+        #expect(
+            code {
+                try $0.submit(
+                    id: "e", requester: "ada", groups: ["developer"], role: "dba", connection: "prod", duration: 60, reason: " ",
+                    at: t0)
+            } == .reasonRequired)
+        #expect(
+            code {
+                try $0.submit(
+                    id: "f", requester: "ada", groups: ["developer"], role: "dba", connection: "prod", duration: 60,
+                    reason: "because", at: t0)
+            } == .reasonMismatch)
+        #expect(
+            code {
+                try $0.submit(
+                    id: "g", requester: "ada", groups: ["developer"], role: "auditor", connection: nil, duration: 60, reason: "",
+                    at: t0)
+            } == nil)
     }
 
     @Test("no self-approval; only approver groups decide; a denial wins over approvals already given")
     func decisions() throws {
         var grants = book()
-        _ = try grants.submit(id: "r", requester: "ada", groups: ["developer", "security"], role: "auditor", connection: nil, duration: 600, reason: "", at: t0)
+        _ = try grants.submit(
+            id: "r", requester: "ada", groups: ["developer", "security"], role: "auditor", connection: nil, duration: 600,
+            reason: "", at: t0)
         #expect(throws: GrantError.self) { _ = try grants.approve("r", by: "ada", groups: ["security"], at: t0) }
         #expect(throws: GrantError.self) { _ = try grants.approve("r", by: "bob", groups: ["developer"], at: t0) }
         let first = try grants.approve("r", by: "sam", groups: ["security"], at: t0)
@@ -79,19 +118,27 @@ struct GrantBookTests {
     @Test("auto-approval when its conditions hold; otherwise the request waits")
     func autoApproval() throws {
         var grants = book()
-        let auto = try grants.submit(id: "a", requester: "ada", groups: ["developer", "oncall"], role: "dba", connection: "prod", duration: 900, reason: "INC-7 outage", at: t0)
+        let auto = try grants.submit(
+            id: "a", requester: "ada", groups: ["developer", "oncall"], role: "dba", connection: "prod", duration: 900,
+            reason: "INC-7 outage", at: t0)
         #expect(auto.state == .approved)
         #expect(auto.autoApproved)
-        let tooLong = try grants.submit(id: "b", requester: "ada", groups: ["developer", "oncall"], role: "dba", connection: "prod", duration: 901, reason: "INC-7 outage", at: t0)
+        let tooLong = try grants.submit(
+            id: "b", requester: "ada", groups: ["developer", "oncall"], role: "dba", connection: "prod", duration: 901,
+            reason: "INC-7 outage", at: t0)
         #expect(tooLong.state == .pending)
-        let notOncall = try grants.submit(id: "c", requester: "bo", groups: ["developer"], role: "dba", connection: "prod", duration: 600, reason: "INC-7", at: t0)
+        let notOncall = try grants.submit(
+            id: "c", requester: "bo", groups: ["developer"], role: "dba", connection: "prod", duration: 600, reason: "INC-7",
+            at: t0)
         #expect(notOncall.state == .pending)
     }
 
     @Test("revocation ends a grant at once; only the requester, an approver or an admin may revoke")
     func revocation() throws {
         var grants = book()
-        _ = try grants.submit(id: "r", requester: "ada", groups: ["developer"], role: "dba", connection: "prod", duration: 1800, reason: "OPS-1", at: t0)
+        _ = try grants.submit(
+            id: "r", requester: "ada", groups: ["developer"], role: "dba", connection: "prod", duration: 1800, reason: "OPS-1",
+            at: t0)
         _ = try grants.approve("r", by: "lin", groups: ["dba-leads"], at: t0)
         #expect(throws: GrantError.self) { _ = try grants.revoke("r", by: "eve", groups: ["developer"], isAdmin: false, at: t0) }
         let revoked = try grants.revoke("r", by: "lin", groups: ["dba-leads"], isAdmin: false, at: t0.addingTimeInterval(10))
@@ -103,10 +150,14 @@ struct GrantBookTests {
     @Test("pending requests lapse; a scheduled start waits for its time")
     func lapseAndSchedule() throws {
         var grants = book()
-        _ = try grants.submit(id: "p", requester: "ada", groups: ["developer"], role: "dba", connection: "prod", duration: 600, reason: "OPS-2", at: t0)
+        _ = try grants.submit(
+            id: "p", requester: "ada", groups: ["developer"], role: "dba", connection: "prod", duration: 600, reason: "OPS-2",
+            at: t0)
         #expect(grants.lapse(at: t0.addingTimeInterval(599)).isEmpty)
         #expect(grants.lapse(at: t0.addingTimeInterval(600)).map(\.id) == ["p"])
-        #expect(throws: GrantError.self) { _ = try grants.approve("p", by: "lin", groups: ["dba-leads"], at: t0.addingTimeInterval(601)) }
+        #expect(throws: GrantError.self) {
+            _ = try grants.approve("p", by: "lin", groups: ["dba-leads"], at: t0.addingTimeInterval(601))
+        }
 
         _ = try grants.submit(
             id: "s", requester: "ada", groups: ["developer"], role: "dba", connection: "prod", duration: 600, reason: "OPS-3",
@@ -120,22 +171,30 @@ struct GrantBookTests {
     @Test("break-glass: self-activated, short, only where the role allows it")
     func breakGlass() throws {
         var grants = book()
-        let glass = try grants.breakGlass(id: "g", requester: "ada", groups: ["developer"], role: "dba", connection: "prod", duration: 1800, reason: "INC-9 down", at: t0)
+        let glass = try grants.breakGlass(
+            id: "g", requester: "ada", groups: ["developer"], role: "dba", connection: "prod", duration: 1800,
+            reason: "INC-9 down", at: t0)
         #expect(glass.state == .approved)
         #expect(glass.breakGlass)
         #expect(glass.expiresAt == t0.addingTimeInterval(1800))
         #expect(throws: GrantError.self) {
-            _ = try grants.breakGlass(id: "h", requester: "ada", groups: ["developer"], role: "dba", connection: "prod", duration: 1801, reason: "INC-9", at: t0)
+            _ = try grants.breakGlass(
+                id: "h", requester: "ada", groups: ["developer"], role: "dba", connection: "prod", duration: 1801,
+                reason: "INC-9", at: t0)
         }
         #expect(throws: GrantError.self) {
-            _ = try grants.breakGlass(id: "i", requester: "ada", groups: ["developer"], role: "auditor", connection: nil, duration: 60, reason: "", at: t0)
+            _ = try grants.breakGlass(
+                id: "i", requester: "ada", groups: ["developer"], role: "auditor", connection: nil, duration: 60, reason: "",
+                at: t0)
         }
     }
 
     @Test("a restart restores requests and grants as they were")
     func restore() throws {
         var grants = book()
-        _ = try grants.submit(id: "r", requester: "ada", groups: ["developer"], role: "dba", connection: "prod", duration: 1800, reason: "OPS-5", at: t0)
+        _ = try grants.submit(
+            id: "r", requester: "ada", groups: ["developer"], role: "dba", connection: "prod", duration: 1800, reason: "OPS-5",
+            at: t0)
         _ = try grants.approve("r", by: "lin", groups: ["dba-leads"], at: t0)
         let encoded = try JSONEncoder().encode(Array(grants.requests.values))
         var restarted = book()
@@ -197,10 +256,18 @@ struct RolesConfigTests {
                 return "\(error)"
             }
         }
-        #expect(error("roles:\n  - {name: dba, requesters: [nobody], approvers: {groups: [dba-leads]}}").contains("group 'nobody' is not declared"))
+        #expect(
+            error("roles:\n  - {name: dba, requesters: [nobody], approvers: {groups: [dba-leads]}}").contains(
+                "group 'nobody' is not declared"))
         #expect(error("roles:\n  - {name: dba, requesters: [developer]}").contains("can never be granted"))
-        #expect(error("roles:\n  - {name: dba, requesters: [developer], connections: [nowhere], approvers: {groups: [dba-leads]}}").contains("'nowhere' is not declared"))
-        #expect(error("roles:\n  - {name: dba, requesters: [developer], reason: {pattern: \"[\"}, approvers: {groups: [dba-leads]}}").contains("not a valid regular expression"))
-        #expect(error("roles:\n  - {name: dba, requesters: [developer], aprovers: {groups: [dba-leads]}}").contains("roles.yaml:5: unknown key 'aprovers'"))
+        #expect(
+            error("roles:\n  - {name: dba, requesters: [developer], connections: [nowhere], approvers: {groups: [dba-leads]}}")
+                .contains("'nowhere' is not declared"))
+        #expect(
+            error("roles:\n  - {name: dba, requesters: [developer], reason: {pattern: \"[\"}, approvers: {groups: [dba-leads]}}")
+                .contains("not a valid regular expression"))
+        #expect(
+            error("roles:\n  - {name: dba, requesters: [developer], aprovers: {groups: [dba-leads]}}").contains(
+                "roles.yaml:5: unknown key 'aprovers'"))
     }
 }

@@ -71,7 +71,10 @@ struct TOTPTests {
         #expect(secret.count == 20)
         #expect(Base32.decode(Base32.encode(secret)) == secret)
         let uri = TOTP(secret: Self.sha1Seed).provisioningURI(account: "ada lovelace", issuer: "Gatehouse")
-        #expect(uri == "otpauth://totp/Gatehouse:ada%20lovelace?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ&issuer=Gatehouse&algorithm=SHA1&digits=6&period=30")
+        #expect(
+            uri
+                == "otpauth://totp/Gatehouse:ada%20lovelace?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ&issuer=Gatehouse&algorithm=SHA1&digits=6&period=30"
+        )
     }
 }
 
@@ -123,7 +126,9 @@ struct ChallengeBookTests {
         var book = ChallengeBook()
         book.add(challenge(.approve, id: "a1", approvers: ["bob", "group:dba"]))
         book.add(challenge(.approve, id: "a2", approvers: ["ada", "bob"]))
-        #expect(throws: ChallengeError.self) { _ = try book.decide("a1", approve: true, by: "eve", groups: ["developer"], reason: nil, at: now) }
+        #expect(throws: ChallengeError.self) {
+            _ = try book.decide("a1", approve: true, by: "eve", groups: ["developer"], reason: nil, at: now)
+        }
         do {
             _ = try book.decide("a2", approve: true, by: "ada", groups: [], reason: nil, at: now)
             Issue.record("self-approval was accepted")
@@ -149,7 +154,9 @@ struct ChallengeBookTests {
         #expect(book.cancel("c3", reason: "client cancelled", at: now)?.state == .cancelled)
         #expect(book.expire(at: now.addingTimeInterval(119)).isEmpty)
         #expect(book.expire(at: now.addingTimeInterval(120)).map(\.id) == ["c1"])
-        #expect(throws: ChallengeError.self) { _ = try book.verify("c1", by: "ada", codeAccepted: true, at: now.addingTimeInterval(121)) }
+        #expect(throws: ChallengeError.self) {
+            _ = try book.verify("c1", by: "ada", codeAccepted: true, at: now.addingTimeInterval(121))
+        }
         book.prune(olderThan: 60, at: now.addingTimeInterval(500))
         #expect(book.challenges.isEmpty)
     }

@@ -3,12 +3,13 @@ import GatehouseAuth
 import GatehouseConfig
 import GatehouseCore
 import GatehouseHTTP
-@testable import GatehouseProxy
 import GatehouseStore
 import Hummingbird
 import HummingbirdTesting
 import NIOConcurrencyHelpers
 import Testing
+
+@testable import GatehouseProxy
 
 @Suite("HTTP API routes")
 struct APIRoutesTests {
@@ -23,7 +24,8 @@ struct APIRoutesTests {
             #expect(health.status == "ok")
             #expect(health.sessions == 0)
             _ = harness.registry.register(
-                harness.session("s1", user: "alice"), cancelTarget: UpstreamCancelTarget(host: "db", port: 5432, processID: 1, secretKey: 2)
+                harness.session("s1", user: "alice"),
+                cancelTarget: UpstreamCancelTarget(host: "db", port: 5432, processID: 1, secretKey: 2)
             ) { _ in }
             #expect(try await client.send(.get, "/api/v1/health").decode(API.Health.self).sessions == 1)
         }
@@ -97,7 +99,8 @@ struct APIRoutesTests {
         let harness = try await Harness.make()
         try await harness.test { client in
             let response = try await client.send(.post, "/api/v1/login", json: body)
-            expectAPIError(response, .badRequest, code: "bad_request", message: "the request body is not the JSON this route expects")
+            expectAPIError(
+                response, .badRequest, code: "bad_request", message: "the request body is not the JSON this route expects")
         }
     }
 
@@ -122,13 +125,15 @@ struct APIRoutesTests {
         let forged = try await TokenService(
             signingKey: Array(repeating: 9, count: 32), store: harness.store, now: { Harness.start }
         ).issue(for: try await harness.user("admin"), kind: .login, ttl: 3600).token
-        let ghost = try await harness.tokens.issue(for: User(name: "ghost", groups: [Group.admins]), kind: .login, ttl: 3600).token
+        let ghost = try await harness.tokens.issue(for: User(name: "ghost", groups: [Group.admins]), kind: .login, ttl: 3600)
+            .token
         harness.clock.advance(61)
         let eventsBefore = try await harness.auditEvents().count
         try await harness.test { client in
             for (method, uri, body) in Self.protectedRoutes {
                 let missing = try await client.send(method, uri, json: body)
-                expectAPIError(missing, .unauthorized, code: "unauthenticated", message: "missing bearer token: run `gatehouse login`")
+                expectAPIError(
+                    missing, .unauthorized, code: "unauthenticated", message: "missing bearer token: run `gatehouse login`")
                 #expect(missing.headers[.wwwAuthenticate] == #"Bearer realm="gatehouse""#, "\(uri)")
 
                 let basic = try await client.send(method, uri, json: body, authorization: "Basic YWxpY2U6cHc=")
@@ -218,7 +223,8 @@ struct APIRoutesTests {
             #expect(issued.detail["kind"] == "access")
             #expect(issued.detail["token_id"] == body.id)
             // An access token is not a login: it cannot mint more tokens.
-            expectAPIError(try await client.send(.post, "/api/v1/tokens", token: body.token), .unauthorized, code: "unauthenticated")
+            expectAPIError(
+                try await client.send(.post, "/api/v1/tokens", token: body.token), .unauthorized, code: "unauthenticated")
         }
     }
 
@@ -227,17 +233,22 @@ struct APIRoutesTests {
         let login = try await harness.loginToken("alice")
         try await harness.test { client in
             let hour = try await client.send(.post, "/api/v1/tokens", token: login, json: #"{"ttl":"1h"}"#)
-            #expect(try hour.decode(API.TokenResponse.self).expires_at == Timestamp.format(Harness.start.addingTimeInterval(3600)))
+            #expect(
+                try hour.decode(API.TokenResponse.self).expires_at == Timestamp.format(Harness.start.addingTimeInterval(3600)))
             let max = try await client.send(.post, "/api/v1/tokens", token: login, json: #"{"ttl":"2h"}"#)
             #expect(try max.decode(API.TokenResponse.self).expires_at == Timestamp.format(Harness.start.addingTimeInterval(7200)))
             expectAPIError(
-                try await client.send(.post, "/api/v1/tokens", token: login, json: #"{"ttl":"2h1s"}"#), .badRequest, code: "bad_request",
+                try await client.send(.post, "/api/v1/tokens", token: login, json: #"{"ttl":"2h1s"}"#), .badRequest,
+                code: "bad_request",
                 message: "ttl may be at most 2h")
             expectAPIError(
-                try await client.send(.post, "/api/v1/tokens", token: login, json: #"{"ttl":"soon"}"#), .badRequest, code: "bad_request",
+                try await client.send(.post, "/api/v1/tokens", token: login, json: #"{"ttl":"soon"}"#), .badRequest,
+                code: "bad_request",
                 message: "ttl must be a duration such as 15m or 1h, not 'soon'")
             let defaulted = try await client.send(.post, "/api/v1/tokens", token: login, json: "{}")
-            #expect(try defaulted.decode(API.TokenResponse.self).expires_at == Timestamp.format(Harness.start.addingTimeInterval(900)))
+            #expect(
+                try defaulted.decode(API.TokenResponse.self).expires_at == Timestamp.format(Harness.start.addingTimeInterval(900))
+            )
         }
     }
 
@@ -262,7 +273,8 @@ struct APIRoutesTests {
         let login = try await harness.loginToken("alice")
         try await harness.test { client in
             let access = try await client.send(.post, "/api/v1/tokens", token: login).decode(API.TokenResponse.self)
-            let response = try await client.send(.post, "/api/v1/tokens/revoke", token: login, json: #"{"token":"\#(access.token)"}"#)
+            let response = try await client.send(
+                .post, "/api/v1/tokens/revoke", token: login, json: #"{"token":"\#(access.token)"}"#)
             #expect(response.status == .ok)
             #expect(try response.decode(API.RevokeResponse.self).revoked == "token \(access.id) of alice")
             do {
@@ -278,7 +290,8 @@ struct APIRoutesTests {
             // The login itself still works.
             #expect(try await client.send(.get, "/api/v1/me", token: login).status == .ok)
             // Revocation survives a restart: a new service reads it from the store.
-            let restarted = try await TokenService(signingKey: Array(repeating: 7, count: 32), store: harness.store, now: { harness.clock.now })
+            let restarted = try await TokenService(
+                signingKey: Array(repeating: 7, count: 32), store: harness.store, now: { harness.clock.now })
             await #expect(throws: TokenError(.revoked, "the token was revoked")) {
                 try await restarted.verify(access.token, kind: .access)
             }
@@ -324,7 +337,8 @@ struct APIRoutesTests {
                 try await client.send(.post, "/api/v1/tokens/revoke", token: alice, json: #"{"user":"bob"}"#), .forbidden,
                 code: "forbidden", message: "only admins may revoke another user's tokens")
             expectAPIError(
-                try await client.send(.post, "/api/v1/tokens/revoke", token: alice, json: #"{"token":"\#(bobAccess)"}"#), .forbidden,
+                try await client.send(.post, "/api/v1/tokens/revoke", token: alice, json: #"{"token":"\#(bobAccess)"}"#),
+                .forbidden,
                 code: "forbidden", message: "only admins may revoke another user's token")
             // Not even the existence of a user leaks: a missing user is refused the same way.
             expectAPIError(
@@ -366,7 +380,8 @@ struct APIRoutesTests {
         let admin = try await harness.loginToken("admin")
         let bobAccess = try await harness.accessToken("bob")
         try await harness.test { client in
-            let response = try await client.send(.post, "/api/v1/tokens/revoke", token: admin, json: #"{"token":"\#(bobAccess)"}"#)
+            let response = try await client.send(
+                .post, "/api/v1/tokens/revoke", token: admin, json: #"{"token":"\#(bobAccess)"}"#)
             #expect(response.status == .ok)
             await #expect(throws: TokenError.self) { try await harness.tokens.verify(bobAccess, kind: .access) }
         }
@@ -390,7 +405,8 @@ struct APIRoutesTests {
                 try await client.send(.post, "/api/v1/tokens/revoke", token: admin, json: "{}"), .badRequest, code: "bad_request",
                 message: "give either token or user")
             expectAPIError(
-                try await client.send(.post, "/api/v1/tokens/revoke", token: admin, json: #"{"token":"\#(access)","user":"bob"}"#),
+                try await client.send(
+                    .post, "/api/v1/tokens/revoke", token: admin, json: #"{"token":"\#(access)","user":"bob"}"#),
                 .badRequest, code: "bad_request", message: "give either token or user")
             expectAPIError(
                 try await client.send(.post, "/api/v1/tokens/revoke", token: admin, json: #"{"user":"nobody"}"#), .notFound,
@@ -547,7 +563,8 @@ struct APIRoutesTests {
             #expect(event.actor == "alice")
             #expect(event.detail == ["user": "alice"])
             #expect(
-                try await client.send(.post, "/api/v1/login", json: #"{"user":"alice","password":"a-brand-new-password"}"#).status == .ok)
+                try await client.send(.post, "/api/v1/login", json: #"{"user":"alice","password":"a-brand-new-password"}"#).status
+                    == .ok)
             expectAPIError(
                 try await client.send(.post, "/api/v1/login", json: #"{"user":"alice","password":"\#(Seed.alicePassword)"}"#),
                 .unauthorized, code: "login_failed")
@@ -560,11 +577,13 @@ struct APIRoutesTests {
         let bobHash = try await harness.store.user(named: "bob")?.passwordHash
         try await harness.test { client in
             expectAPIError(
-                try await client.send(.put, "/api/v1/users/bob/password", token: alice, json: #"{"password":"taken-over-password"}"#),
+                try await client.send(
+                    .put, "/api/v1/users/bob/password", token: alice, json: #"{"password":"taken-over-password"}"#),
                 .forbidden, code: "forbidden", message: "only admins may set another user's password")
             // An unknown name is refused the same way, so names cannot be probed.
             expectAPIError(
-                try await client.send(.put, "/api/v1/users/nobody/password", token: alice, json: #"{"password":"taken-over-password"}"#),
+                try await client.send(
+                    .put, "/api/v1/users/nobody/password", token: alice, json: #"{"password":"taken-over-password"}"#),
                 .forbidden, code: "forbidden")
             #expect(try await harness.store.user(named: "bob")?.passwordHash == bobHash)
         }
@@ -577,9 +596,12 @@ struct APIRoutesTests {
             let response = try await client.send(
                 .put, "/api/v1/users/bob/password", token: admin, json: #"{"password":"bobs-new-password"}"#)
             #expect(response.status == .ok)
-            #expect(try await client.send(.post, "/api/v1/login", json: #"{"user":"bob","password":"bobs-new-password"}"#).status == .ok)
+            #expect(
+                try await client.send(.post, "/api/v1/login", json: #"{"user":"bob","password":"bobs-new-password"}"#).status
+                    == .ok)
             expectAPIError(
-                try await client.send(.put, "/api/v1/users/nobody/password", token: admin, json: #"{"password":"long-enough-password"}"#),
+                try await client.send(
+                    .put, "/api/v1/users/nobody/password", token: admin, json: #"{"password":"long-enough-password"}"#),
                 .notFound, code: "not_found", message: "user nobody does not exist")
             let event = try #require(try await harness.auditEvents().first { $0.type == "admin.password_set" })
             #expect(event.actor == "admin")
@@ -599,7 +621,9 @@ struct APIRoutesTests {
                 try await client.send(.put, "/api/v1/users/alice/password", token: alice, json: #"{"pass":"x"}"#), .badRequest,
                 code: "bad_request")
             #expect(try await harness.store.user(named: "alice")?.passwordHash == before)
-            #expect(try await client.send(.put, "/api/v1/users/alice/password", token: alice, json: #"{"password":"twelve-chars"}"#).status == .ok)
+            #expect(
+                try await client.send(.put, "/api/v1/users/alice/password", token: alice, json: #"{"password":"twelve-chars"}"#)
+                    .status == .ok)
         }
     }
 }

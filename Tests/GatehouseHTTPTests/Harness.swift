@@ -170,6 +170,8 @@ func expectAPIError(
         #expect(error["message"] as? String == message, sourceLocation: sourceLocation)
     }
     if let messageContains {
-        #expect((error["message"] as? String)?.contains(messageContains) == true, "body: \(response.text)", sourceLocation: sourceLocation)
+        #expect(
+            (error["message"] as? String)?.contains(messageContains) == true, "body: \(response.text)",
+            sourceLocation: sourceLocation)
     }
 }

@@ -232,19 +232,33 @@ struct PolicyConfigTests {
 
     @Test("bad policies are refused with file, line and reason")
     func errors() {
-        #expect(error("  rules:\n    - {name: x, action: maybe, match: {}}") .contains("policy.yaml:8: rule action must be one of"))
-        #expect(error("  rules:\n    - name: x\n      action: deny\n      match: {kindz: [drop]}").contains("policy.yaml:10: unknown key 'kindz'"))
+        #expect(
+            error("  rules:\n    - {name: x, action: maybe, match: {}}").contains("policy.yaml:8: rule action must be one of"))
+        #expect(
+            error("  rules:\n    - name: x\n      action: deny\n      match: {kindz: [drop]}").contains(
+                "policy.yaml:10: unknown key 'kindz'"))
         #expect(error("  rules:\n    - {name: x, action: deny, match: {kinds: [dropp]}}").contains("unknown kind 'dropp'"))
         #expect(error("  rules:\n    - {name: x, action: deny}").contains("rule 'x' needs a match"))
         #expect(error("  rules:\n    - {name: x, action: approve, match: {}}").contains("needs approvers"))
-        #expect(error("  rules:\n    - {name: x, action: deny, match: {source: [10.0.0.0/33]}}").contains("not an address or network"))
+        #expect(
+            error("  rules:\n    - {name: x, action: deny, match: {source: [10.0.0.0/33]}}").contains("not an address or network")
+        )
         #expect(error("  rules:\n    - {name: x, action: deny, match: {during: {hours: 25:00-26:00}}}").contains("HH:MM-HH:MM"))
-        #expect(error("  rules:\n    - {name: x, action: deny, match: {during: {timezone: Mars/Base}}}").contains("unknown time zone"))
-        #expect(error("  rules:\n    - {name: x, action: deny, match: {groups: [nobody]}}").contains("group 'nobody' is not declared"))
-        #expect(error("  rules:\n    - {name: x, action: deny, match: {connections: [nowhere]}}").contains("connection 'nowhere' is not declared"))
-        #expect(error("  rules:\n    - {name: x, action: deny, match: {}}\n    - {name: x, action: deny, match: {}}").contains("declared twice"))
+        #expect(
+            error("  rules:\n    - {name: x, action: deny, match: {during: {timezone: Mars/Base}}}").contains("unknown time zone")
+        )
+        #expect(
+            error("  rules:\n    - {name: x, action: deny, match: {groups: [nobody]}}").contains("group 'nobody' is not declared")
+        )
+        #expect(
+            error("  rules:\n    - {name: x, action: deny, match: {connections: [nowhere]}}").contains(
+                "connection 'nowhere' is not declared"))
+        #expect(
+            error("  rules:\n    - {name: x, action: deny, match: {}}\n    - {name: x, action: deny, match: {}}").contains(
+                "declared twice"))
         #expect(error("  default: maybe").contains("policy.default must be one of"))
-        #expect(error("  rules:\n    - {name: x, action: deny, step_up: {max_age: 5m}, match: {}}").contains("need action: step_up"))
+        #expect(
+            error("  rules:\n    - {name: x, action: deny, step_up: {max_age: 5m}, match: {}}").contains("need action: step_up"))
     }
 }
 

@@ -114,14 +114,20 @@ struct ClientStateMachineTests {
     @Test func connectionDefaultsToTheUserName() {
         var machine = ClientStateMachine(allowPlaintextPasswords: true)
         #expect(machine.startupPacket(Self.startup(["user": "bob"])) == .requestPassword)
-        #expect(machine.state == .awaitingPassword(StartupRequest(user: "bob", connection: "bob", applicationName: "", passthrough: [:])))
+        #expect(
+            machine.state
+                == .awaitingPassword(StartupRequest(user: "bob", connection: "bob", applicationName: "", passthrough: [:])))
     }
 
     @Test(arguments: [["database": "app"], ["user": "", "database": "app"]])
     func missingUserIsRefused(parameters: [String: String]) {
         var machine = ClientStateMachine(allowPlaintextPasswords: true)
         let action = machine.startupPacket(Self.startup(parameters))
-        #expect(action == .fatal(sqlState: "28000", message: "no user name in the startup packet", hint: "connect with user=YOUR_GATEHOUSE_USER"))
+        #expect(
+            action
+                == .fatal(
+                    sqlState: "28000", message: "no user name in the startup packet",
+                    hint: "connect with user=YOUR_GATEHOUSE_USER"))
         #expect(machine.state == .closed)
     }
 
@@ -129,7 +135,9 @@ struct ClientStateMachineTests {
     func replicationIsRefused(value: String) {
         var machine = ClientStateMachine(allowPlaintextPasswords: true)
         let action = machine.startupPacket(Self.startup(["user": "alice", "replication": value]))
-        #expect(action == .fatal(sqlState: "28000", message: "replication connections are not supported through Gatehouse", hint: nil))
+        #expect(
+            action == .fatal(sqlState: "28000", message: "replication connections are not supported through Gatehouse", hint: nil)
+        )
         #expect(machine.state == .closed)
     }
 
@@ -143,7 +151,9 @@ struct ClientStateMachineTests {
         var machine = ClientStateMachine(allowPlaintextPasswords: true)
         let action = machine.startupPacket(Self.startup(["user": "alice", "database": "app"], minor: 2))
         #expect(action == .negotiateProtocol(newestMinor: 0, unsupportedOptions: []))
-        #expect(machine.state == .awaitingPassword(StartupRequest(user: "alice", connection: "app", applicationName: "", passthrough: [:])))
+        #expect(
+            machine.state
+                == .awaitingPassword(StartupRequest(user: "alice", connection: "app", applicationName: "", passthrough: [:])))
         #expect(machine.afterNegotiation() == .requestPassword)
     }
 
@@ -193,14 +203,18 @@ struct ClientStateMachineTests {
 
     @Test func cancelRequestIsForwarded() {
         var machine = ClientStateMachine(allowPlaintextPasswords: false)
-        #expect(machine.startupPacket(.cancel(processID: 77, secretKey: -3)) == .forwardCancel(GatewayCancelKey(processID: 77, secretKey: -3)))
+        #expect(
+            machine.startupPacket(.cancel(processID: 77, secretKey: -3))
+                == .forwardCancel(GatewayCancelKey(processID: 77, secretKey: -3)))
         #expect(machine.state == .closed)
     }
 
     @Test func cancelRequestOverTLSIsForwarded() {
         var machine = ClientStateMachine(allowPlaintextPasswords: false)
         _ = machine.startupPacket(.sslRequest)
-        #expect(machine.startupPacket(.cancel(processID: 1, secretKey: 2)) == .forwardCancel(GatewayCancelKey(processID: 1, secretKey: 2)))
+        #expect(
+            machine.startupPacket(.cancel(processID: 1, secretKey: 2))
+                == .forwardCancel(GatewayCancelKey(processID: 1, secretKey: 2)))
     }
 
     // MARK: Password
@@ -229,7 +243,11 @@ struct ClientStateMachineTests {
     @Test func otherMessageInsteadOfThePasswordIsAViolation() {
         var machine = Self.awaitingPassword()
         let action = machine.frame(WireMessages.query("select 1"))
-        #expect(action == .fatal(sqlState: "08P01", message: "protocol violation: expected a password message, got message type 'Q'", hint: nil))
+        #expect(
+            action
+                == .fatal(
+                    sqlState: "08P01", message: "protocol violation: expected a password message, got message type 'Q'", hint: nil
+                ))
         #expect(machine.state == .closed)
     }
 
@@ -249,7 +267,8 @@ struct ClientStateMachineTests {
 
     @Test func authenticationFailureIsFatal() {
         var machine = Self.authenticating()
-        let action = machine.authenticationFailed(sqlState: "28P01", message: "the token was revoked", hint: "run gatehouse token")
+        let action = machine.authenticationFailed(
+            sqlState: "28P01", message: "the token was revoked", hint: "run gatehouse token")
         #expect(action == .fatal(sqlState: "28P01", message: "the token was revoked", hint: "run gatehouse token"))
         #expect(machine.state == .closed)
         // Nothing more happens on a closed connection.
@@ -264,7 +283,9 @@ struct ClientStateMachineTests {
 
     @Test func upstreamFailureIsFatal() {
         var machine = Self.connecting()
-        #expect(machine.upstreamFailed(sqlState: "08001", message: "cannot reach db", hint: nil) == .fatal(sqlState: "08001", message: "cannot reach db", hint: nil))
+        #expect(
+            machine.upstreamFailed(sqlState: "08001", message: "cannot reach db", hint: nil)
+                == .fatal(sqlState: "08001", message: "cannot reach db", hint: nil))
         #expect(machine.state == .closed)
     }
 
@@ -286,7 +307,9 @@ struct ClientStateMachineTests {
     // MARK: Timeout
 
     @Test func timeoutBeforeTheSessionIsLiveIsFatal() {
-        for var machine in [ClientStateMachine(allowPlaintextPasswords: true), Self.awaitingPassword(), Self.authenticating(), Self.connecting()] {
+        for var machine in [
+            ClientStateMachine(allowPlaintextPasswords: true), Self.awaitingPassword(), Self.authenticating(), Self.connecting(),
+        ] {
             #expect(machine.authenticationTimedOut() == .fatal(sqlState: "08006", message: "authentication timed out", hint: nil))
             #expect(machine.state == .closed)
         }
@@ -305,14 +328,22 @@ struct ClientStateMachineTests {
     @Test func frameBeforeStartupIsAViolation() {
         var machine = ClientStateMachine(allowPlaintextPasswords: true)
         let action = machine.frame(WireMessages.query("select 1"))
-        #expect(action == .fatal(sqlState: "08P01", message: "protocol violation: a typed message arrived before the startup packet", hint: nil))
+        #expect(
+            action
+                == .fatal(
+                    sqlState: "08P01", message: "protocol violation: a typed message arrived before the startup packet", hint: nil
+                ))
         #expect(machine.state == .closed)
     }
 
     @Test func frameWhileAuthenticatingIsAViolation() {
         for var machine in [Self.authenticating(), Self.connecting()] {
             let action = machine.frame(Self.passwordFrame("again"))
-            #expect(action == .fatal(sqlState: "08P01", message: "protocol violation: message type 'p' arrived while authenticating", hint: nil))
+            #expect(
+                action
+                    == .fatal(
+                        sqlState: "08P01", message: "protocol violation: message type 'p' arrived while authenticating", hint: nil
+                    ))
             #expect(machine.state == .closed)
         }
     }
@@ -363,7 +394,8 @@ struct ClientStateMachineWithoutTLSTests {
         var machine = ClientStateMachine(allowPlaintextPasswords: false, tlsAvailable: false)
         #expect(machine.startupPacket(.sslRequest) == .refuseEncryption)
         // Refused before the client can send its token in the clear.
-        let action = machine.startupPacket(.startup(protocolVersion: StartupPacket.protocolVersion3, parameters: ["user": "ada", "database": "main"]))
+        let action = machine.startupPacket(
+            .startup(protocolVersion: StartupPacket.protocolVersion3, parameters: ["user": "ada", "database": "main"]))
         guard case .fatal(let state, _, _) = action else {
             Issue.record("expected a refusal, got \(action)")
             return

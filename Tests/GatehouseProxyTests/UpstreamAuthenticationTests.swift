@@ -65,7 +65,9 @@ struct UpstreamAuthenticationTests {
     }
 
     /// Runs the authenticator up to the client-final message.
-    func afterServerFirst(_ serverFirst: String, password: String? = "pencil") -> (UpstreamAuthenticator, UpstreamAuthenticator.Action) {
+    func afterServerFirst(
+        _ serverFirst: String, password: String? = "pencil"
+    ) -> (UpstreamAuthenticator, UpstreamAuthenticator.Action) {
         var auth = authenticator(password: password)
         _ = auth.receive(.sasl(mechanisms: ["SCRAM-SHA-256"]))
         let action = auth.receive(.saslContinue(data: Array(serverFirst.utf8)))
@@ -88,7 +90,10 @@ struct UpstreamAuthenticationTests {
         let first = auth.receive(.sasl(mechanisms: ["SCRAM-SHA-256-PLUS", "SCRAM-SHA-256"]))
         // PostgreSQL clients send no user name in SCRAM (n=): the server takes it from the startup packet.
         #expect(
-            first == .send(WireMessages.saslInitialResponse(mechanism: "SCRAM-SHA-256", data: Array("n,,n=,r=\(Self.clientNonce)".utf8))))
+            first
+                == .send(
+                    WireMessages.saslInitialResponse(mechanism: "SCRAM-SHA-256", data: Array("n,,n=,r=\(Self.clientNonce)".utf8)))
+        )
 
         let final = auth.receive(.saslContinue(data: Array(Self.serverFirst.utf8)))
         #expect(final == .send(WireMessages.saslResponse(data: Array(Self.emptyUserClientFinal.utf8))))
@@ -104,7 +109,9 @@ struct UpstreamAuthenticationTests {
         _ = auth.receive(.sasl(mechanisms: ["SCRAM-SHA-256"]))
         let expected = try ReferenceSCRAM.clientFinalAndServerSignature(
             user: "", password: "pencil", clientNonce: nonce, serverFirst: serverFirst)
-        #expect(auth.receive(.saslContinue(data: Array(serverFirst.utf8))) == .send(WireMessages.saslResponse(data: Array(expected.clientFinal.utf8))))
+        #expect(
+            auth.receive(.saslContinue(data: Array(serverFirst.utf8)))
+                == .send(WireMessages.saslResponse(data: Array(expected.clientFinal.utf8))))
         #expect(auth.receive(.saslFinal(data: Array(expected.serverFinal.utf8))) == .wait)
     }
 
@@ -136,7 +143,9 @@ struct UpstreamAuthenticationTests {
     @Test func missingOrGarbledServerSignatureFails() throws {
         for final in ["", "v=", "v=!!!", "x=abc"] {
             var (auth, _) = afterServerFirst(Self.serverFirst)
-            #expect(failure(auth.receive(.saslFinal(data: Array(final.utf8))))?.contains("server signature is wrong") == true, "\(final)")
+            #expect(
+                failure(auth.receive(.saslFinal(data: Array(final.utf8))))?.contains("server signature is wrong") == true,
+                "\(final)")
         }
     }
 
@@ -195,7 +204,8 @@ struct UpstreamAuthenticationTests {
     @Test func md5AnswerIsTheDoubleHash() {
         var auth = authenticator()
         // "md5" + md5(md5("pencil" + "user") + salt), computed independently with Python's hashlib.
-        #expect(auth.receive(.md5Password(salt: [1, 2, 3, 4])) == .send(WireMessages.password("md54376eb6913b38f9aaff38dc7cf19ca76")))
+        #expect(
+            auth.receive(.md5Password(salt: [1, 2, 3, 4])) == .send(WireMessages.password("md54376eb6913b38f9aaff38dc7cf19ca76")))
         #expect(auth.receive(.ok) == .authenticated)
     }
 

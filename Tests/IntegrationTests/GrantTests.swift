@@ -35,7 +35,9 @@ struct GrantTests {
         return "req-" + output[range.upperBound...].prefix { $0.isHexDigit }
     }
 
-    @Test("denied, then requested and approved: the same open session writes; at expiry it is terminated and new sessions cannot write")
+    @Test(
+        "denied, then requested and approved: the same open session writes; at expiry it is terminated and new sessions cannot write"
+    )
     func requestApproveExpire() async throws {
         let gateway = try await Gateway.start(extraConfig: Self.config)
         let table = try await Self.table(gateway)
@@ -49,10 +51,12 @@ struct GrantTests {
             ])
         try await session.waitForOutput("rule \"developers-read-only\"", timeout: 30)
 
-        let badReason = try await gateway.cli("alice", ["request", "dba", "--duration", "10s", "--reason", "just because", "--no-wait"])
+        let badReason = try await gateway.cli(
+            "alice", ["request", "dba", "--duration", "10s", "--reason", "just because", "--no-wait"])
         #expect(badReason.status != 0)
         #expect(badReason.stderr.contains("must match"), "\(badReason)")
-        let request = try await gateway.cli("alice", ["request", "dba", "--duration", "10s", "--reason", "OPS-7 fix data", "--no-wait"])
+        let request = try await gateway.cli(
+            "alice", ["request", "dba", "--duration", "10s", "--reason", "OPS-7 fix data", "--no-wait"])
         #expect(request.status == 0, "\(request)")
         let id = try Self.requestID(request.stdout + request.stderr)
         let own = try await gateway.cli("alice", ["approve", id])
@@ -180,7 +184,8 @@ struct GrantTests {
         #expect(lines.contains { $0["attempt"] as? String == "2" })
         for line in lines {
             let body = try #require(line["body"] as? String)
-            let signature = HMAC<SHA256>.authenticationCode(for: Data(body.utf8), using: SymmetricKey(data: Data("s3cret-hook-key".utf8)))
+            let signature = HMAC<SHA256>.authenticationCode(
+                for: Data(body.utf8), using: SymmetricKey(data: Data("s3cret-hook-key".utf8)))
             let expected = "sha256=" + signature.map { String(format: "%02x", $0) }.joined()
             #expect(line["signature"] as? String == expected)
         }
@@ -192,7 +197,8 @@ struct GrantTests {
 
     @Test("a service account with an API token requests a grant, is approved, and writes; it has no password")
     func serviceAccount() async throws {
-        let gateway = try await Gateway.start(extraConfig: Self.config + "\nservice_accounts:\n  - {name: ci-bot, groups: [developer]}\n")
+        let gateway = try await Gateway.start(
+            extraConfig: Self.config + "\nservice_accounts:\n  - {name: ci-bot, groups: [developer]}\n")
         let table = try await Self.table(gateway)
         try await gateway.loginAdmin()
         let issued = try await gateway.cli("admin", ["tokens", "issue-service", "ci-bot", "--ttl", "7d"])
@@ -206,7 +212,10 @@ struct GrantTests {
         func ci(_ arguments: [String]) async throws -> CommandResult {
             try await Command.run(
                 gateway.cluster.gatehouse, arguments,
-                environment: ["GATEHOUSE_TOKEN": apiToken, "GATEHOUSE_SERVER": gateway.server, "GATEHOUSE_HOME": "\(gateway.directory)/home-ci"])
+                environment: [
+                    "GATEHOUSE_TOKEN": apiToken, "GATEHOUSE_SERVER": gateway.server,
+                    "GATEHOUSE_HOME": "\(gateway.directory)/home-ci",
+                ])
         }
         let request = try await ci(["request", "dba", "--duration", "10m", "--reason", "DEPLOY-12 migration", "--no-wait"])
         #expect(request.status == 0, "\(request)")
@@ -216,12 +225,15 @@ struct GrantTests {
         let access = try await ci(["token", "--ttl", "10m"])
         #expect(access.status == 0, "\(access)")
         let write = try await gateway.psql(
-            user: "ci-bot", password: access.stdout.trimmingCharacters(in: .whitespacesAndNewlines), ["-c", "insert into \(table) values (42)"])
+            user: "ci-bot", password: access.stdout.trimmingCharacters(in: .whitespacesAndNewlines),
+            ["-c", "insert into \(table) values (42)"])
         #expect(write.status == 0, "\(write)")
 
-        let password = try await gateway.cli("ci", ["login", "--user", "ci-bot", "--password-stdin"], stdin: "anything-at-all-123\n")
+        let password = try await gateway.cli(
+            "ci", ["login", "--user", "ci-bot", "--password-stdin"], stdin: "anything-at-all-123\n")
         #expect(password.status != 0)
-        let setPassword = try await gateway.cli("admin", ["users", "set-password", "ci-bot", "--password-stdin"], stdin: "a-long-password-1234\n")
+        let setPassword = try await gateway.cli(
+            "admin", ["users", "set-password", "ci-bot", "--password-stdin"], stdin: "a-long-password-1234\n")
         #expect(setPassword.status != 0)
     }
 
@@ -238,7 +250,10 @@ struct GrantTests {
         #expect(tooLong.status != 0)
         let glass = try await gateway.cli(
             "alice",
-            ["request", "dba", "--break-glass", "--code", totp.code(at: Date().addingTimeInterval(30)), "--duration", "10m", "--reason", "INC-1 outage"])
+            [
+                "request", "dba", "--break-glass", "--code", totp.code(at: Date().addingTimeInterval(30)), "--duration", "10m",
+                "--reason", "INC-1 outage",
+            ])
         #expect(glass.status == 0, "\(glass)")
         #expect(glass.stdout.contains("Granted dba"), "\(glass)")
         let write = try await gateway.psql(password: alice, ["-c", "insert into \(table) values (1)"])

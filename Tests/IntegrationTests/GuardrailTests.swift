@@ -10,7 +10,8 @@ func starterPolicy() throws -> String {
     guard let range = text.range(of: "policy:") else { throw HarnessError("no policy section in \(file.path)") }
     // Office hours are all week in the tests, so results do not depend on when they run.
     return String(text[range.lowerBound...])
-        .replacingOccurrences(of: "outside: {days: [mon-fri], hours: \"08:00-19:00\", timezone: UTC}", with: "outside: {days: [mon-sun]}")
+        .replacingOccurrences(
+            of: "outside: {days: [mon-fri], hours: \"08:00-19:00\", timezone: UTC}", with: "outside: {days: [mon-sun]}")
 }
 
 @Suite("Guardrails on live sessions", .timeLimit(.minutes(5)))
@@ -21,7 +22,8 @@ struct GuardrailTests {
         let bob = try await gateway.token(for: "bob", password: Gateway.bobPassword)
         let table = uniqueTable("guard")
         let setup = try await gateway.psql(
-            user: "bob", password: bob, ["-c", "create table \(table) (id int primary key, v text)", "-c", "insert into \(table) values (1, 'a'), (2, 'b')"])
+            user: "bob", password: bob,
+            ["-c", "create table \(table) (id int primary key, v text)", "-c", "insert into \(table) values (1, 'a'), (2, 'b')"])
         #expect(setup.status == 0, "\(setup)")
 
         let alice = try await gateway.aliceToken()
@@ -34,7 +36,8 @@ struct GuardrailTests {
                 "-c", "select 'still usable'",
             ], environment: ["PGPASSWORD": alice])
         #expect(result.stdout == "2\nstill usable\n", "\(result)")
-        #expect(result.stderr.contains("ERROR:  42501: Gatehouse denied this statement: rule \"developers-read-only\""), "\(result)")
+        #expect(
+            result.stderr.contains("ERROR:  42501: Gatehouse denied this statement: rule \"developers-read-only\""), "\(result)")
         #expect(result.stderr.contains("HINT:  request the dba role for a write"), "\(result)")
 
         let unchanged = try await gateway.psql(user: "bob", password: bob, ["-c", "select v from \(table) where id = 1"])
@@ -97,7 +100,8 @@ struct GuardrailTests {
         let deniedScript = "\(gateway.directory)/denied.sql"
         try "select 1;\ndelete from pg_class_copy;\n".write(toFile: deniedScript, atomically: true, encoding: .utf8)
         for mode in ["extended", "prepared"] {
-            let run = try await Command.run(pgbench, ["-M", mode, "-f", deniedScript, "-t", "1"] + common + ["main"], environment: environment)
+            let run = try await Command.run(
+                pgbench, ["-M", mode, "-f", deniedScript, "-t", "1"] + common + ["main"], environment: environment)
             #expect(run.status != 0)
             #expect(run.stderr.contains("Gatehouse denied this statement"), "\(mode): \(run)")
             #expect(!run.stderr.contains("gatehouse_refused_"), "the marker must never reach the client: \(run)")
@@ -118,13 +122,14 @@ struct GuardrailTests {
 
     @Test("decisions are audited with rules, fingerprint and facts; shadow rules record what they would have done")
     func auditedDecisions() async throws {
-        let policy = try starterPolicy() + """
+        let policy =
+            try starterPolicy() + """
 
-                - name: try-no-counts
-                  mode: shadow
-                  match: {functions: [count]}
-                  action: deny
-            """
+                    - name: try-no-counts
+                      mode: shadow
+                      match: {functions: [count]}
+                      action: deny
+                """
         let gateway = try await Gateway.start(extraConfig: policy)
         let alice = try await gateway.aliceToken()
         _ = try await gateway.psql(password: alice, ["-c", "select count(*) from pg_class"])
@@ -151,13 +156,14 @@ struct GuardrailTests {
         #expect(before.stdout == "reads allowed\n", "\(before)")
 
         let original = try String(contentsOfFile: gateway.configFile, encoding: .utf8)
-        let locked = original + """
+        let locked =
+            original + """
 
-                - name: maintenance-freeze
-                  match: {connections: [main]}
-                  action: deny
-                  message: the database is frozen for maintenance
-            """
+                    - name: maintenance-freeze
+                      match: {connections: [main]}
+                      action: deny
+                      message: the database is frozen for maintenance
+                """
         try locked.write(toFile: gateway.configFile, atomically: true, encoding: .utf8)
         let frozen = try await eventually {
             let result = try await gateway.psql(password: alice, ["-c", "select 1"])
@@ -217,7 +223,10 @@ struct GuardrailTests {
 
         let test = try await Command.run(
             binary,
-            ["policy", "test", "--config", gateway.configFile, "--user", "bob", "--connection", "main", "--sql", "delete from orders"],
+            [
+                "policy", "test", "--config", gateway.configFile, "--user", "bob", "--connection", "main", "--sql",
+                "delete from orders",
+            ],
             environment: environment)
         #expect(test.status == 3, "\(test)")
         #expect(test.stdout.contains("Decision: deny"), "\(test)")
@@ -226,7 +235,10 @@ struct GuardrailTests {
 
         let json = try await Command.run(
             binary,
-            ["policy", "test", "--config", gateway.configFile, "--user", "alice", "--connection", "main", "--json", "--sql", "select 1"],
+            [
+                "policy", "test", "--config", gateway.configFile, "--user", "alice", "--connection", "main", "--json", "--sql",
+                "select 1",
+            ],
             environment: environment)
         #expect(json.status == 0, "\(json)")
         let object = try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any]

@@ -28,7 +28,8 @@ struct TestCluster: Sendable {
         func value(_ name: String) throws -> String {
             guard let value = environment[name], !value.isEmpty else {
                 throw HarnessError(
-                    "\(name) is not set: the integration tests need the PostgreSQL cluster that `scripts/test` starts; run them with scripts/test")
+                    "\(name) is not set: the integration tests need the PostgreSQL cluster that `scripts/test` starts; run them with scripts/test"
+                )
             }
             return value
         }
@@ -93,7 +94,9 @@ enum Command {
             process.standardInput = FileHandle.nullDevice
         }
         try process.run()
-        return RunningCommand(name: (executable as NSString).lastPathComponent, process: process, directory: directory, stdoutFile: out, stderrFile: err)
+        return RunningCommand(
+            name: (executable as NSString).lastPathComponent, process: process, directory: directory, stdoutFile: out,
+            stderrFile: err)
     }
 }
 
@@ -141,9 +144,12 @@ final class RunningCommand: @unchecked Sendable {
         while !(stdout.contains(text) || stderr.contains(text)) {
             guard process.isRunning else {
                 let how = process.terminationReason == .uncaughtSignal ? "was killed by signal" : "exited with status"
-                throw HarnessError("\(name) \(how) \(process.terminationStatus) before printing '\(text)'\nstdout: \(stdout)\nstderr: \(stderr)")
+                throw HarnessError(
+                    "\(name) \(how) \(process.terminationStatus) before printing '\(text)'\nstdout: \(stdout)\nstderr: \(stderr)")
             }
-            guard Date() < deadline else { throw HarnessError("no '\(text)' after \(Int(timeout))s\nstdout: \(stdout)\nstderr: \(stderr)") }
+            guard Date() < deadline else {
+                throw HarnessError("no '\(text)' after \(Int(timeout))s\nstdout: \(stdout)\nstderr: \(stderr)")
+            }
             try await Task.sleep(for: .milliseconds(20))
         }
     }
@@ -305,7 +311,8 @@ final class Gateway: @unchecked Sendable {
     func cli(_ home: String, _ arguments: [String], stdin: String? = nil) async throws -> CommandResult {
         try FileManager.default.createDirectory(atPath: "\(directory)/home-\(home)", withIntermediateDirectories: true)
         return try await Command.run(
-            cluster.gatehouse, arguments, environment: ["GATEHOUSE_HOME": "\(directory)/home-\(home)", "GATEHOUSE_SERVER": server],
+            cluster.gatehouse, arguments,
+            environment: ["GATEHOUSE_HOME": "\(directory)/home-\(home)", "GATEHOUSE_SERVER": server],
             stdin: stdin)
     }
 
@@ -344,7 +351,9 @@ final class Gateway: @unchecked Sendable {
             environment: ["PGPASSWORD": password, "PGAPPNAME": "integration-test"], stdin: stdin)
     }
 
-    func startPsql(connection: String = "main", user: String = "alice", password: String, _ arguments: [String]) throws -> RunningCommand {
+    func startPsql(
+        connection: String = "main", user: String = "alice", password: String, _ arguments: [String]
+    ) throws -> RunningCommand {
         try Command.start(
             "\(cluster.binDirectory)/psql",
             [conninfo(connection: connection, user: user), "-X", "-v", "ON_ERROR_STOP=1", "-At"] + arguments,

@@ -270,7 +270,10 @@ struct AuditTests {
         try await gateway.loginAdmin()
 
         let tail = try await gateway.cli("admin", ["audit", "tail", "-n", "100"])
-        for type in ["gateway.start", "admin.bootstrap", "login.success", "token.issued", "auth.success", "session.start", "session.end", "auth.failure"] {
+        for type in [
+            "gateway.start", "admin.bootstrap", "login.success", "token.issued", "auth.success", "session.start", "session.end",
+            "auth.failure",
+        ] {
             #expect(tail.stdout.contains(" \(type) "), "missing \(type) in \(tail)")
         }
         #expect(tail.stdout.contains("session.end actor=alice"), "\(tail)")

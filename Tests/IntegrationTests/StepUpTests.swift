@@ -57,7 +57,9 @@ struct StepUpTests {
         let psql = try gateway.startPsql(
             password: token, ["-c", "select 'before'", "-c", "create table \(table) (id int)", "-c", "select 'after'"])
         let id = try await Self.challengeID(of: psql)
-        #expect(psql.stderr.contains("NOTICE:  Gatehouse is holding this statement: rule \"writes-need-step-up\" needs step-up verification"))
+        #expect(
+            psql.stderr.contains(
+                "NOTICE:  Gatehouse is holding this statement: rule \"writes-need-step-up\" needs step-up verification"))
         #expect(psql.stderr.contains("DETAIL:  Run in another terminal: gatehouse verify \(id)"))
 
         let listed = try await gateway.cli("alice", ["challenges"])
@@ -105,7 +107,8 @@ struct StepUpTests {
         let gateway = try await Gateway.start(extraConfig: Self.policy(timeout: "2s"))
         let token = try await gateway.aliceToken()
         _ = try await Self.enrol(gateway, "alice")
-        let result = try await gateway.psql(password: token, ["-v", "ON_ERROR_STOP=0", "-c", "create table never (id int)", "-c", "select 'next'"])
+        let result = try await gateway.psql(
+            password: token, ["-v", "ON_ERROR_STOP=0", "-c", "create table never (id int)", "-c", "select 'next'"])
         #expect(result.stderr.contains("did not arrive in time"), "\(result)")
         #expect(result.stdout.contains("next"), "\(result)")
         try await gateway.loginAdmin()
@@ -199,7 +202,8 @@ struct StepUpTests {
         let gateway = try await Gateway.start(extraConfig: Self.policy())
         _ = try await gateway.aliceToken()
         let totp = try await Self.enrol(gateway, "alice")
-        let without = try await gateway.cli("alice2", ["login", "--user", "alice", "--password-stdin"], stdin: Gateway.alicePassword + "\n")
+        let without = try await gateway.cli(
+            "alice2", ["login", "--user", "alice", "--password-stdin"], stdin: Gateway.alicePassword + "\n")
         #expect(without.status != 0)
         #expect(without.stderr.contains("second_factor_required") || without.stderr.contains("no code given"), "\(without)")
         let with = try await gateway.cli(
@@ -227,7 +231,10 @@ struct StepUpTests {
         try "create temporary table held_here (id int);\n".write(toFile: script, atomically: true, encoding: .utf8)
         let pgbench = try Command.start(
             "\(gateway.cluster.binDirectory)/pgbench",
-            ["-n", "-c", "200", "-j", "4", "-t", "1", "-f", script, "-h", "127.0.0.1", "-p", "\(gateway.postgresPort)", "-U", "alice", "main"],
+            [
+                "-n", "-c", "200", "-j", "4", "-t", "1", "-f", script, "-h", "127.0.0.1", "-p", "\(gateway.postgresPort)", "-U",
+                "alice", "main",
+            ],
             environment: ["PGPASSWORD": token, "PGSSLMODE": "disable"])
         let waiting = try await eventually(timeout: 60) { () -> Int? in
             let list = try await gateway.cli("alice", ["challenges", "--json"])

@@ -7,7 +7,8 @@ import Testing
 /// A decoder already past the startup packet, as it is once a session has started.
 func frontendDecoderInFramePhase(maxMessageLength: Int = 1 << 20) -> FrontendDecoder {
     var decoder = FrontendDecoder(maxMessageLength: maxMessageLength)
-    var startup = ByteBuffer(bytes: startupBytes(.startup(protocolVersion: StartupPacket.protocolVersion3, parameters: ["user": "u"])))
+    var startup = ByteBuffer(
+        bytes: startupBytes(.startup(protocolVersion: StartupPacket.protocolVersion3, parameters: ["user": "u"])))
     _ = try! decoder.decodeOne(&startup)
     precondition(startup.readableBytes == 0)
     return decoder
@@ -69,7 +70,10 @@ struct FrontendDecoderTests {
     @Test func verifierAcceptsCancelRequests() throws {
         // Cancel requests leave the decoder expecting another startup packet, so they repeat cleanly.
         let pairs: [(ByteBuffer, [FrontendInput])] = [
-            (ByteBuffer(bytes: startupBytes(.cancel(processID: 1, secretKey: 2))), [.startup(.cancel(processID: 1, secretKey: 2))]),
+            (
+                ByteBuffer(bytes: startupBytes(.cancel(processID: 1, secretKey: 2))),
+                [.startup(.cancel(processID: 1, secretKey: 2))]
+            ),
             (
                 ByteBuffer(bytes: startupBytes(.cancel(processID: Int32.max, secretKey: -7))),
                 [.startup(.cancel(processID: Int32.max, secretKey: -7))]
@@ -79,7 +83,8 @@ struct FrontendDecoderTests {
     }
 
     @Test func startupThenFramesInEveryChunking() throws {
-        let bytes = startupBytes(Self.startup) + frameBytes("p", cString("token")) + frameBytes("Q", cString("select 1"))
+        let bytes =
+            startupBytes(Self.startup) + frameBytes("p", cString("token")) + frameBytes("Q", cString("select 1"))
             + frameBytes("X", [])
         let expected: [FrontendInput] = [
             .startup(Self.startup), .frame(frame("p", cString("token"))), .frame(frame("Q", cString("select 1"))),
@@ -99,7 +104,8 @@ struct FrontendDecoderTests {
         ]
         for sslChunks in chunkings(startupBytes(.sslRequest)) {
             for laterChunks in chunkings(afterTLS, seed: 9) {
-                let outputs = try decodeThroughChannel(FrontendDecoder(maxMessageLength: 1 << 20), chunks: sslChunks + laterChunks)
+                let outputs = try decodeThroughChannel(
+                    FrontendDecoder(maxMessageLength: 1 << 20), chunks: sslChunks + laterChunks)
                 #expect(outputs == expected)
             }
         }
@@ -115,8 +121,12 @@ struct FrontendDecoderTests {
     @Test func startupPacketEncodingIsExact() {
         #expect(startupBytes(.sslRequest) == [0, 0, 0, 8, 0x04, 0xD2, 0x16, 0x2F])
         #expect(startupBytes(.gssEncryptionRequest) == [0, 0, 0, 8, 0x04, 0xD2, 0x16, 0x30])
-        #expect(startupBytes(.cancel(processID: 258, secretKey: -1)) == [0, 0, 0, 16, 0x04, 0xD2, 0x16, 0x2E, 0, 0, 1, 2, 255, 255, 255, 255])
-        let startup = StartupPacket.startup(protocolVersion: StartupPacket.protocolVersion3, parameters: ["database": "d", "user": "u"])
+        #expect(
+            startupBytes(.cancel(processID: 258, secretKey: -1)) == [
+                0, 0, 0, 16, 0x04, 0xD2, 0x16, 0x2E, 0, 0, 1, 2, 255, 255, 255, 255,
+            ])
+        let startup = StartupPacket.startup(
+            protocolVersion: StartupPacket.protocolVersion3, parameters: ["database": "d", "user": "u"])
         let body: [UInt8] = [0, 3, 0, 0] + cString("user") + cString("u") + cString("database") + cString("d") + [0]
         #expect(startupBytes(startup) == be32(Int32(4 + body.count)) + body)
     }
@@ -124,7 +134,8 @@ struct FrontendDecoderTests {
     @Test(arguments: [
         StartupPacket.sslRequest, .gssEncryptionRequest, .cancel(processID: 42, secretKey: 99),
         .startup(protocolVersion: StartupPacket.protocolVersion3, parameters: [:]),
-        .startup(protocolVersion: StartupPacket.protocolVersion3 + 2, parameters: ["user": "ü", "options": "-c x=1", "_pq_.x": ""]),
+        .startup(
+            protocolVersion: StartupPacket.protocolVersion3 + 2, parameters: ["user": "ü", "options": "-c x=1", "_pq_.x": ""]),
     ])
     func startupPacketRoundTrips(packet: StartupPacket) throws {
         var decoder = FrontendDecoder(maxMessageLength: 1024)
@@ -144,8 +155,10 @@ struct FrontendDecoderTests {
     }
 
     @Test func startupPacketAtTheLimitIsAccepted() throws {
-        let filler = String(repeating: "x", count: 10_000 - 4 - 4 - cString("user").count - 1 - cString("options").count - 1 - 1 - 1)
-        let packet = StartupPacket.startup(protocolVersion: StartupPacket.protocolVersion3, parameters: ["user": "u", "options": filler])
+        let filler = String(
+            repeating: "x", count: 10_000 - 4 - 4 - cString("user").count - 1 - cString("options").count - 1 - 1 - 1)
+        let packet = StartupPacket.startup(
+            protocolVersion: StartupPacket.protocolVersion3, parameters: ["user": "u", "options": filler])
         let bytes = startupBytes(packet)
         #expect(bytes.count == 10_000)
         var decoder = FrontendDecoder(maxMessageLength: 1024)
@@ -267,15 +280,20 @@ struct FrontendDecoderTests {
             (frameBytes("S", []), .frame(frame("S", []))),
             (frameBytes("Q", cString("select now()")), .frame(frame("Q", cString("select now()")))),
         ]
-        try checkPrefixes(pieces) { FrontendDecoder(maxMessageLength: 1024) } decode: { decoder, buffer in
+        try checkPrefixes(pieces) {
+            FrontendDecoder(maxMessageLength: 1024)
+        } decode: { decoder, buffer in
             try decoder.decodeOne(&buffer)
         }
     }
 
     @Test func everyPrefixOfACancelOrSSLRequestWaits() throws {
         for packet in [StartupPacket.cancel(processID: 5, secretKey: 6), .sslRequest, .gssEncryptionRequest] {
-            try checkPrefixes([(startupBytes(packet), .startup(packet))]) { FrontendDecoder(maxMessageLength: 1024) } decode: {
-                decoder, buffer in try decoder.decodeOne(&buffer)
+            try checkPrefixes([(startupBytes(packet), .startup(packet))]) {
+                FrontendDecoder(maxMessageLength: 1024)
+            } decode: {
+                decoder, buffer in
+                try decoder.decodeOne(&buffer)
             }
         }
     }
@@ -347,7 +365,8 @@ struct BackendDecoderTests {
         let bytes = [UInt8(ascii: "N")] + Self.frames.flatMap { frameBytes($0.0, $0.1) }
         let expected: [BackendInput] = [.sslResponse(accepted: false)] + Self.frames.map { .frame(frame($0.0, $0.1)) }
         for chunks in chunkings(bytes) {
-            let outputs = try decodeThroughChannel(BackendDecoder(maxMessageLength: 1024, expectingSSLResponse: true), chunks: chunks)
+            let outputs = try decodeThroughChannel(
+                BackendDecoder(maxMessageLength: 1024, expectingSSLResponse: true), chunks: chunks)
             #expect(outputs == expected)
         }
     }
@@ -389,12 +408,18 @@ struct BackendDecoderTests {
         let pieces: [([UInt8], BackendInput)] =
             [([UInt8(ascii: "N")], .sslResponse(accepted: false))]
             + Self.frames.map { (frameBytes($0.0, $0.1), .frame(frame($0.0, $0.1))) }
-        try checkPrefixes(pieces) { BackendDecoder(maxMessageLength: 1024, expectingSSLResponse: true) } decode: {
-            decoder, buffer in try decoder.decodeOne(&buffer)
+        try checkPrefixes(pieces) {
+            BackendDecoder(maxMessageLength: 1024, expectingSSLResponse: true)
+        } decode: {
+            decoder, buffer in
+            try decoder.decodeOne(&buffer)
         }
         let plain = Array(pieces.dropFirst())
-        try checkPrefixes(plain) { BackendDecoder(maxMessageLength: 1024, expectingSSLResponse: false) } decode: {
-            decoder, buffer in try decoder.decodeOne(&buffer)
+        try checkPrefixes(plain) {
+            BackendDecoder(maxMessageLength: 1024, expectingSSLResponse: false)
+        } decode: {
+            decoder, buffer in
+            try decoder.decodeOne(&buffer)
         }
     }
 }

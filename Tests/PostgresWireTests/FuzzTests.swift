@@ -101,11 +101,14 @@ func referenceFrames(_ bytes: [UInt8], maxMessageLength: Int) -> FuzzOutcome<Pos
     var outcome = FuzzOutcome<PostgresFrame>()
     var index = 0
     while bytes.count - index >= 5 {
-        let length = Int32(bitPattern: UInt32(bytes[index + 1]) << 24 | UInt32(bytes[index + 2]) << 16 | UInt32(bytes[index + 3]) << 8 | UInt32(bytes[index + 4]))
+        let length = Int32(
+            bitPattern: UInt32(bytes[index + 1]) << 24 | UInt32(bytes[index + 2]) << 16 | UInt32(bytes[index + 3]) << 8
+                | UInt32(bytes[index + 4]))
         if length < 4 { outcome.error = .messageTooShort; return outcome }
         if Int(length) > maxMessageLength { outcome.error = .messageTooLarge; return outcome }
         guard bytes.count - index >= Int(length) + 1 else { break }
-        outcome.outputs.append(PostgresFrame(type: bytes[index], bytes: ByteBuffer(bytes: Array(bytes[index..<index + Int(length) + 1]))))
+        outcome.outputs.append(
+            PostgresFrame(type: bytes[index], bytes: ByteBuffer(bytes: Array(bytes[index..<index + Int(length) + 1]))))
         index += Int(length) + 1
     }
     return outcome
@@ -123,7 +126,9 @@ func randomFrameStream(_ random: inout SplitMix64, maxMessageLength: Int) -> [UI
             bytes += [UInt8.random(in: 0...255, using: &random)] + be32(Int32(4 + body.count)) + body
         case 6:
             // A length that is too small (often just below the minimum of 4), or negative.
-            let length = Bool.random(using: &random) ? Int32.random(in: -1...3, using: &random) : Int32.random(in: Int32.min...3, using: &random)
+            let length =
+                Bool.random(using: &random)
+                ? Int32.random(in: -1...3, using: &random) : Int32.random(in: Int32.min...3, using: &random)
             bytes += [UInt8(ascii: "Q")] + be32(length)
         case 7:
             // A length above the limit.
@@ -141,7 +146,8 @@ func randomStartupStream(_ random: inout SplitMix64) -> [UInt8] {
     var body: [UInt8] = []
     let codes: [Int32] = [
         StartupPacket.protocolVersion3, StartupPacket.protocolVersion3 + 1, StartupPacket.sslRequestCode,
-        StartupPacket.gssEncryptionRequestCode, StartupPacket.cancelRequestCode, 0x0002_0000, Int32.random(in: Int32.min...Int32.max, using: &random),
+        StartupPacket.gssEncryptionRequestCode, StartupPacket.cancelRequestCode, 0x0002_0000,
+        Int32.random(in: Int32.min...Int32.max, using: &random),
     ]
     body += be32(codes[Int.random(in: 0..<codes.count, using: &random)])
     for _ in 0..<Int.random(in: 0...4, using: &random) {
@@ -172,7 +178,8 @@ struct DecoderFuzzTests {
     func framePhaseMatchesTheReferenceInAnyChunking(seed: UInt64) {
         var random = SplitMix64(seed: seed)
         for _ in 0..<1500 {
-            let bytes = Int.random(in: 0..<4, using: &random) == 0
+            let bytes =
+                Int.random(in: 0..<4, using: &random) == 0
                 ? (0..<Int.random(in: 0...80, using: &random)).map { _ in UInt8.random(in: 0...255, using: &random) }
                 : randomFrameStream(&random, maxMessageLength: Self.maxMessageLength)
             let expected = referenceFrames(bytes, maxMessageLength: Self.maxMessageLength)
@@ -206,7 +213,8 @@ struct DecoderFuzzTests {
         var produced = 0
         var refused = 0
         for _ in 0..<1500 {
-            let bytes = Int.random(in: 0..<4, using: &random) == 0
+            let bytes =
+                Int.random(in: 0..<4, using: &random) == 0
                 ? (0..<Int.random(in: 0...60, using: &random)).map { _ in UInt8.random(in: 0...255, using: &random) }
                 : randomStartupStream(&random) + randomFrameStream(&random, maxMessageLength: Self.maxMessageLength)
             var decoder = FrontendDecoder(maxMessageLength: Self.maxMessageLength)

@@ -174,7 +174,8 @@ struct WireMessagesTests {
     }
 
     @Test func malformedPasswordMessagesAreRefused() {
-        #expect(wireErrorCode { _ = try WireMessages.decodePassword(ByteBuffer(bytes: Array("no-nul".utf8))) } == .malformedMessage)
+        #expect(
+            wireErrorCode { _ = try WireMessages.decodePassword(ByteBuffer(bytes: Array("no-nul".utf8))) } == .malformedMessage)
         #expect(wireErrorCode { _ = try WireMessages.decodePassword(ByteBuffer(bytes: cString("a") + [1])) } == .malformedMessage)
         #expect(wireErrorCode { _ = try WireMessages.decodePassword(ByteBuffer()) } == .malformedMessage)
     }
@@ -185,7 +186,8 @@ struct WireMessagesTests {
         #expect(frame.bytes.bytes == [0x53] + be32(Int32(4 + body.count)) + body)
         let decoded = try WireMessages.decodeParameterStatus(frame.body)
         #expect(decoded.name == "server_version" && decoded.value == "16.2")
-        #expect(wireErrorCode { _ = try WireMessages.decodeParameterStatus(ByteBuffer(bytes: cString("name"))) } == .malformedMessage)
+        #expect(
+            wireErrorCode { _ = try WireMessages.decodeParameterStatus(ByteBuffer(bytes: cString("name"))) } == .malformedMessage)
     }
 
     @Test func backendKeyData() throws {
@@ -193,7 +195,8 @@ struct WireMessagesTests {
         #expect(frame.bytes.bytes == [0x4B, 0, 0, 0, 12, 1, 2, 3, 4, 0xFF, 0xFF, 0xFF, 0xFE])
         let decoded = try WireMessages.decodeBackendKeyData(frame.body)
         #expect(decoded.processID == 0x0102_0304 && decoded.secretKey == -2)
-        #expect(wireErrorCode { _ = try WireMessages.decodeBackendKeyData(ByteBuffer(bytes: [0, 0, 0, 1, 0])) } == .malformedMessage)
+        #expect(
+            wireErrorCode { _ = try WireMessages.decodeBackendKeyData(ByteBuffer(bytes: [0, 0, 0, 1, 0])) } == .malformedMessage)
     }
 
     @Test func saslMessages() {

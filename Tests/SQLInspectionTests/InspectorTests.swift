@@ -41,64 +41,81 @@ struct InspectorTests {
         Expectation(sql: "select * from users where id = 1", primary: .select, reads: ["users"], writes: []),
         Expectation(sql: "SELECT a.x FROM s1.a JOIN s2.b USING (id)", primary: .select, reads: ["s1.a", "s2.b"]),
         Expectation(sql: "select * from (select * from inner_t) sub", primary: .select, reads: ["inner_t"]),
-        Expectation(sql: "select (select max(x) from scalar_t), exists(select 1 from ex_t)", primary: .select,
-                    reads: ["scalar_t", "ex_t"], functions: ["max"]),
+        Expectation(
+            sql: "select (select max(x) from scalar_t), exists(select 1 from ex_t)", primary: .select,
+            reads: ["scalar_t", "ex_t"], functions: ["max"]),
         Expectation(sql: "with c as (select * from base_t) select * from c", primary: .select, reads: ["base_t"]),
-        Expectation(sql: "select * from a union all select * from b except select * from c", primary: .select,
-                    reads: ["a", "b", "c"]),
+        Expectation(
+            sql: "select * from a union all select * from b except select * from c", primary: .select,
+            reads: ["a", "b", "c"]),
         Expectation(sql: "SELECT * FROM \"Mixed Case\".\"Table\"", primary: .select, reads: ["Mixed Case.Table"]),
         Expectation(sql: "select * from v_report", primary: .select, reads: ["v_report"]),
         Expectation(sql: "select * from t for update", primary: .select, reads: ["t"]),
-        Expectation(sql: "select now(), pg_catalog.lower('X')", primary: .select, reads: [],
-                    functions: ["now", "pg_catalog.lower"]),
-        Expectation(sql: "select * from generate_series(1, 10) g", primary: .select, reads: [],
-                    functions: ["generate_series"]),
+        Expectation(
+            sql: "select now(), pg_catalog.lower('X')", primary: .select, reads: [],
+            functions: ["now", "pg_catalog.lower"]),
+        Expectation(
+            sql: "select * from generate_series(1, 10) g", primary: .select, reads: [],
+            functions: ["generate_series"]),
         Expectation(sql: "values (1), (2)", primary: .select, reads: []),
         Expectation(sql: "table t", primary: .select, reads: ["t"]),
     ]
 
     static let writes: [Expectation] = [
         Expectation(sql: "insert into t (a) values (1)", primary: .insert, reads: [], writes: ["t"]),
-        Expectation(sql: "insert into archive select * from live", primary: .insert,
-                    reads: ["live"], writes: ["archive"]),
+        Expectation(
+            sql: "insert into archive select * from live", primary: .insert,
+            reads: ["live"], writes: ["archive"]),
         Expectation(sql: "insert into t values (1) on conflict (a) do update set b = 2", primary: .insert, writes: ["t"]),
         Expectation(sql: "insert into t values (1) returning *", primary: .insert, writes: ["t"]),
-        Expectation(sql: "update accounts set balance = 0 where id = 7", primary: .update, reads: [],
-                    writes: ["accounts"]),
+        Expectation(
+            sql: "update accounts set balance = 0 where id = 7", primary: .update, reads: [],
+            writes: ["accounts"]),
         Expectation(sql: "update accounts set balance = 0", primary: .update, writes: ["accounts"], whereless: true),
         Expectation(sql: "update a set x = b.x from b where a.id = b.id", primary: .update, reads: ["b"], writes: ["a"]),
         Expectation(sql: "delete from sessions", primary: .delete, writes: ["sessions"], whereless: true),
-        Expectation(sql: "delete from public.sessions where expires < now()", primary: .delete,
-                    writes: ["public.sessions"], functions: ["now"]),
+        Expectation(
+            sql: "delete from public.sessions where expires < now()", primary: .delete,
+            writes: ["public.sessions"], functions: ["now"]),
         Expectation(sql: "delete from a using b", primary: .delete, reads: ["b"], writes: ["a"], whereless: true),
-        Expectation(sql: "merge into tgt using src on tgt.id = src.id when matched then update set v = src.v",
-                    primary: .merge, reads: ["src"], writes: ["tgt"]),
+        Expectation(
+            sql: "merge into tgt using src on tgt.id = src.id when matched then update set v = src.v",
+            primary: .merge, reads: ["src"], writes: ["tgt"]),
         Expectation(sql: "truncate a, s.b", primary: .truncate, writes: ["a", "s.b"]),
-        Expectation(sql: "select * into newtab from oldtab", primary: .select, kinds: [.select, .create],
-                    reads: ["oldtab"], writes: ["newtab"], objects: ["table"]),
+        Expectation(
+            sql: "select * into newtab from oldtab", primary: .select, kinds: [.select, .create],
+            reads: ["oldtab"], writes: ["newtab"], objects: ["table"]),
     ]
 
     static let hiddenWrites: [Expectation] = [
         // The worst effect wins: a SELECT whose CTE deletes is a delete.
-        Expectation(sql: "with gone as (delete from audit.log returning *) select count(*) from gone",
-                    primary: .select, kinds: [.select, .delete], reads: [], writes: ["audit.log"],
-                    functions: ["count"], whereless: true),
-        Expectation(sql: "with u as (update t set x = 1 where id = 2 returning id) select * from u", primary: .select,
-                    kinds: [.select, .update], writes: ["t"]),
-        Expectation(sql: "with i as (insert into t values (1) returning *) select * from i", primary: .select,
-                    kinds: [.select, .insert], writes: ["t"]),
+        Expectation(
+            sql: "with gone as (delete from audit.log returning *) select count(*) from gone",
+            primary: .select, kinds: [.select, .delete], reads: [], writes: ["audit.log"],
+            functions: ["count"], whereless: true),
+        Expectation(
+            sql: "with u as (update t set x = 1 where id = 2 returning id) select * from u", primary: .select,
+            kinds: [.select, .update], writes: ["t"]),
+        Expectation(
+            sql: "with i as (insert into t values (1) returning *) select * from i", primary: .select,
+            kinds: [.select, .insert], writes: ["t"]),
         // A CTE named like a table only shadows it inside its own scope.
-        Expectation(sql: "select * from secret, (with secret as (select 1) select * from secret) s",
-                    primary: .select, reads: ["secret"]),
-        Expectation(sql: "explain analyze delete from t", primary: .explain, kinds: [.explain, .delete],
-                    writes: ["t"], whereless: true),
+        Expectation(
+            sql: "select * from secret, (with secret as (select 1) select * from secret) s",
+            primary: .select, reads: ["secret"]),
+        Expectation(
+            sql: "explain analyze delete from t", primary: .explain, kinds: [.explain, .delete],
+            writes: ["t"], whereless: true),
         Expectation(sql: "explain delete from t where id = 1", primary: .explain, reads: ["t"], writes: []),
-        Expectation(sql: "prepare p as delete from t where id = $1", primary: .prepare, kinds: [.prepare, .delete],
-                    writes: ["t"]),
-        Expectation(sql: "declare c cursor for select * from t", primary: .cursor,
-                    reads: ["t"]),
-        Expectation(sql: "create table copy_t as select * from src", primary: .create,
-                    reads: ["src"], writes: ["copy_t"], objects: ["table"]),
+        Expectation(
+            sql: "prepare p as delete from t where id = $1", primary: .prepare, kinds: [.prepare, .delete],
+            writes: ["t"]),
+        Expectation(
+            sql: "declare c cursor for select * from t", primary: .cursor,
+            reads: ["t"]),
+        Expectation(
+            sql: "create table copy_t as select * from src", primary: .create,
+            reads: ["src"], writes: ["copy_t"], objects: ["table"]),
     ]
 
     static let utility: [Expectation] = [
@@ -114,12 +131,14 @@ struct InspectorTests {
         Expectation(sql: "drop database app", primary: .drop, objects: ["database"]),
         Expectation(sql: "create table t (a int)", primary: .create, writes: ["t"], objects: ["table"]),
         Expectation(sql: "create index on t (a)", primary: .create, writes: ["t"], objects: ["index"]),
-        Expectation(sql: "create view v as select * from t", primary: .create, reads: ["t"],
-                    writes: ["v"], objects: ["view"]),
+        Expectation(
+            sql: "create view v as select * from t", primary: .create, reads: ["t"],
+            writes: ["v"], objects: ["view"]),
         Expectation(sql: "alter table t add column x int", primary: .alter, writes: ["t"], objects: ["table"]),
         Expectation(sql: "alter table t rename to u", primary: .alter, writes: ["t"], objects: ["table"]),
-        Expectation(sql: "create function f() returns int language sql as 'select 1'", primary: .create,
-                    objects: ["function"]),
+        Expectation(
+            sql: "create function f() returns int language sql as 'select 1'", primary: .create,
+            objects: ["function"]),
         Expectation(sql: "create role r login", primary: .create, objects: ["role"]),
         Expectation(sql: "alter role r superuser", primary: .alter, objects: ["role"]),
         Expectation(sql: "alter system set work_mem = '1GB'", primary: .alter, objects: ["system"]),
@@ -150,16 +169,20 @@ struct InspectorTests {
     ]
 
     static let functions: [Expectation] = [
-        Expectation(sql: "SELECT pg_terminate_backend(pid) FROM pg_stat_activity", primary: .select,
-                    reads: ["pg_stat_activity"], functions: ["pg_terminate_backend"]),
+        Expectation(
+            sql: "SELECT pg_terminate_backend(pid) FROM pg_stat_activity", primary: .select,
+            reads: ["pg_stat_activity"], functions: ["pg_terminate_backend"]),
         Expectation(sql: "select lo_unlink(42)", primary: .select, functions: ["lo_unlink"]),
         Expectation(sql: "select pg_read_file('/etc/passwd')", primary: .select, functions: ["pg_read_file"]),
-        Expectation(sql: "select * from dblink('host=x', 'delete from t') as r(a int)", primary: .select,
-                    functions: ["dblink"], dynamic: true),
-        Expectation(sql: "select query_to_xml('drop table t', true, true, '')", primary: .select,
-                    functions: ["query_to_xml"], dynamic: true),
-        Expectation(sql: "select coalesce(upper(name), 'x') from t where lower(name) = 'a'", primary: .select,
-                    reads: ["t"], functions: ["upper", "lower"]),
+        Expectation(
+            sql: "select * from dblink('host=x', 'delete from t') as r(a int)", primary: .select,
+            functions: ["dblink"], dynamic: true),
+        Expectation(
+            sql: "select query_to_xml('drop table t', true, true, '')", primary: .select,
+            functions: ["query_to_xml"], dynamic: true),
+        Expectation(
+            sql: "select coalesce(upper(name), 'x') from t where lower(name) = 'a'", primary: .select,
+            reads: ["t"], functions: ["upper", "lower"]),
     ]
 
     @Test("reads", arguments: reads) func readStatements(_ e: Expectation) throws { try check(e) }
