@@ -30,6 +30,8 @@ public actor StepUpService {
     private var limiter = AttemptLimiter()
     private var waiters: [String: @Sendable (Challenge) -> Void] = [:]
     private var methods: [String: any StepUpMethod] = [:]
+    /// Challenges cancelled before `open` registered them (a cancel can overtake the hold).
+    private var cancelledEarly: Set<String> = []
 
     /// Adds a step-up method besides the built-in `totp`.
     public func register(_ method: any StepUpMethod) {
@@ -120,6 +122,12 @@ public actor StepUpService {
     public func open(_ challenge: Challenge, onFinal: @escaping @Sendable (Challenge) -> Void) async {
         book.add(challenge)
         waiters[challenge.id] = onFinal
+        if cancelledEarly.remove(challenge.id) != nil {
+            if let cancelled = book.cancel(challenge.id, reason: "cancelled before it was registered", at: now()) {
+                try? await finish(cancelled, event: .challengeCancelled)
+            }
+            return
+        }
         try? await audit(
             .challengeCreated, actor: challenge.user, session: challenge.session, connection: challenge.connection,
             detail: [
@@ -180,7 +188,10 @@ public actor StepUpService {
 
     /// The session gave up on a held statement (client cancel, disconnect, session end).
     public func cancel(id: String, reason: String) async {
-        guard let challenge = book.cancel(id, reason: reason, at: now()) else { return }
+        guard let challenge = book.cancel(id, reason: reason, at: now()) else {
+            if book.challenge(id) == nil { cancelledEarly.insert(id) }
+            return
+        }
         try? await finish(challenge, event: .challengeCancelled)
     }
 

@@ -363,6 +363,11 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
         guard let current = held, let stepUp = environment.stepUp else { return }
         let id = current.challenge.id
         Task { await stepUp.cancel(id: id, reason: "the client cancelled the statement") }
+        // End the hold here at once: the service may not have registered the challenge yet.
+        var cancelled = current.challenge
+        cancelled.state = .cancelled
+        cancelled.decisionReason = "the client cancelled the statement"
+        endHold(cancelled)
     }
 
     private func resumeClientReading() {
