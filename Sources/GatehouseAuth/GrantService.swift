@@ -135,15 +135,7 @@ public actor GrantService {
         }
         checkedUpTo = time
         publishActive(at: time)
-        timer?.cancel()
-        if let next = book.nextDeadline(after: time) {
-            let delay = max(0, next.timeIntervalSince(time))
-            timer = Task {
-                try? await Task.sleep(for: .milliseconds(Int64(delay * 1000) + 1))
-                guard !Task.isCancelled else { return }
-                try? await self.tick()
-            }
-        }
+        scheduleNextDeadline()
     }
 
     private func publishActive(at time: Date) {
@@ -175,10 +167,11 @@ public actor GrantService {
         _ = try await store.appendAudit(
             AuditRecord(event, actor: actor ?? request.requester, connection: request.connection, detail: fields))
         publishActive(at: now())
-        try await rescheduleIfNeeded()
+        scheduleNextDeadline()
     }
 
-    private func rescheduleIfNeeded() async throws {
+    /// Sleeps (without a thread) until the next moment something changes by itself, then ticks.
+    private func scheduleNextDeadline() {
         let time = now()
         timer?.cancel()
         if let next = book.nextDeadline(after: time) {
