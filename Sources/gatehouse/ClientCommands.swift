@@ -31,13 +31,8 @@ struct Login: AsyncParsableCommand {
         }
         let password = try readSecret(prompt: "Password for \(name) at \(server): ", fromStandardInput: passwordStdin)
         let client = APIClient(server: server, token: nil)
-        let response: API.TokenResponse
-        do {
-            response = try await client.send(
-                "POST", "login", body: API.LoginRequest(user: name, password: password, code: code), as: API.TokenResponse.self)
-        } catch let error as CLIError where error.code == "second_factor_required" && code == nil {
-            let code = try readCode(nil, prompt: "Code from your authenticator: ")
-            response = try await client.send(
+        let response = try await sendAskingForCode(code, prompt: "Code from your authenticator: ") { code in
+            try await client.send(
                 "POST", "login", body: API.LoginRequest(user: name, password: password, code: code), as: API.TokenResponse.self)
         }
         try Credentials(server: server, user: response.user, token: response.token, expires_at: response.expires_at).save()

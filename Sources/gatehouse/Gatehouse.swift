@@ -74,3 +74,14 @@ func readSecret(prompt: String, fromStandardInput: Bool) throws -> String {
     }
     return String(cString: pointer)
 }
+
+/// Sends once; when the gateway asks for a second factor and no code was given, asks for one and sends again.
+func sendAskingForCode<Response>(
+    _ code: String?, prompt: String, _ send: (String?) async throws -> Response
+) async throws -> Response {
+    do {
+        return try await send(code)
+    } catch let error as CLIError where error.code == "second_factor_required" && code == nil {
+        return try await send(try readCode(nil, prompt: prompt))
+    }
+}

@@ -89,13 +89,8 @@ struct Approve: AsyncParsableCommand {
     func run() async throws {
         if DecisionRouting.isRequest(id) { return try await DecisionRouting.approveRequest(id, code: code, options: options) }
         let client = try APIClient.loggedIn(server: options.server)
-        let challenge: API.ChallengeView
-        do {
-            challenge = try await client.send(
-                "POST", "challenges/\(id)/approve", body: API.CodeRequest(code: code), as: API.ChallengeView.self)
-        } catch let error as CLIError where error.code == "second_factor_required" && code == nil {
-            let code = try readCode(nil, prompt: "Your code from the authenticator: ")
-            challenge = try await client.send(
+        let challenge = try await sendAskingForCode(code, prompt: "Your code from the authenticator: ") { code in
+            try await client.send(
                 "POST", "challenges/\(id)/approve", body: API.CodeRequest(code: code), as: API.ChallengeView.self)
         }
         if options.json { return try printJSON(challenge) }
