@@ -20,6 +20,9 @@ let package = Package(
         .package(url: "https://github.com/vapor/sqlite-nio.git", from: "1.13.2"),
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     ],
     targets: [
         // Pure values and rules: identities, tokens, audit chain, configuration model. No I/O.
@@ -70,11 +73,16 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio")
             ]
         ),
+        // Metric instruments (swift-metrics); the backend is chosen by `serve`.
+        .target(
+            name: "GatehouseTelemetry",
+            dependencies: [.product(name: "CoreMetrics", package: "swift-metrics")]
+        ),
         // State store: audit chain, password hashes, token revocations.
         .target(
             name: "GatehouseStore",
             dependencies: [
-                "GatehouseCore",
+                "GatehouseCore", "GatehouseTelemetry",
                 .product(name: "SQLiteNIO", package: "sqlite-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -84,7 +92,7 @@ let package = Package(
         .target(
             name: "GatehouseAuth",
             dependencies: [
-                "GatehouseCore",
+                "GatehouseCore", "GatehouseTelemetry",
                 "GatehouseStore",
                 .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -96,7 +104,7 @@ let package = Package(
             name: "GatehouseProxy",
             dependencies: [
                 "GatehouseCore", "GatehouseConfig", "GatehouseAuth", "PostgresWire", "GatehouseStore",
-                "GatehousePolicy", "SQLInspection", "GatehouseGeo",
+                "GatehousePolicy", "SQLInspection", "GatehouseGeo", "GatehouseTelemetry",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -109,12 +117,17 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
-        // HTTP API.
+        // HTTP API and web console.
         .target(
             name: "GatehouseHTTP",
             dependencies: [
-                "GatehouseCore", "GatehouseAuth", "GatehouseStore", "GatehouseProxy",
+                "GatehouseCore", "GatehouseAuth", "GatehouseStore", "GatehouseProxy", "GatehousePolicy", "SQLInspection",
+                "GatehouseConfig",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -125,6 +138,8 @@ let package = Package(
                 "GatehouseCore", "GatehouseConfig", "GatehouseStore", "GatehouseAuth", "GatehouseProxy",
                 "GatehouseHTTP", "GatehousePolicy", "SQLInspection", "GatehouseGeo", "CQREncode",
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -166,7 +181,9 @@ let package = Package(
             name: "GatehouseHTTPTests",
             dependencies: [
                 "GatehouseHTTP", "GatehouseStore", "GatehouseAuth", "GatehouseConfig", "GatehouseCore", "GatehouseProxy",
+                "GatehousePolicy",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]

@@ -1,6 +1,7 @@
 import Foundation
 import GatehouseCore
 import GatehouseStore
+import GatehouseTelemetry
 import Logging
 import NIOConcurrencyHelpers
 
@@ -145,6 +146,7 @@ public actor GrantService {
             if let until = request.expiresAt, until > time { byUser[request.requester, default: []].append(request) }
         }
         active.withLockedValue { $0 = byUser }
+        Telemetry.activeGrants.set(byUser.values.reduce(0) { $0 + $1.filter { $0.isActive(at: time) }.count })
     }
 
     private func persist(
@@ -153,6 +155,7 @@ public actor GrantService {
         async throws
     {
         try await store.saveAccessRequest(request)
+        Telemetry.accessRequest(event.rawValue)
         var fields = detail
         fields["request"] = request.id
         fields["role"] = request.role

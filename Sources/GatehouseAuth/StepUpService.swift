@@ -2,6 +2,7 @@ import Crypto
 import Foundation
 import GatehouseCore
 import GatehouseStore
+import GatehouseTelemetry
 import Logging
 
 /// A further way to prove presence for a held statement (WebAuthn, an OIDC re-authentication with
@@ -120,6 +121,7 @@ public actor StepUpService {
     /// Holds a statement: registers the challenge, calls `onFinal` once when it is decided, fails or
     /// expires (from this actor; hop to your own executor there).
     public func open(_ challenge: Challenge, onFinal: @escaping @Sendable (Challenge) -> Void) async {
+        Telemetry.stepUp("opened")
         book.add(challenge)
         waiters[challenge.id] = onFinal
         if cancelledEarly.remove(challenge.id) != nil {
@@ -222,6 +224,7 @@ public actor StepUpService {
         if let by = challenge.decidedBy { detail["decided_by"] = by }
         if let reason = challenge.decisionReason { detail["reason"] = reason }
         if let waiter = waiters.removeValue(forKey: challenge.id) { waiter(challenge) }
+        Telemetry.stepUp(challenge.state.rawValue)
         try await audit(
             event, actor: challenge.decidedBy ?? challenge.user, session: challenge.session, connection: challenge.connection,
             detail: detail)

@@ -293,3 +293,61 @@ public enum AuditChain {
         }
     }
 }
+
+/// A filter over the audit trail. Every field narrows; none set means everything.
+public struct AuditQuery: Sendable, Equatable {
+    /// An event type (`statement.denied`) or a family of types ending in `.` or `*` (`statement.`, `grant.*`).
+    public var type: String?
+    public var actor: String?
+    public var session: String?
+    public var connection: String?
+    /// Events at or after this time.
+    public var since: Date?
+    /// Events before this time.
+    public var until: Date?
+    /// Events with a sequence number above this one.
+    public var afterSeq: Int64?
+    /// Events with a sequence number below this one.
+    public var beforeSeq: Int64?
+    public var limit: Int
+    /// Newest first (the default for a page on screen); oldest first for reading on with `afterSeq`.
+    public var newestFirst: Bool
+
+    public init(
+        type: String? = nil, actor: String? = nil, session: String? = nil, connection: String? = nil, since: Date? = nil,
+        until: Date? = nil, afterSeq: Int64? = nil, beforeSeq: Int64? = nil, limit: Int = 100, newestFirst: Bool = false
+    ) {
+        self.type = type
+        self.actor = actor
+        self.session = session
+        self.connection = connection
+        self.since = since
+        self.until = until
+        self.afterSeq = afterSeq
+        self.beforeSeq = beforeSeq
+        self.limit = limit
+        self.newestFirst = newestFirst
+    }
+
+    /// The type filter as an exact name or a prefix.
+    public var typeMatch: (value: String, isPrefix: Bool)? {
+        guard let type, !type.isEmpty else { return nil }
+        if type.hasSuffix("*") { return (String(type.dropLast()), true) }
+        if type.hasSuffix(".") { return (type, true) }
+        return (type, false)
+    }
+
+    /// Whether `event` passes the filter (the sequence bounds and the limit aside). The store's query
+    /// must agree with this; tests hold the two together.
+    public func matches(_ event: AuditEvent) -> Bool {
+        if let match = typeMatch {
+            if match.isPrefix ? !event.type.hasPrefix(match.value) : event.type != match.value { return false }
+        }
+        if let actor, !actor.isEmpty, event.actor != actor { return false }
+        if let session, !session.isEmpty, event.session != session { return false }
+        if let connection, !connection.isEmpty, event.connection != connection { return false }
+        if let since, event.time < Timestamp.format(since) { return false }
+        if let until, event.time >= Timestamp.format(until) { return false }
+        return true
+    }
+}

@@ -23,11 +23,16 @@ public struct User: Sendable, Equatable, Codable {
     }
 
     public var isAdmin: Bool { groups.contains(Group.admins) }
+
+    /// Admins and auditors see everything: every session, request, challenge and the whole audit trail.
+    public var seesAll: Bool { isAdmin || groups.contains(Group.auditors) }
 }
 
 public enum Group {
     /// Members administer Gatehouse: users, sessions, tokens, audit.
     public static let admins = "admins"
+    /// Members read everything (audit trail, sessions, requests, users) and change nothing.
+    public static let auditors = "auditors"
 }
 
 /// User names, connection names and group names share one rule: a letter first, then letters,

@@ -13,13 +13,14 @@ public struct APIError: HTTPResponseError, Sendable {
         case wrongCode = "wrong_code"
         case lockedOut = "locked_out"
         case conflict
+        case rateLimited = "rate_limited"
         case internalError = "internal_error"
 
         var status: HTTPResponse.Status {
             switch self {
             case .badRequest: .badRequest
             case .unauthenticated, .loginFailed, .secondFactorRequired, .wrongCode: .unauthorized
-            case .lockedOut: .tooManyRequests
+            case .lockedOut, .rateLimited: .tooManyRequests
             case .conflict: .conflict
             case .forbidden: .forbidden
             case .notFound: .notFound
@@ -30,10 +31,13 @@ public struct APIError: HTTPResponseError, Sendable {
 
     public var code: Code
     public var message: String
+    /// For `rate_limited`: seconds until a retry may succeed (the Retry-After header).
+    public var retryAfter: Int?
 
-    public init(_ code: Code, _ message: String) {
+    public init(_ code: Code, _ message: String, retryAfter: Int? = nil) {
         self.code = code
         self.message = message
+        self.retryAfter = retryAfter
     }
 
     public var status: HTTPResponse.Status { code.status }
@@ -43,6 +47,7 @@ public struct APIError: HTTPResponseError, Sendable {
         var headers = HTTPFields()
         headers[.contentType] = "application/json; charset=utf-8"
         if code == .unauthenticated { headers[.wwwAuthenticate] = "Bearer realm=\"gatehouse\"" }
+        if let retryAfter { headers[.retryAfter] = String(retryAfter) }
         return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(data: data)))
     }
 }

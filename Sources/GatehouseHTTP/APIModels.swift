@@ -1,7 +1,9 @@
 import Foundation
 import GatehouseCore
+import GatehousePolicy
 import GatehouseProxy
 import Hummingbird
+import SQLInspection
 
 /// Request and response bodies of the HTTP API (`/api/v1`). Field names are snake_case on the wire.
 public enum API {
@@ -248,5 +250,124 @@ public enum API {
             self.user = user
             self.ttl = ttl
         }
+    }
+}
+
+// MARK: Directory, policy, grants
+
+extension API {
+    public struct UserView: Codable, Sendable {
+        public var name: String
+        public var groups: [String]
+        /// `user` (people, from the configuration or the first start) or `service` (API tokens only).
+        public var kind: String
+        public var disabled: Bool
+        public var expires_at: String?
+        public var has_password: Bool
+        public var second_factor: Bool
+    }
+
+    public struct Users: Codable, Sendable, ResponseEncodable {
+        public var users: [UserView]
+    }
+
+    public struct GroupView: Codable, Sendable {
+        public var name: String
+        public var members: [String]
+    }
+
+    public struct Groups: Codable, Sendable, ResponseEncodable {
+        public var groups: [GroupView]
+    }
+
+    public struct ConnectionView: Codable, Sendable {
+        public var name: String
+        public var host: String
+        public var port: Int
+        public var database: String
+        public var tls: String
+    }
+
+    public struct Connections: Codable, Sendable, ResponseEncodable {
+        public var connections: [ConnectionView]
+    }
+
+    public struct RuleView: Codable, Sendable {
+        public var name: String
+        public var action: String
+        public var mode: String
+        public var conditions: [String]
+        public var message: String?
+        public var hint: String?
+        public var step_up_max_age: String?
+        public var approvers: [String]
+    }
+
+    public struct PolicyView: Codable, Sendable, ResponseEncodable {
+        public var default_action: String
+        public var unclassified_action: String
+        public var connection_defaults: [String: String]
+        public var rules: [RuleView]
+    }
+
+    public struct PolicyTestRequest: Codable, Sendable {
+        public var sql: String
+        public var connection: String
+        /// Test as this user (admins and auditors only); the caller when absent.
+        public var user: String?
+        public var source: String?
+        public var application: String?
+        public var country: String?
+        /// Elevated roles to simulate, as if granted.
+        public var roles: [String]?
+        public var new_device: Bool?
+        /// When, as RFC 3339; now when absent.
+        public var at: String?
+        public init(
+            sql: String, connection: String, user: String? = nil, source: String? = nil, application: String? = nil,
+            country: String? = nil, roles: [String]? = nil, new_device: Bool? = nil, at: String? = nil
+        ) {
+            self.sql = sql
+            self.connection = connection
+            self.user = user
+            self.source = source
+            self.application = application
+            self.country = country
+            self.roles = roles
+            self.new_device = new_device
+            self.at = at
+        }
+    }
+
+    public struct PolicyTestResult: Codable, Sendable, ResponseEncodable {
+        public var user: String
+        public var connection: String
+        public var decision: Decision
+        public var inspection: Inspection
+        /// One line per statement, as the audit log and `gatehouse policy test` show it.
+        public var summaries: [String]
+    }
+
+    public struct RoleView: Codable, Sendable {
+        public var name: String
+        public var connections: [String]
+        public var max_duration: String
+        public var reason_required: Bool
+        public var approver_groups: [String]
+        public var approvals_needed: Int
+        public var break_glass: Bool
+    }
+
+    public struct Roles: Codable, Sendable, ResponseEncodable {
+        public var roles: [RoleView]
+    }
+
+    public struct GrantView: Codable, Sendable {
+        public var request: AccessRequestView
+        public var seconds_left: Int
+    }
+
+    public struct Grants: Codable, Sendable, ResponseEncodable {
+        public var grants: [GrantView]
     }
 }

@@ -7,6 +7,7 @@ import GatehouseStore
 import Hummingbird
 import Logging
 import NIOCore
+import Prometheus
 
 /// Request context that remembers the caller's address for the audit log.
 public struct GatehouseRequestContext: RequestContext, RemoteAddressRequestContext {
@@ -28,14 +29,21 @@ public struct APIEnvironment: Sendable {
     public var registry: SessionRegistry
     public var stepUp: StepUpService?
     public var grants: GrantService?
+    /// The policy in force (it may be reloaded while the gateway runs); the configuration's when nil.
+    public var guardrails: Guardrails?
+    /// Where `/metrics` reads from; the route answers 404 without one.
+    public var metrics: PrometheusCollectorRegistry?
     public var logger: Logger
 
     public init(
         config: GatehouseConfig, tokens: TokenService, identities: IdentityService, store: any GatehouseStore,
-        registry: SessionRegistry, stepUp: StepUpService? = nil, grants: GrantService? = nil, logger: Logger
+        registry: SessionRegistry, stepUp: StepUpService? = nil, grants: GrantService? = nil,
+        guardrails: Guardrails? = nil, metrics: PrometheusCollectorRegistry? = nil, logger: Logger
     ) {
         self.stepUp = stepUp
         self.grants = grants
+        self.guardrails = guardrails
+        self.metrics = metrics
         self.config = config
         self.tokens = tokens
         self.identities = identities
@@ -45,17 +53,41 @@ public struct APIEnvironment: Sendable {
     }
 }
 
-/// The `/api/v1` routes. Every route but login and health needs a login token as a bearer token.
+/// The `/api/v1` routes. Every route but login, health and the OpenAPI document needs a login token
+/// as a bearer token; the web console (`/console`) sits beside them on the same router.
 public struct APIRoutes: Sendable {
     let environment: APIEnvironment
+    /// Password and code guesses: 10 at once and 10 a minute per address; 5 and 5 per account.
+    let loginThrottle = Throttle(what: "sign-in", perSource: (10, 10), perUser: (5, 5))
+    let codeThrottle = Throttle(what: "code", perSource: (20, 20), perUser: (10, 10))
 
     public init(environment: APIEnvironment) {
         self.environment = environment
     }
 
+    /// The API, the console, `/metrics`, and security headers on every answer.
     public func buildRouter() -> Router<GatehouseRequestContext> {
         let router = Router(context: GatehouseRequestContext.self)
+        router.add(middleware: SecurityHeadersMiddleware())
+        addAPIRoutes(to: router)
+        router.get("metrics", use: metrics)
+        ConsoleRoutes(api: self).add(to: router)
+        return router
+    }
+
+    func addAPIRoutes(to router: Router<GatehouseRequestContext>) {
         let api = router.group("api/v1")
+        api.get("openapi.yaml", use: openAPIYAML)
+        api.get("openapi.json", use: openAPIJSON)
+        api.get("users", use: users)
+        api.get("groups", use: groups)
+        api.get("service-accounts", use: serviceAccounts)
+        api.get("connections", use: connections)
+        api.get("policy", use: policy)
+        api.post("policy/test", use: testPolicy)
+        api.get("roles", use: roles)
+        api.get("grants", use: listGrants)
+        api.get("audit/export", use: exportAudit)
         api.get("health") { _, _ in
             API.Health(status: "ok", sessions: environment.registry.count)
         }
@@ -81,7 +113,6 @@ public struct APIRoutes: Sendable {
         api.post("challenges/:id/verify", use: verifyChallenge)
         api.post("challenges/:id/approve") { request, context in try await self.decideChallenge(request, context, approve: true) }
         api.post("challenges/:id/deny") { request, context in try await self.decideChallenge(request, context, approve: false) }
-        return router
     }
 
     // MARK: Authentication
@@ -95,7 +126,11 @@ public struct APIRoutes: Sendable {
         guard let header = request.headers[.authorization], header.lowercased().hasPrefix("bearer ") else {
             throw APIError(.unauthenticated, "missing bearer token: run `gatehouse login`")
         }
-        let token = String(header.dropFirst("bearer ".count))
+        return try await authenticate(token: String(header.dropFirst("bearer ".count)))
+    }
+
+    /// The caller behind a login token (bearer or console cookie), still active now.
+    func authenticate(token: String) async throws -> Caller {
         let claims: TokenClaims
         do {
             claims = try await environment.tokens.verify(token, kind: .login)
@@ -110,6 +145,12 @@ public struct APIRoutes: Sendable {
 
     func requireAdmin(_ caller: Caller) throws {
         guard caller.user.isAdmin else { throw APIError(.forbidden, "this needs membership of the \(Group.admins) group") }
+    }
+
+    func requireSeesAll(_ caller: Caller) throws {
+        guard caller.user.seesAll else {
+            throw APIError(.forbidden, "this needs membership of the \(Group.admins) or \(Group.auditors) group")
+        }
     }
 
     func audit(_ record: AuditRecord) async throws {
@@ -127,12 +168,20 @@ public struct APIRoutes: Sendable {
 
     @Sendable func login(_ request: Request, context: GatehouseRequestContext) async throws -> API.TokenResponse {
         let body = try await decode(API.LoginRequest.self, request, context)
+        let (token, claims) = try await signIn(body, source: Self.source(context), via: "api")
+        return Self.tokenResponse(token, claims)
+    }
+
+    /// Password, then the second factor when the user has one; every failure is audited and throttled.
+    func signIn(_ body: API.LoginRequest, source: String?, via channel: String) async throws -> (String, TokenClaims) {
+        try loginThrottle.check(source: source, user: body.user, at: environment.identities.now())
         let user: User
         do {
             user = try await environment.identities.login(user: body.user, password: body.password)
         } catch let error as LoginError {
             try await audit(
-                AuditRecord(.loginFailure, actor: body.user, source: Self.source(context), detail: ["reason": error.auditReason]))
+                AuditRecord(
+                    .loginFailure, actor: body.user, source: source, detail: ["reason": error.auditReason, "via": channel]))
             throw APIError(.loginFailed, error.description)
         }
         var methods = ["pwd"]
@@ -145,7 +194,7 @@ public struct APIRoutes: Sendable {
             } catch let error as ChallengeError {
                 try await audit(
                     AuditRecord(
-                        .loginFailure, actor: body.user, source: Self.source(context), detail: ["reason": error.description]))
+                        .loginFailure, actor: body.user, source: source, detail: ["reason": error.description, "via": channel]))
                 throw Self.apiError(error)
             }
             methods.append("otp")
@@ -155,9 +204,9 @@ public struct APIRoutes: Sendable {
             authenticatedAt: environment.identities.now())
         try await audit(
             AuditRecord(
-                .loginSuccess, actor: user.name, source: Self.source(context),
-                detail: ["token_id": claims.jti, "expires_at": Timestamp.format(claims.expiresAt)]))
-        return Self.tokenResponse(token, claims)
+                .loginSuccess, actor: user.name, source: source,
+                detail: ["token_id": claims.jti, "expires_at": Timestamp.format(claims.expiresAt), "via": channel]))
+        return (token, claims)
     }
 
     @Sendable func logout(_ request: Request, context: GatehouseRequestContext) async throws -> API.Done {
@@ -274,55 +323,33 @@ public struct APIRoutes: Sendable {
 
     @Sendable func sessions(_ request: Request, context: GatehouseRequestContext) async throws -> API.Sessions {
         let caller = try await authenticate(request)
-        let all = environment.registry.list()
-        let visible = caller.user.isAdmin ? all : all.filter { $0.user == caller.user.name }
-        return API.Sessions(sessions: visible.map(API.Session.init))
+        return API.Sessions(sessions: visibleSessions(caller).map(API.Session.init))
     }
 
     @Sendable func terminateSession(_ request: Request, context: GatehouseRequestContext) async throws -> API.TerminateResponse {
         let caller = try await authenticate(request)
         let id = try context.parameters.require("id")
-        guard let session = environment.registry.session(id: id) else {
-            throw APIError(.notFound, "no live session \(id)")
-        }
-        guard caller.user.isAdmin || session.user == caller.user.name else {
-            throw APIError(.forbidden, "only admins may terminate another user's session")
-        }
-        let reason = request.uri.queryParameters.get("reason") ?? "terminated by \(caller.user.name)"
-        try await audit(
-            AuditRecord(
-                .sessionTerminated, actor: caller.user.name, session: id, connection: session.connection,
-                source: Self.source(context), detail: ["reason": reason, "owner": session.user]))
-        environment.registry.terminate(id: id, reason: reason)
+        try await terminate(id, by: caller, reason: request.uri.queryParameters.get("reason"), source: Self.source(context))
         return API.TerminateResponse(terminated: id)
     }
 
     @Sendable func audit(_ request: Request, context: GatehouseRequestContext) async throws -> API.AuditPage {
         let caller = try await authenticate(request)
-        try requireAdmin(caller)
-        let query = request.uri.queryParameters
-        let limit = min(max(query.get("limit", as: Int.self) ?? 100, 1), 10_000)
-        let events: [AuditEvent]
-        if let after = query.get("after", as: Int64.self) {
-            events = try await environment.store.auditEvents(afterSeq: after, limit: limit)
-        } else {
-            events = try await environment.store.latestAuditEvents(count: limit)
-        }
-        return API.AuditPage(events: events, next_after: events.last?.seq ?? (query.get("after", as: Int64.self) ?? 0))
+        let parameters = request.uri.queryParameters
+        var query = try Self.auditQuery(parameters, defaultLimit: 100)
+        // Without `after` or `order`: the latest events, oldest first (what `gatehouse audit tail` shows).
+        let latest = query.afterSeq == nil && (parameters.get("order") ?? "").isEmpty
+        if latest { query.newestFirst = true }
+        var events = try await auditEvents(query, for: caller)
+        if latest { events.reverse() }
+        let next = query.newestFirst && !latest ? events.first?.seq : events.last?.seq
+        return API.AuditPage(events: events, next_after: next ?? query.afterSeq ?? 0)
     }
 
     @Sendable func verifyAudit(_ request: Request, context: GatehouseRequestContext) async throws -> API.AuditVerification {
         let caller = try await authenticate(request)
-        try requireAdmin(caller)
-        var verifier = AuditChain.Verifier()
-        var after: Int64 = 0
-        while true {
-            let page = try await environment.store.auditEvents(afterSeq: after, limit: 5000)
-            if page.isEmpty { break }
-            for event in page { verifier.add(event) }
-            after = page.last!.seq
-        }
-        return API.AuditVerification(verifier.report)
+        try requireSeesAll(caller)
+        return API.AuditVerification(try await verifyChain())
     }
 
     @Sendable func setPassword(_ request: Request, context: GatehouseRequestContext) async throws -> API.Done {
@@ -382,7 +409,7 @@ public struct APIRoutes: Sendable {
     @Sendable func challenges(_ request: Request, context: GatehouseRequestContext) async throws -> API.Challenges {
         let caller = try await authenticate(request)
         let list = await try requireStepUp().challenges(
-            for: caller.user.name, groups: caller.user.groups, all: caller.user.isAdmin)
+            for: caller.user.name, groups: caller.user.groups, all: caller.user.seesAll)
         return API.Challenges(challenges: list.map(API.ChallengeView.init))
     }
 
@@ -391,11 +418,7 @@ public struct APIRoutes: Sendable {
         let id = try context.parameters.require("id")
         let body = try await decode(API.CodeRequest.self, request, context)
         guard let code = body.code else { throw APIError(.badRequest, "give the code from the authenticator") }
-        do {
-            return API.ChallengeView(try await requireStepUp().verify(id: id, user: caller.user.name, code: code))
-        } catch let error as ChallengeError {
-            throw Self.apiError(error)
-        }
+        return API.ChallengeView(try await verifyChallenge(id, by: caller, code: code, source: Self.source(context)))
     }
 
     func decideChallenge(_ request: Request, _ context: GatehouseRequestContext, approve: Bool) async throws -> API.ChallengeView
@@ -404,13 +427,8 @@ public struct APIRoutes: Sendable {
         let id = try context.parameters.require("id")
         let code = approve ? try await decodeOptional(API.CodeRequest.self, request, context)?.code : nil
         let reason = approve ? nil : try await decodeOptional(API.DenyRequest.self, request, context)?.reason
-        do {
-            return API.ChallengeView(
-                try await requireStepUp().decide(
-                    id: id, approve: approve, approver: caller.user.name, groups: caller.user.groups, reason: reason, code: code))
-        } catch let error as ChallengeError {
-            throw Self.apiError(error)
-        }
+        return API.ChallengeView(
+            try await decideChallenge(id, approve: approve, by: caller, code: code, reason: reason, source: Self.source(context)))
     }
 
     // MARK: Just-in-time grants
@@ -434,39 +452,13 @@ public struct APIRoutes: Sendable {
     @Sendable func submitRequest(_ request: Request, context: GatehouseRequestContext) async throws -> API.AccessRequestView {
         let caller = try await authenticate(request)
         let body = try await decode(API.AccessRequestBody.self, request, context)
-        guard let duration = DurationText.parse(body.duration) else {
-            throw APIError(.badRequest, "duration must be such as 30m or 1h, not '\(body.duration)'")
-        }
-        var startAt: Date?
-        if let text = body.start_at {
-            guard let date = Timestamp.parse(text) else { throw APIError(.badRequest, "start_at must be an RFC 3339 time") }
-            startAt = date
-        }
-        let grants = try requireGrants()
-        do {
-            let created: AccessRequest
-            if body.break_glass == true {
-                guard let code = body.code else {
-                    throw APIError(.secondFactorRequired, "break-glass needs your code: give --code")
-                }
-                created = try await grants.breakGlass(
-                    requester: caller.user, role: body.role, connection: body.connection, duration: duration,
-                    reason: body.reason ?? "", code: code)
-            } else {
-                created = try await grants.submit(
-                    requester: caller.user, role: body.role, connection: body.connection, duration: duration,
-                    reason: body.reason ?? "", startAt: startAt)
-            }
-            return API.AccessRequestView(created, now: environment.identities.now())
-        } catch let error as GrantError {
-            throw Self.apiError(error)
-        }
+        return API.AccessRequestView(try await submitAccessRequest(body, by: caller), now: environment.identities.now())
     }
 
     @Sendable func listRequests(_ request: Request, context: GatehouseRequestContext) async throws -> API.AccessRequests {
         let caller = try await authenticate(request)
         let list = await try requireGrants().requests(
-            for: caller.user.name, groups: caller.user.groups, isAdmin: caller.user.isAdmin)
+            for: caller.user.name, groups: caller.user.groups, isAdmin: caller.user.seesAll)
         let now = environment.identities.now()
         return API.AccessRequests(requests: list.map { API.AccessRequestView($0, now: now) })
     }
@@ -476,23 +468,10 @@ public struct APIRoutes: Sendable {
     ) async throws -> API.AccessRequestView {
         let caller = try await authenticate(request)
         let id = try context.parameters.require("id")
-        let grants = try requireGrants()
-        do {
-            let result: AccessRequest
-            switch action {
-            case "approve":
-                let code = try await decodeOptional(API.CodeRequest.self, request, context)?.code
-                result = try await grants.approve(id, by: caller.user, code: code)
-            case "deny":
-                let reason = try await decodeOptional(API.DenyRequest.self, request, context)?.reason
-                result = try await grants.deny(id, by: caller.user, reason: reason)
-            default:
-                result = try await grants.revoke(id, by: caller.user)
-            }
-            return API.AccessRequestView(result, now: environment.identities.now())
-        } catch let error as GrantError {
-            throw Self.apiError(error)
-        }
+        let code = action == "approve" ? try await decodeOptional(API.CodeRequest.self, request, context)?.code : nil
+        let reason = action == "deny" ? try await decodeOptional(API.DenyRequest.self, request, context)?.reason : nil
+        let result = try await decideAccessRequest(id, action: action, by: caller, code: code, reason: reason)
+        return API.AccessRequestView(result, now: environment.identities.now())
     }
 
     static func tokenResponse(_ token: String, _ claims: TokenClaims) -> API.TokenResponse {

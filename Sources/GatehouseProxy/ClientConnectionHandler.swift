@@ -3,6 +3,7 @@ import GatehouseAuth
 import GatehouseConfig
 import GatehouseCore
 import GatehousePolicy
+import GatehouseTelemetry
 import Logging
 import NIOCore
 import NIOPosix
@@ -202,6 +203,8 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
         guard let user, let connection, let request, let started = sessionStarted else {
             return .refuse(ErrorNoticeFields(severity: "ERROR", sqlState: ProxyFailure.Code.internalError, message: "no session"))
         }
+        let began = DispatchTime.now().uptimeNanoseconds
+        defer { Telemetry.decisionLatency.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds &- began)) }
         let now = environment.now()
         let inspection = prepared.resolve(environment.guardrails.inspect(sql))
         let grants = (environment.grants?.activeGrants(for: user.name, on: connection.name, at: now) ?? []).compactMap { grant in
@@ -402,6 +405,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
     }
 
     private func recordDecision(_ decision: Decision, inspection: Inspection, sql: String, note: String? = nil) {
+        Telemetry.statement(PolicyOutcome(rawValue: decision.action.rawValue) ?? .deny)
         let type: AuditEventType
         switch decision.action {
         case .allow: type = .statementAllowed

@@ -1,4 +1,5 @@
 import Foundation
+import GatehouseTelemetry
 import NIOConcurrencyHelpers
 
 /// What the gateway knows about one live proxied session.
@@ -71,6 +72,8 @@ public final class SessionRegistry: Sendable {
             state.sessions[info.id] = Entry(
                 info: info, cancelKey: key, cancelTarget: cancelTarget, terminate: terminate, cancelled: cancelled)
             state.byCancelKey[key] = info.id
+            Telemetry.sessions.set(state.sessions.count)
+            Telemetry.sessionsOpened.increment()
             return key
         }
     }
@@ -78,6 +81,7 @@ public final class SessionRegistry: Sendable {
     public func remove(id: String) {
         state.withLockedValue { state in
             if let entry = state.sessions.removeValue(forKey: id) { state.byCancelKey[entry.cancelKey] = nil }
+            Telemetry.sessions.set(state.sessions.count)
         }
     }
 

@@ -1,5 +1,6 @@
 import Foundation
 import GatehouseCore
+import GatehouseTelemetry
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
@@ -51,6 +52,8 @@ public actor SQLiteStore: GatehouseStore {
                 name TEXT PRIMARY KEY, groups TEXT NOT NULL, password_hash TEXT, expires_at TEXT,
                 disabled INTEGER NOT NULL DEFAULT 0, source TEXT NOT NULL)
             """,
+            "CREATE INDEX IF NOT EXISTS audit_events_actor ON audit_events (actor, seq)",
+            "CREATE INDEX IF NOT EXISTS audit_events_session ON audit_events (session, seq)",
             "CREATE TABLE IF NOT EXISTS revoked_tokens (id TEXT PRIMARY KEY, expires_at TEXT NOT NULL)",
             "CREATE TABLE IF NOT EXISTS user_token_cutoffs (user TEXT PRIMARY KEY, cutoff TEXT NOT NULL)",
             "CREATE TABLE IF NOT EXISTS access_requests (id TEXT PRIMARY KEY, body TEXT NOT NULL)",
@@ -136,17 +139,21 @@ public actor SQLiteStore: GatehouseStore {
                 ]
             }
             let rows = Array(repeating: "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", count: events.count).joined(separator: ", ")
+            let began = DispatchTime.now().uptimeNanoseconds
             do {
                 _ = try await connection.query(
                     "INSERT INTO audit_events (seq, time, type, actor, session, connection, source, detail, prev_hash, hash) VALUES \(rows)",
                     bindings)
                 lastSeq = seq
                 lastHash = hash
+                Telemetry.auditWriteLatency.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds &- began))
+                Telemetry.auditEvents.increment(by: Int64(events.count))
                 for observer in observers.withLockedValue({ $0 }) { observer(events) }
                 for (index, (_, waiter)) in batch.enumerated() {
                     if case .caller(let continuation) = waiter { continuation.resume(returning: events[index]) }
                 }
             } catch {
+                Telemetry.auditFailures.increment()
                 let failure = StoreError("cannot append to the audit log: \(error)")
                 for (_, waiter) in batch {
                     switch waiter {
@@ -203,6 +210,49 @@ public actor SQLiteStore: GatehouseStore {
     public func latestAuditEvents(count: Int) async throws -> [AuditEvent] {
         try await connection.query(
             "SELECT * FROM (SELECT * FROM audit_events ORDER BY seq DESC LIMIT ?) ORDER BY seq", [.integer(count)]
+        ).map(Self.event)
+    }
+
+    public func queryAudit(_ query: AuditQuery) async throws -> [AuditEvent] {
+        var clauses: [String] = []
+        var binds: [SQLiteData] = []
+        if let match = query.typeMatch {
+            if match.isPrefix {
+                // substr avoids LIKE's wildcards in the value.
+                clauses.append("substr(type, 1, ?) = ?")
+                binds += [.integer(match.value.count), .text(match.value)]
+            } else {
+                clauses.append("type = ?")
+                binds.append(.text(match.value))
+            }
+        }
+        for (column, value) in [("actor", query.actor), ("session", query.session), ("connection", query.connection)] {
+            if let value, !value.isEmpty {
+                clauses.append("\(column) = ?")
+                binds.append(.text(value))
+            }
+        }
+        if let since = query.since {
+            clauses.append("time >= ?")
+            binds.append(.text(Timestamp.format(since)))
+        }
+        if let until = query.until {
+            clauses.append("time < ?")
+            binds.append(.text(Timestamp.format(until)))
+        }
+        if let after = query.afterSeq {
+            clauses.append("seq > ?")
+            binds.append(.integer(Int(after)))
+        }
+        if let before = query.beforeSeq {
+            clauses.append("seq < ?")
+            binds.append(.integer(Int(before)))
+        }
+        let filter = clauses.isEmpty ? "" : " WHERE " + clauses.joined(separator: " AND ")
+        binds.append(.integer(max(0, query.limit)))
+        let order = query.newestFirst ? "DESC" : "ASC"
+        return try await connection.query(
+            "SELECT * FROM audit_events\(filter) ORDER BY seq \(order) LIMIT ?", binds
         ).map(Self.event)
     }
 

@@ -76,6 +76,8 @@ public protocol GatehouseStore: Sendable {
     func auditEvents(afterSeq: Int64, limit: Int) async throws -> [AuditEvent]
     /// The newest `count` events, oldest first.
     func latestAuditEvents(count: Int) async throws -> [AuditEvent]
+    /// Events that pass `query`, in the order it asks for, at most `query.limit`.
+    func queryAudit(_ query: AuditQuery) async throws -> [AuditEvent]
 
     func user(named name: String) async throws -> StoredUser?
     func users() async throws -> [StoredUser]

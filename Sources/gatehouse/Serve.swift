@@ -7,10 +7,13 @@ import GatehouseGeo
 import GatehouseHTTP
 import GatehouseProxy
 import GatehouseStore
+import GatehouseTelemetry
 import Hummingbird
 import Logging
+import Metrics
 import NIOConcurrencyHelpers
 import NIOCore
+import Prometheus
 import ServiceLifecycle
 
 struct Serve: AsyncParsableCommand {
@@ -42,6 +45,14 @@ struct Serve: AsyncParsableCommand {
             return handler
         }
         let logger = Logger(label: "gatehouse")
+        // Metrics go to a Prometheus registry that `/metrics` reads; bootstrapped before any instrument is made.
+        let metrics = PrometheusCollectorRegistry()
+        var factory = PrometheusMetricsFactory(registry: metrics)
+        factory.durationHistogramBuckets = [
+            "gatehouse_decision_duration_seconds": Telemetry.decisionBuckets.map { .nanoseconds(Int64($0 * 1e9)) },
+            "gatehouse_audit_write_duration_seconds": Telemetry.auditBuckets.map { .nanoseconds(Int64($0 * 1e9)) },
+        ]
+        MetricsSystem.bootstrap(factory)
         // Event-loop threads (default: one per core). Must be set before the first use of NIO's singletons.
         if let text = ProcessInfo.processInfo.environment["GATEHOUSE_EVENT_LOOPS"], let count = Int(text), count > 0 {
             NIOSingletons.groupLoopCountSuggestion = count
@@ -70,7 +81,7 @@ struct Serve: AsyncParsableCommand {
         let store = try await SQLiteStore.open(path: gatewayConfig.sqlitePath)
         // The store must be closed on every way out, or SQLite's connection traps at deinit.
         do {
-            try await serve(config: gatewayConfig, store: store, logger: logger)
+            try await serve(config: gatewayConfig, store: store, metrics: metrics, logger: logger)
         } catch {
             try? await store.close()
             throw error
@@ -78,7 +89,9 @@ struct Serve: AsyncParsableCommand {
         try await store.close()
     }
 
-    private func serve(config gatewayConfig: GatehouseConfig, store: SQLiteStore, logger: Logger) async throws {
+    private func serve(
+        config gatewayConfig: GatehouseConfig, store: SQLiteStore, metrics: PrometheusCollectorRegistry, logger: Logger
+    ) async throws {
         let identities = IdentityService(store: store)
         let disabled = try await identities.synchronise(
             with: gatewayConfig.users.map { ($0.name, $0.groups, $0.passwordHash, $0.expiresAt) },
@@ -131,7 +144,7 @@ struct Serve: AsyncParsableCommand {
             upstreamTLS: tls.upstream, logger: logger)
         let apiEnvironment = APIEnvironment(
             config: gatewayConfig, tokens: tokens, identities: identities, store: store, registry: registry, stepUp: stepUp,
-            grants: grants, logger: logger)
+            grants: grants, guardrails: guardrails, metrics: metrics, logger: logger)
 
         var demoToken: String?
         if config == nil, let demo = try await store.user(named: "demo") {
@@ -201,7 +214,8 @@ struct Banner: Sendable {
         var lines = [
             "Gatehouse is running.",
             "  PostgreSQL listener: \(pg)",
-            "  HTTP API:            \(http)",
+            "  HTTP API:            \(http)/api/v1  (OpenAPI: \(http)/api/v1/openapi.yaml)",
+            "  Web console:         \(http)/console",
             "  State store:         \(config.sqlitePath)",
             "  Guardrails:          \(config.policy.rules.count) rules (default \(config.policy.defaultAction.rawValue), unclassified statements \(config.policy.unclassifiedAction.rawValue))",
         ]

@@ -494,15 +494,20 @@ struct APIRoutesTests {
 
     // MARK: Audit
 
-    @Test func auditIsForAdminsOnly() async throws {
+    @Test func usersReadOnlyTheirOwnEventsAndNeverTheChainReport() async throws {
         let harness = try await Harness.make()
+        _ = try await harness.store.appendAudit(AuditRecord(.sessionStart, actor: "bob", session: "b1"))
+        _ = try await harness.store.appendAudit(AuditRecord(.sessionStart, actor: "alice", session: "a1"))
         let alice = try await harness.loginToken("alice")
         try await harness.test { client in
-            for uri in ["/api/v1/audit", "/api/v1/audit/verify", "/api/v1/audit?limit=5"] {
-                expectAPIError(
-                    try await client.send(.get, uri, token: alice), .forbidden, code: "forbidden",
-                    message: "this needs membership of the admins group")
-            }
+            let own = try await client.send(.get, "/api/v1/audit", token: alice).decode(API.AuditPage.self)
+            #expect(own.events.map(\.session) == ["a1"])
+            expectAPIError(
+                try await client.send(.get, "/api/v1/audit?actor=bob", token: alice), .forbidden, code: "forbidden",
+                message: "only admins and auditors read other users' events")
+            expectAPIError(
+                try await client.send(.get, "/api/v1/audit/verify", token: alice), .forbidden, code: "forbidden",
+                message: "this needs membership of the admins or auditors group")
         }
     }
 

@@ -8,6 +8,7 @@ import GatehouseStore
 import Hummingbird
 import HummingbirdTesting
 import Logging
+import Prometheus
 import Testing
 
 /// A clock the tests move by hand.
@@ -56,8 +57,21 @@ struct Harness {
     let identities: IdentityService
     let registry: SessionRegistry
     let config: GatehouseConfig
+    let stepUp: StepUpService
+    let grants: GrantService
+    let guardrails: Guardrails
+    let metrics: PrometheusCollectorRegistry
 
     static let start = Date(timeIntervalSince1970: 1_750_000_000)
+
+    /// Users beyond the three with passwords: carol audits, dave approves `dba` requests.
+    static let extraUsers: [(String, [String])] = [("carol", [Group.auditors]), ("dave", ["dba"])]
+
+    /// A configuration read from YAML (connections, policy, roles), as `gatehouse serve` would read it.
+    static func make(yaml: String) async throws -> Harness {
+        let parsed = try ConfigLoader(baseDirectory: NSTemporaryDirectory()).parse(yaml, file: "test.yaml")
+        return try await make { $0 = parsed }
+    }
 
     static func make(configure: (inout GatehouseConfig) -> Void = { _ in }) async throws -> Harness {
         let directory = (NSTemporaryDirectory() as NSString).appendingPathComponent("gatehouse-http-\(UUID().uuidString)")
@@ -70,19 +84,33 @@ struct Harness {
             try await store.saveUser(
                 StoredUser(user: User(name: name, groups: groups), source: .config, passwordHash: Seed.hashes[name]))
         }
+        for (name, groups) in extraUsers {
+            try await store.saveUser(StoredUser(user: User(name: name, groups: groups), source: .config, passwordHash: nil))
+        }
         let tokens = try await TokenService(signingKey: Array(repeating: 7, count: 32), store: store, now: now)
         var config = GatehouseConfig()
         configure(&config)
+        let logger = Logger(label: "gatehouse.test")
+        let stepUp = StepUpService(
+            store: store, sealingKey: Array(repeating: 9, count: 32), holdTimeout: 120, logger: logger, now: now)
+        let grants = GrantService(roles: config.roles, store: store, stepUp: stepUp, logger: logger, now: now)
+        try await grants.start { _, _ in }
         return Harness(
             directory: directory, clock: clock, store: store, tokens: tokens, identities: identities,
-            registry: SessionRegistry(), config: config)
+            registry: SessionRegistry(), config: config, stepUp: stepUp, grants: grants,
+            guardrails: Guardrails(policy: config.policy), metrics: PrometheusCollectorRegistry())
     }
 
+    var environment: APIEnvironment {
+        APIEnvironment(
+            config: config, tokens: tokens, identities: identities, store: store, registry: registry, stepUp: stepUp,
+            grants: grants, guardrails: guardrails, metrics: metrics, logger: Logger(label: "gatehouse.test"))
+    }
+
+    func router() -> Router<GatehouseRequestContext> { APIRoutes(environment: environment).buildRouter() }
+
     func application() -> some ApplicationProtocol {
-        let environment = APIEnvironment(
-            config: config, tokens: tokens, identities: identities, store: store, registry: registry,
-            logger: Logger(label: "gatehouse.test"))
-        return Application(router: APIRoutes(environment: environment).buildRouter())
+        Application(router: router())
     }
 
     /// Runs `body` against the router, then closes the store and removes the directory.
@@ -90,10 +118,12 @@ struct Harness {
         do {
             try await application().test(.router) { client in try await body(client) }
         } catch {
+            await grants.stop()
             try? await store.close()
             try? FileManager.default.removeItem(atPath: directory)
             throw error
         }
+        await grants.stop()
         try await store.close()
         try? FileManager.default.removeItem(atPath: directory)
     }

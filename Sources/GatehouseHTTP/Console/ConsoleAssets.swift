@@ -1,0 +1,87 @@
+/// The console's one script and one stylesheet, served from `/console/static/` so that the content
+/// security policy can forbid inline code.
+enum ConsoleAssets {
+    /// Keeps `[data-live]` regions current by polling their fragment URL every two seconds (a region
+    /// is left alone while someone is typing in it), and counts down `[data-expires]` times.
+    static let script = #"""
+        "use strict";
+        (function () {
+          function refresh(region) {
+            fetch(region.getAttribute("data-live"), { credentials: "same-origin", headers: { "Accept": "text/html" } })
+              .then(function (response) {
+                if (response.status === 401) { window.location.assign("/console/login"); return null; }
+                return response.ok ? response.text() : null;
+              })
+              .then(function (html) {
+                if (html === null || html === region.getAttribute("data-last")) { return; }
+                var active = document.activeElement;
+                if (active && region.contains(active) && active.value) { return; }
+                region.innerHTML = html;
+                region.setAttribute("data-last", html);
+                countdowns();
+              })
+              .catch(function () {});
+          }
+          function countdowns() {
+            document.querySelectorAll("[data-expires]").forEach(function (element) {
+              var left = Math.max(0, Math.round((Date.parse(element.getAttribute("data-expires")) - Date.now()) / 1000));
+              var minutes = Math.floor(left / 60), seconds = left % 60;
+              element.textContent = left === 0 ? "ended"
+                : minutes >= 60 ? Math.floor(minutes / 60) + "h " + (minutes % 60) + "m"
+                : minutes + "m " + String(seconds).padStart(2, "0") + "s";
+            });
+          }
+          document.addEventListener("DOMContentLoaded", function () {
+            document.querySelectorAll("[data-live]").forEach(function (region) {
+              setInterval(function () { refresh(region); }, 2000);
+            });
+            countdowns();
+            setInterval(countdowns, 1000);
+          });
+        })();
+        """#
+
+    static let stylesheet = #"""
+        :root { --ink: #1d2330; --muted: #5b6475; --line: #d9dde5; --accent: #1f5fbf; --deny: #b3261e; --ok: #1e7b34;
+          --warn: #8a5a00; --paper: #ffffff; --ground: #f4f6f9; }
+        * { box-sizing: border-box; }
+        body { margin: 0; font: 15px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: var(--ink); background: var(--ground); }
+        header { display: flex; align-items: center; gap: 24px; padding: 10px 24px; background: var(--ink); color: #fff; }
+        header .brand { font-weight: 700; letter-spacing: .02em; }
+        header nav a { color: #cfd6e4; text-decoration: none; margin-right: 16px; }
+        header nav a.here { color: #fff; border-bottom: 2px solid #fff; padding-bottom: 2px; }
+        header .who { margin-left: auto; display: flex; gap: 12px; align-items: center; color: #cfd6e4; }
+        header .who button { background: transparent; color: #fff; border: 1px solid #cfd6e4; }
+        main { max-width: 1180px; margin: 24px auto; padding: 0 24px; }
+        h1 { font-size: 22px; margin: 0 0 16px; }
+        h2 { font-size: 16px; margin: 24px 0 8px; }
+        .card { background: var(--paper); border: 1px solid var(--line); border-radius: 8px; padding: 14px 16px; margin-bottom: 12px; }
+        .card .meta { color: var(--muted); font-size: 13px; }
+        pre, code { font-family: ui-monospace, "SFMono-Regular", Menlo, monospace; font-size: 13px; }
+        pre { background: var(--ground); padding: 8px 10px; border-radius: 6px; white-space: pre-wrap; word-break: break-word; margin: 8px 0; }
+        table { width: 100%; border-collapse: collapse; background: var(--paper); border: 1px solid var(--line); }
+        th, td { text-align: left; padding: 7px 10px; border-bottom: 1px solid var(--line); vertical-align: top; font-size: 13px; }
+        th { background: #eef1f6; font-weight: 600; }
+        form.inline { display: inline-flex; gap: 6px; align-items: center; margin: 4px 8px 4px 0; }
+        form.filters { display: flex; flex-wrap: wrap; gap: 8px; align-items: end; margin-bottom: 12px; }
+        form.filters label, form.stack label { display: flex; flex-direction: column; font-size: 12px; color: var(--muted); gap: 2px; }
+        form.stack { display: grid; gap: 10px; max-width: 560px; }
+        input, select, textarea { font: inherit; padding: 6px 8px; border: 1px solid var(--line); border-radius: 6px; background: #fff; }
+        textarea { min-height: 90px; font-family: ui-monospace, Menlo, monospace; }
+        button { font: inherit; padding: 6px 12px; border-radius: 6px; border: 1px solid var(--accent); background: var(--accent); color: #fff; cursor: pointer; }
+        button.secondary { background: #fff; color: var(--accent); }
+        button.danger { background: var(--deny); border-color: var(--deny); }
+        .flash { padding: 10px 14px; border-radius: 6px; margin-bottom: 16px; background: #e8f1fd; border: 1px solid #b9d1f5; }
+        .flash.error { background: #fdecea; border-color: #f3b8b2; color: var(--deny); }
+        .badge { display: inline-block; padding: 1px 8px; border-radius: 10px; font-size: 12px; background: #eef1f6; color: var(--ink); }
+        .badge.allow, .badge.ok { background: #e3f4e8; color: var(--ok); }
+        .badge.deny, .badge.broken { background: #fdecea; color: var(--deny); }
+        .badge.step_up, .badge.approve, .badge.alert, .badge.pending { background: #fff4dc; color: var(--warn); }
+        .empty { color: var(--muted); font-style: italic; }
+        .chain { margin-bottom: 12px; }
+        .login { max-width: 380px; margin: 80px auto; }
+        .login h1 { text-align: center; }
+        .muted { color: var(--muted); }
+        .pager { margin-top: 10px; }
+        """#
+}
