@@ -2,11 +2,12 @@ import Foundation
 import GatehouseAuth
 import GatehouseCore
 import GatehouseHTTP
-@testable import GatehouseProxy
 import GatehouseStore
 import Hummingbird
 import HummingbirdTesting
 import Testing
+
+@testable import GatehouseProxy
 
 /// Who may see and do what: every API route, called by six principals on a fresh gateway each time.
 @Suite("Authorization matrix")
@@ -76,7 +77,9 @@ struct AuthorizationMatrixTests {
         Case("GET /api/v1/audit", signedIn),
         Case("GET /api/v1/audit/verify", seesAll),
         Case("GET /api/v1/audit/export", "/api/v1/audit/export?actor=alice", [401, 200, 403, 403, 200, 200]),
-        Case("PUT /api/v1/users/:name/password", "/api/v1/users/alice/password", body: #"{"password":"a-new-password-1"}"#, ownerOrAdmin),
+        Case(
+            "PUT /api/v1/users/:name/password", "/api/v1/users/alice/password", body: #"{"password":"a-new-password-1"}"#,
+            ownerOrAdmin),
         Case("GET /api/v1/users", seesAll),
         Case("GET /api/v1/groups", seesAll),
         Case("GET /api/v1/service-accounts", seesAll),
@@ -91,7 +94,9 @@ struct AuthorizationMatrixTests {
         // Each caller confirms only their own enrolment: alice's code is wrong, the others have none.
         Case("POST /api/v1/mfa/confirm", body: #"{"code":"123456"}"#, [401, 401, 409, 409, 409, 409]),
         Case("GET /api/v1/challenges", signedIn),
-        Case("POST /api/v1/challenges/:id/verify", "/api/v1/challenges/c-step/verify", body: #"{"code":"{code}"}"#, ownerOrAdmin.replacing(5, 403)),
+        Case(
+            "POST /api/v1/challenges/:id/verify", "/api/v1/challenges/c-step/verify", body: #"{"code":"{code}"}"#,
+            ownerOrAdmin.replacing(5, 403)),
         Case("POST /api/v1/challenges/:id/approve", "/api/v1/challenges/c-approve/approve", approverOnly),
         Case("POST /api/v1/challenges/:id/deny", "/api/v1/challenges/c-approve/deny", approverOnly),
         Case(
@@ -160,7 +165,9 @@ struct AuthorizationMatrixTests {
     func everyRouteIsCoveredAndDocumented() async throws {
         let harness = try await Harness.make(yaml: Self.yaml)
         let routes = Set(
-            harness.router().routes.map { "\($0.method) \($0.path)" }.filter { !$0.contains(" /console") && !$0.hasSuffix(" /console") }
+            harness.router().routes.map { "\($0.method) \($0.path)" }.filter {
+                !$0.contains(" /console") && !$0.hasSuffix(" /console")
+            }
         )
         // The router writes parameters as {id}; the table as Hummingbird's :id.
         let braced = Self.cases.map { $0.route.replacing(/:([a-z]+)/) { "{\($0.output.1)}" } }

@@ -1,0 +1,183 @@
+import Foundation
+import GatehouseCore
+import GatehouseHTTP
+import GatehouseStore
+import Hummingbird
+import HummingbirdTesting
+import Prometheus
+import Testing
+
+/// What the read routes answer, the audit filters and export, throttling, and `/metrics`.
+@Suite("API read routes, audit queries, throttles and metrics")
+struct APIReadRoutesTests {
+    @Test func auditFiltersAgreeWithTheQueryValue() async throws {
+        let harness = try await Harness.make()
+        let records: [AuditRecord] = [
+            AuditRecord(.sessionStart, actor: "alice", session: "a1", connection: "app"),
+            AuditRecord(.statementDenied, actor: "alice", session: "a1", connection: "app"),
+            AuditRecord(.statementAllowed, actor: "bob", session: "b1", connection: "crm"),
+            AuditRecord(.grantActivated, actor: "dave"),
+            AuditRecord(.statementHeld, actor: "bob", session: "b1", connection: "crm"),
+        ]
+        for record in records {
+            _ = try await harness.store.appendAudit(record)
+            harness.clock.advance(60)
+        }
+        let all = try await harness.auditEvents()
+        let middle = try #require(Timestamp.parse(all[2].time))
+        let queries: [AuditQuery] = [
+            AuditQuery(type: "statement."), AuditQuery(type: "statement*"), AuditQuery(type: "statement.denied"),
+            AuditQuery(type: "statement"), AuditQuery(actor: "bob"), AuditQuery(session: "a1"),
+            AuditQuery(connection: "crm"), AuditQuery(since: middle), AuditQuery(until: middle),
+            AuditQuery(type: "statement.", actor: "bob", since: middle),
+        ]
+        for query in queries {
+            let stored = try await harness.store.queryAudit(query).map(\.seq)
+            let expected = all.filter(query.matches).map(\.seq)
+            #expect(stored == expected, "\(query)")
+        }
+        #expect(try await harness.store.queryAudit(AuditQuery(type: "statement.")).count == 3)
+        #expect(try await harness.store.queryAudit(AuditQuery(type: "statement")).isEmpty)
+        let newest = try await harness.store.queryAudit(AuditQuery(beforeSeq: 5, limit: 2, newestFirst: true))
+        #expect(newest.map(\.seq) == [4, 3])
+        try await harness.test { _ in }
+    }
+
+    @Test func adminsQueryAndExportTheTrailWithFilters() async throws {
+        let harness = try await Harness.make()
+        for n in 1...7 {
+            _ = try await harness.store.appendAudit(
+                AuditRecord(n.isMultiple(of: 2) ? .statementDenied : .statementAllowed, actor: "alice", session: "s\(n)"))
+        }
+        let admin = try await harness.loginToken("admin")
+        try await harness.test { client in
+            let denied = try await client.send(.get, "/api/v1/audit?type=statement.denied&order=desc", token: admin)
+                .decode(API.AuditPage.self)
+            #expect(denied.events.map(\.session) == ["s6", "s4", "s2"])
+            expectAPIError(
+                try await client.send(.get, "/api/v1/audit?since=yesterday", token: admin), .badRequest, code: "bad_request",
+                messageContains: "since must be a date")
+            expectAPIError(
+                try await client.send(.get, "/api/v1/audit?order=sideways", token: admin), .badRequest, code: "bad_request")
+
+            let export = try await client.send(.get, "/api/v1/audit/export?type=statement.", token: admin)
+            #expect(export.status == .ok)
+            #expect(export.headers[.contentType] == "application/x-ndjson")
+            let lines = export.text.split(separator: "\n")
+            #expect(lines.count == 7)
+            let events = try lines.map { try JSONDecoder().decode(AuditEvent.self, from: Data($0.utf8)) }
+            #expect(events.map(\.seq) == events.map(\.seq).sorted())
+            // The exported events are the stored ones, hashes and all: the chain verifies offline.
+            var verifier = AuditChain.Verifier()
+            for event in try await harness.auditEvents() { verifier.add(event) }
+            #expect(verifier.report.isIntact)
+            #expect(Set(events.map(\.hash)).isSubset(of: Set(try await harness.auditEvents().map(\.hash))))
+        }
+    }
+
+    @Test func directoryRoutesShowPeopleAndConnectionsButNoSecrets() async throws {
+        let harness = try await Harness.make(yaml: AuthorizationMatrixTests.yaml)
+        let carol = try await harness.loginToken("carol")
+        let alice = try await harness.loginToken("alice")
+        try await harness.test { client in
+            let users = try await client.send(.get, "/api/v1/users", token: carol).decode(API.Users.self)
+            #expect(users.users.map(\.name) == ["admin", "alice", "bob", "carol", "dave"])
+            #expect(users.users.first { $0.name == "alice" }?.has_password == true)
+            #expect(users.users.first { $0.name == "carol" }?.has_password == false)
+            let groups = try await client.send(.get, "/api/v1/groups", token: carol).decode(API.Groups.self)
+            #expect(groups.groups.first { $0.name == "developer" }?.members == ["alice", "bob"])
+            #expect(groups.groups.first { $0.name == "auditors" }?.members == ["carol"])
+
+            let connections = try await client.send(.get, "/api/v1/connections", token: alice)
+            #expect(try connections.decode(API.Connections.self).connections.map(\.name) == ["app"])
+            #expect(!connections.text.contains("password"))
+
+            let policy = try await client.send(.get, "/api/v1/policy", token: alice).decode(API.PolicyView.self)
+            #expect(policy.rules.map(\.name) == ["developers-read-only"])
+            #expect(policy.rules[0].conditions == ["groups: developer", "not elevated", "writes"])
+        }
+    }
+
+    @Test func theDryRunAnswersAsTheGatewayWould() async throws {
+        let harness = try await Harness.make(yaml: AuthorizationMatrixTests.yaml)
+        let alice = try await harness.loginToken("alice")
+        try await harness.test { client in
+            let denied = try await client.send(
+                .post, "/api/v1/policy/test", token: alice,
+                json: #"{"sql":"DELETE FROM orders WHERE id = 1","connection":"app"}"#
+            ).decode(API.PolicyTestResult.self)
+            #expect(denied.user == "alice")
+            #expect(denied.decision.action == .deny)
+            #expect(denied.decision.matched.map(\.name) == ["developers-read-only"])
+            #expect(denied.inspection.statements.count == 1)
+            let elevated = try await client.send(
+                .post, "/api/v1/policy/test", token: alice,
+                json: #"{"sql":"DELETE FROM orders WHERE id = 1","connection":"app","roles":["dba"]}"#
+            ).decode(API.PolicyTestResult.self)
+            #expect(elevated.decision.action == .allow)
+            expectAPIError(
+                try await client.send(
+                    .post, "/api/v1/policy/test", token: alice, json: #"{"sql":"SELECT 1","connection":"nowhere"}"#),
+                .notFound, code: "not_found", message: "connection nowhere is not configured")
+            let unparsable = try await client.send(
+                .post, "/api/v1/policy/test", token: alice, json: #"{"sql":"SELEC 1","connection":"app"}"#
+            ).decode(API.PolicyTestResult.self)
+            #expect(unparsable.decision.action == .deny)
+        }
+    }
+
+    @Test func passwordGuessesAreThrottledPerAccount() async throws {
+        let harness = try await Harness.make()
+        try await harness.test { client in
+            for _ in 1...5 {
+                let response = try await client.send(
+                    .post, "/api/v1/login", json: #"{"user":"alice","password":"wrong-password"}"#)
+                #expect(response.status == .unauthorized)
+            }
+            let limited = try await client.send(.post, "/api/v1/login", json: #"{"user":"alice","password":"wrong-password"}"#)
+            expectAPIError(limited, .tooManyRequests, code: "rate_limited", messageContains: "too many sign-in attempts")
+            #expect(Int(limited.headers[.retryAfter] ?? "") ?? 0 >= 1)
+            // Even the right password waits: the bucket counts attempts, not failures.
+            let right = try await client.send(
+                .post, "/api/v1/login", json: #"{"user":"alice","password":"\#(Seed.alicePassword)"}"#)
+            #expect(right.status == .tooManyRequests)
+            // Another account is not affected, and time refills the bucket.
+            let bob = try await client.send(.post, "/api/v1/login", json: #"{"user":"bob","password":"\#(Seed.bobPassword)"}"#)
+            #expect(bob.status == .ok)
+            harness.clock.advance(60)
+            let later = try await client.send(
+                .post, "/api/v1/login", json: #"{"user":"alice","password":"\#(Seed.alicePassword)"}"#)
+            #expect(later.status == .ok)
+        }
+    }
+
+    @Test func metricsAreServedInPrometheusTextFormat() async throws {
+        let harness = try await Harness.make()
+        harness.metrics.makeCounter(name: "gatehouse_statements_total", labels: [("decision", "deny")]).increment(by: Int64(3))
+        let carol = try await harness.loginToken("carol")
+        try await harness.test { client in
+            let response = try await client.send(.get, "/metrics", token: carol)
+            #expect(response.status == .ok)
+            #expect(response.headers[.contentType]?.hasPrefix("text/plain; version=0.0.4") == true)
+            #expect(response.text.contains(#"gatehouse_statements_total{decision="deny"} 3"#))
+        }
+    }
+}
+
+@Suite("Rate limiter")
+struct RateLimiterTests {
+    @Test func aBucketEmptiesThenRefillsAtItsRate() {
+        var limiter = RateLimiter(burst: 3, perMinute: 6)
+        let start = Date(timeIntervalSince1970: 1_000_000)
+        for _ in 1...3 { #expect(limiter.take("a", at: start) == nil) }
+        let wait = limiter.take("a", at: start)
+        #expect(wait != nil && abs(wait! - 10) < 0.001)
+        #expect(limiter.take("b", at: start) == nil)
+        #expect(limiter.take("a", at: start.addingTimeInterval(9)) != nil)
+        #expect(limiter.take("a", at: start.addingTimeInterval(10)) == nil)
+        // A long pause refills only up to the burst.
+        let later = start.addingTimeInterval(3600)
+        for _ in 1...3 { #expect(limiter.take("a", at: later) == nil) }
+        #expect(limiter.take("a", at: later) != nil)
+    }
+}
