@@ -22,6 +22,7 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     ],
     targets: [
@@ -191,6 +192,10 @@ let package = Package(
         // Drives the real `gatehouse` binary with real `psql` against a real PostgreSQL.
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["GatehouseCore", "GatehouseTestSupport", .product(name: "Crypto", package: "swift-crypto")]),
+            dependencies: [
+                "GatehouseCore", "GatehouseTestSupport", .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]),
     ]
 )

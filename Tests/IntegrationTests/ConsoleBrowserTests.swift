@@ -1,0 +1,150 @@
+import Foundation
+import GatehouseCore
+import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// The web console in a real browser: headless Chromium signs in, approves a JIT request, verifies a
+/// step-up challenge while psql waits, terminates a session, and screenshots the pages it used.
+@Suite("Web console in headless Chromium", .timeLimit(.minutes(5)))
+struct ConsoleBrowserTests {
+    static let config = """
+        roles:
+          - name: dba
+            requesters: [developer]
+            max_duration: 1h
+            reason: {required: true}
+            approvers: {groups: [dba]}
+        policy:
+          rules:
+            - name: writes-need-step-up
+              match: {writes: true}
+              action: step_up
+              message: writes need a fresh second factor
+        """
+
+    /// Where screenshots go: scripts/test keeps them in test-artifacts/; a bare run keeps them in scratch.
+    static func artifact(_ name: String) throws -> String {
+        let environment = ProcessInfo.processInfo.environment
+        var directory = environment["GATEHOUSE_TEST_ARTIFACTS"] ?? ""
+        if directory.isEmpty { directory = "\(try TestCluster.fromEnvironment().scratch)/artifacts" }
+        return "\(directory)/console/\(name)"
+    }
+
+    static func signIn(
+        _ browser: Browser, _ gateway: Gateway, user: String, password: String, code: String? = nil
+    )
+        async throws
+    {
+        try await browser.open("\(gateway.server)/console/login")
+        try await browser.type("#user", user)
+        try await browser.type("#password", password)
+        if let code { try await browser.type("#code", code) }
+        try await browser.click("#sign-in")
+        try await browser.waitForText("id=\"whoami\">\(user)")
+        #expect(try await browser.url.hasSuffix("/console/inbox"))
+    }
+
+    static func signOut(_ browser: Browser) async throws {
+        try await browser.click("#sign-out")
+        _ = try await browser.element("#login-form")
+    }
+
+    @Test("sign in, approve a request, verify a held statement, terminate a session, read the audit trail")
+    func consoleFlow() async throws {
+        let gateway = try await Gateway.start(extraConfig: Self.config)
+        let browser = try await Browser.start()
+        do {
+            try await flow(gateway, browser)
+        } catch {
+            try? await browser.screenshot(to: try Self.artifact("failure.png"))
+            await browser.quit()
+            throw error
+        }
+        await browser.quit()
+    }
+
+    private func flow(_ gateway: Gateway, _ browser: Browser) async throws {
+        // alice enrols a second factor; the confirming code is the previous step's, so that the next
+        // two steps are left for signing in and for verifying (a code is good once).
+        let token = try await gateway.aliceToken()
+        let enrol = try await gateway.cli("alice", ["mfa", "enroll", "--json"])
+        #expect(enrol.status == 0, "\(enrol)")
+        let secret = try #require(
+            (try JSONSerialization.jsonObject(with: Data(enrol.stdout.utf8)) as? [String: Any])?["secret"] as? String)
+        let totp = TOTP(secret: try #require(Base32.decode(secret)))
+        let start = Date()
+        let confirm = try await gateway.cli("alice", ["mfa", "confirm", totp.code(at: start.addingTimeInterval(-30))])
+        #expect(confirm.status == 0, "\(confirm)")
+
+        // 1. alice asks for the dba role; bob (an approver) approves it in the console.
+        let request = try await gateway.cli(
+            "alice", ["request", "dba", "--duration", "30m", "--reason", "OPS-12 fix the import", "--no-wait"])
+        #expect(request.status == 0, "\(request)")
+        let requestID = try GrantTests.requestID(request.stdout + request.stderr)
+        try await Self.signIn(browser, gateway, user: "bob", password: Gateway.bobPassword)
+        try await browser.waitForText("id=\"request-\(requestID)\"")
+        #expect(try await browser.text("#request-\(requestID)").contains("OPS-12 fix the import"))
+        try await browser.screenshot(to: try Self.artifact("inbox-approver.png"))
+        try await browser.click("#approve-\(requestID)")
+        try await browser.waitForText("is now approved")
+        let grants = try await gateway.cli("alice", ["requests"])
+        #expect(grants.stdout.contains(requestID) && grants.stdout.contains("approved"), "\(grants)")
+        try await Self.signOut(browser)
+
+        // 2. alice signs in with password and code, and sees her grant with the time left.
+        try await Self.signIn(
+            browser, gateway, user: "alice", password: Gateway.alicePassword, code: totp.code(at: start))
+        try await browser.click("#nav-grants")
+        try await browser.waitForText("id=\"grant-\(requestID)\"")
+
+        // 3. A write waits in psql for step-up; the inbox shows it without a reload; alice verifies it.
+        try await browser.click("#nav-inbox")
+        _ = try await browser.element("#inbox-empty")
+        let table = uniqueTable("console")
+        let psql = try gateway.startPsql(password: token, ["-c", "create table \(table) (id int)", "-c", "select 'released'"])
+        let challenge = try await StepUpTests.challengeID(of: psql)
+        try await browser.waitForText("id=\"challenge-\(challenge)\"")
+        #expect(try await browser.text("#challenge-\(challenge)").contains("create table \(table)"))
+        try await browser.screenshot(to: try Self.artifact("inbox.png"))
+        try await browser.type("#code-\(challenge)", totp.code(at: start.addingTimeInterval(30)))
+        try await browser.click("#verify-\(challenge)")
+        try await browser.waitForText("Verified: the held statement runs now.")
+        let released = try await psql.wait(timeout: 30)
+        #expect(released.status == 0, "\(released)")
+        #expect(released.stdout.contains("released"), "\(released)")
+        try await Self.signOut(browser)
+
+        // 4. The administrator terminates a live session from the sessions page.
+        let sleeper = try gateway.startPsql(password: token, ["-c", "select pg_sleep(60)"])
+        guard let adminPassword = gateway.adminPassword else { throw HarnessError("no admin password was printed") }
+        try await Self.signIn(browser, gateway, user: "admin", password: adminPassword)
+        try await browser.click("#nav-sessions")
+        try await browser.waitForText("<td>alice</td>")
+        try await browser.type("tr.session input[name=reason]", "console test")
+        try await browser.click("tr.session button.danger")
+        try await browser.waitForText("was terminated")
+        let ended = try await sleeper.wait(timeout: 30)
+        #expect(ended.status != 0)
+        #expect(ended.stderr.contains("terminating connection: console test"), "\(ended)")
+
+        // 5. The audit trail shows what happened, with the chain verified.
+        try await browser.click("#nav-audit")
+        try await browser.waitForText("chain intact")
+        for type in ["request.approved", "challenge.verified", "session.terminated", "login.success"] {
+            try await browser.waitForText(type)
+        }
+        try await browser.screenshot(to: try Self.artifact("audit.png"))
+        try await browser.type("#audit-filters input[name=type]", "challenge.")
+        try await browser.click("#audit-apply")
+        try await browser.waitForText("challenge.verified")
+        #expect(try await !browser.source.contains("session.terminated"))
+        try await Self.signOut(browser)
+        for name in ["inbox-approver.png", "inbox.png", "audit.png"] {
+            let size = (try FileManager.default.attributesOfItem(atPath: try Self.artifact(name))[.size] as? Int) ?? 0
+            #expect(size > 10_000, "\(name) is \(size) bytes")
+        }
+    }
+}

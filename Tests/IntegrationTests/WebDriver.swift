@@ -1,0 +1,161 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+
+/// A small W3C WebDriver client for headless Chromium through chromedriver (Debian `chromium` and
+/// `chromium-driver`, installed by scripts/setup). Missing binaries fail the test; they never skip it.
+final class Browser: @unchecked Sendable {
+    // Safe: every stored property is set once in `start` and only read afterwards.
+    static let driverPath = "/usr/bin/chromedriver"
+    static let chromiumPath = "/usr/bin/chromium"
+    static let elementKey = "element-6066-11e4-a52e-4f735466cecf"
+
+    private let driver: RunningCommand
+    private let base: String
+    private let session: String
+
+    private init(driver: RunningCommand, base: String, session: String) {
+        self.driver = driver
+        self.base = base
+        self.session = session
+    }
+
+    static func start() async throws -> Browser {
+        for path in [driverPath, chromiumPath] where !FileManager.default.isExecutableFile(atPath: path) {
+            throw HarnessError(
+                "\(path) is missing: the console test needs Debian's chromium and chromium-driver (scripts/setup installs them)")
+        }
+        let port = try freePort()
+        let driver = try Command.start(driverPath, ["--port=\(port)"])
+        let base = "http://127.0.0.1:\(port)"
+        var ready = false
+        var problem = "no answer"
+        for _ in 0..<100 {
+            // Any answer to /status means the driver listens; a new session is what proves Chromium starts.
+            do {
+                if try await call(base, "GET", "/status") is [String: Any] {
+                    ready = true
+                    break
+                }
+            } catch {
+                problem = "\(error)"
+            }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        guard ready else {
+            driver.signal(SIGTERM)
+            throw HarnessError("chromedriver did not become ready (\(problem)): \(driver.stdout) \(driver.stderr)")
+        }
+        let capabilities: [String: Any] = [
+            "capabilities": [
+                "alwaysMatch": [
+                    "browserName": "chrome",
+                    "goog:chromeOptions": [
+                        "binary": chromiumPath,
+                        "args": [
+                            "--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                            "--window-size=1280,1000",
+                        ],
+                    ],
+                ]
+            ]
+        ]
+        let created = try await call(base, "POST", "/session", capabilities)
+        guard let session = (created as? [String: Any])?["sessionId"] as? String else {
+            driver.signal(SIGTERM)
+            throw HarnessError("chromedriver did not open a session: \(String(describing: created))")
+        }
+        return Browser(driver: driver, base: base, session: session)
+    }
+
+    func quit() async {
+        _ = try? await Self.call(base, "DELETE", "/session/\(session)")
+        driver.signal(SIGTERM)
+        _ = try? await driver.wait(timeout: 10)
+    }
+
+    // MARK: Commands
+
+    func open(_ url: String) async throws { _ = try await command("POST", "/url", ["url": url]) }
+
+    var url: String {
+        get async throws { try await command("GET", "/url") as? String ?? "" }
+    }
+
+    var source: String {
+        get async throws { try await command("GET", "/source") as? String ?? "" }
+    }
+
+    /// The first element matching `css`, waiting up to `timeout` seconds for it to appear.
+    func element(_ css: String, timeout: Double = 10) async throws -> String {
+        let deadline = Date().addingTimeInterval(timeout)
+        while true {
+            if let found = try? await command("POST", "/element", ["using": "css selector", "value": css]),
+                let id = (found as? [String: Any])?[Self.elementKey] as? String
+            {
+                return id
+            }
+            guard Date() < deadline else { throw HarnessError("no element matches \(css) on \(try await url)") }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+    }
+
+    /// Waits until the page's text contains `text` (live regions update without a reload).
+    func waitForText(_ text: String, timeout: Double = 15) async throws {
+        let deadline = Date().addingTimeInterval(timeout)
+        while true {
+            if try await source.contains(text) { return }
+            guard Date() < deadline else { throw HarnessError("'\(text)' did not appear on \(try await url)") }
+            try await Task.sleep(for: .milliseconds(250))
+        }
+    }
+
+    func type(_ css: String, _ text: String) async throws {
+        let id = try await element(css)
+        _ = try await command("POST", "/element/\(id)/clear", [:] as [String: String])
+        _ = try await command("POST", "/element/\(id)/value", ["text": text])
+    }
+
+    func click(_ css: String) async throws {
+        let id = try await element(css)
+        _ = try await command("POST", "/element/\(id)/click", [:] as [String: String])
+    }
+
+    func text(_ css: String) async throws -> String {
+        let id = try await element(css)
+        return try await command("GET", "/element/\(id)/text") as? String ?? ""
+    }
+
+    /// Saves a PNG of the viewport.
+    func screenshot(to path: String) async throws {
+        guard let encoded = try await command("GET", "/screenshot") as? String, let data = Data(base64Encoded: encoded) else {
+            throw HarnessError("chromedriver returned no screenshot")
+        }
+        try FileManager.default.createDirectory(
+            atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        try data.write(to: URL(fileURLWithPath: path))
+    }
+
+    private func command(_ method: String, _ path: String, _ body: Any? = nil) async throws -> Any? {
+        try await Self.call(base, method, "/session/\(session)\(path)", body)
+    }
+
+    /// One WebDriver call: JSON in, the `value` member out; WebDriver errors become HarnessErrors.
+    private static func call(_ base: String, _ method: String, _ path: String, _ body: Any? = nil) async throws -> Any? {
+        var request = HTTPClientRequest(url: base + path)
+        request.method = .init(rawValue: method)
+        if let body {
+            request.body = .bytes(ByteBuffer(bytes: try JSONSerialization.data(withJSONObject: body)))
+            request.headers.add(name: "Content-Type", value: "application/json")
+        }
+        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(60))
+        let data = Data(try await response.body.collect(upTo: 64 << 20).readableBytesView)
+        let object = try JSONSerialization.jsonObject(with: data) as? [String: Any]
+        let value = object?["value"]
+        if response.status.code >= 400 {
+            let error = (value as? [String: Any])?["message"] as? String ?? String(decoding: data, as: UTF8.self)
+            throw HarnessError("WebDriver \(method) \(path): \(error.prefix(300))")
+        }
+        return value
+    }
+}
