@@ -186,7 +186,7 @@ struct Sessions: AsyncParsableCommand {
 
 struct Audit: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Read and verify the tamper-evident audit log (admins).",
+        abstract: "Read and verify the tamper-evident audit log (everything for admins and auditors; your own events otherwise).",
         subcommands: [Tail.self, Export.self, Verify.self])
 
     struct Tail: AsyncParsableCommand {
@@ -199,9 +199,30 @@ struct Audit: AsyncParsableCommand {
         @Flag(name: .shortAndLong, help: "Keep printing new events as they are written.")
         var follow = false
 
+        @Option(help: "Only this event type, or a family such as statement. or grant.*")
+        var type: String?
+
+        @Option(help: "Only events caused by this user.")
+        var actor: String?
+
+        @Option(help: "Only events of this session.")
+        var session: String?
+
+        @Option(help: "Only events on this connection.")
+        var connection: String?
+
+        @Option(help: "Only events at or after this time (RFC 3339 or a date).")
+        var since: String?
+
         func run() async throws {
             let client = try APIClient.loggedIn(server: options.server)
-            var page = try await client.send("GET", "audit?limit=\(max(1, count))", as: API.AuditPage.self)
+            var filter = URLComponents()
+            filter.queryItems = [
+                ("type", type), ("actor", actor), ("session", session), ("connection", connection), ("since", since),
+            ]
+            .compactMap { name, value in value.map { URLQueryItem(name: name, value: $0) } }
+            let filters = filter.percentEncodedQuery.map { "&" + $0 } ?? ""
+            var page = try await client.send("GET", "audit?limit=\(max(1, count))\(filters)", as: API.AuditPage.self)
             while true {
                 for event in page.events {
                     if options.json { print(event.jsonLine()) } else { print(Self.line(event)) }
@@ -209,7 +230,8 @@ struct Audit: AsyncParsableCommand {
                 fflush(nil)
                 guard follow else { return }
                 try await Task.sleep(for: .seconds(1))
-                page = try await client.send("GET", "audit?after=\(page.next_after)&limit=1000", as: API.AuditPage.self)
+                page = try await client.send(
+                    "GET", "audit?after=\(page.next_after)&limit=1000\(filters)", as: API.AuditPage.self)
             }
         }
 
@@ -286,7 +308,31 @@ struct Audit: AsyncParsableCommand {
 }
 
 struct Users: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Manage users' passwords.", subcommands: [SetPassword.self])
+    static let configuration = CommandConfiguration(
+        abstract: "List users and set passwords.", subcommands: [List.self, SetPassword.self])
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "List users and service accounts, with groups and second factors (admins and auditors).")
+        @OptionGroup var options: ClientOptions
+
+        func run() async throws {
+            let response = try await APIClient.loggedIn(server: options.server).send("GET", "users", as: API.Users.self)
+            if options.json { return try printJSON(response) }
+            print("NAME             KIND      GROUPS                    2FA  STATE")
+            for user in response.users {
+                let state = user.disabled ? "disabled" : user.expires_at.map { "expires \($0)" } ?? "active"
+                print(
+                    [
+                        user.name.padding(toLength: 16, withPad: " ", startingAt: 0),
+                        user.kind.padding(toLength: 9, withPad: " ", startingAt: 0),
+                        user.groups.joined(separator: ",").padding(toLength: 25, withPad: " ", startingAt: 0),
+                        (user.second_factor ? "yes" : "no").padding(toLength: 4, withPad: " ", startingAt: 0), state,
+                    ]
+                    .joined(separator: " "))
+            }
+        }
+    }
 
     struct SetPassword: AsyncParsableCommand {
         static let configuration = CommandConfiguration(

@@ -3,12 +3,13 @@ import Foundation
 import GatehouseConfig
 import GatehouseCore
 import GatehouseGeo
+import GatehouseHTTP
 import GatehousePolicy
 import SQLInspection
 
 struct PolicyCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "policy", abstract: "Check guardrail policies and try statements against them, offline.",
+        commandName: "policy", abstract: "Check guardrail policies and try statements against them (offline, or on the gateway).",
         subcommands: [Check.self, Test.self, Inspect.self])
 
     struct Check: AsyncParsableCommand {
@@ -35,14 +36,21 @@ struct PolicyCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract:
                 "Show what the gateway would decide for a statement: the action, the rules that matched and the statement facts.",
-            discussion: "Exits 0 when the statement would run (allow, alert), 3 when it would be denied, 4 when it would be held."
+            discussion: """
+                With --config, judges offline against that file. Without it, asks the running gateway (its policy in
+                force now), as yourself; admins and auditors may give --user.
+                Exits 0 when the statement would run (allow, alert), 3 when it would be denied, 4 when it would be held.
+                """
         )
 
-        @Option(help: "The configuration file.")
-        var config: String
+        @Option(help: "A configuration file to judge against offline (default: ask the gateway you are logged in to).")
+        var config: String?
 
-        @Option(help: "The Gatehouse user (groups come from the configuration).")
-        var user: String
+        @Option(help: "The gateway's HTTP API, when asking it (default: the one you logged in to).")
+        var server: String?
+
+        @Option(help: "The Gatehouse user (needed with --config; groups come from the configuration).")
+        var user: String?
 
         @Option(help: "The connection name.")
         var connection: String
@@ -72,19 +80,28 @@ struct PolicyCommand: AsyncParsableCommand {
         var json = false
 
         func validate() throws {
+            if config != nil, user == nil { throw ValidationError("--user is needed with --config") }
             if let at, Timestamp.parse(at) == nil, ISO8601DateFormatter().date(from: at) == nil {
                 throw ValidationError("--at must be an RFC 3339 time such as 2026-11-28T22:00:00Z")
             }
         }
 
         func run() async throws {
-            let config = try loadConfig(self.config)
+            guard let file = self.config, let user else {
+                let body = API.PolicyTestRequest(
+                    sql: sql, connection: connection, user: user, source: from, application: application, country: country,
+                    roles: role, new_device: newDevice, at: at)
+                let result = try await APIClient.loggedIn(server: server).send(
+                    "POST", "policy/test", body: body, as: API.PolicyTestResult.self)
+                return try report(result.decision, result.inspection)
+            }
+            let config = try loadConfig(file)
             guard let entry = config.users.first(where: { $0.name == user }) else {
                 throw CLIError(
-                    "user '\(user)' is not in \(self.config) (declared: \(config.users.map(\.name).joined(separator: ", ")))")
+                    "user '\(user)' is not in \(file) (declared: \(config.users.map(\.name).joined(separator: ", ")))")
             }
             if !config.connections.isEmpty, config.connection(named: connection) == nil {
-                throw CLIError("connection '\(connection)' is not in \(self.config)")
+                throw CLIError("connection '\(connection)' is not in \(file)")
             }
             let now = at.flatMap { Timestamp.parse($0) ?? ISO8601DateFormatter().date(from: $0) } ?? Date()
             var country = self.country?.uppercased()
@@ -99,7 +116,10 @@ struct PolicyCommand: AsyncParsableCommand {
                 applicationName: application, sessionStartedAt: now, lastActivityAt: now, grants: grants, now: now,
                 newDevice: newDevice)
             let inspection = Inspector.inspect(sql)
-            let decision = config.policy.evaluate(inspection, in: context)
+            try report(config.policy.evaluate(inspection, in: context), inspection)
+        }
+
+        func report(_ decision: Decision, _ inspection: Inspection) throws {
             if json {
                 struct Output: Encodable {
                     var decision: Decision
