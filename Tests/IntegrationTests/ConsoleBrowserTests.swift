@@ -139,6 +139,7 @@ struct ConsoleBrowserTests {
         try await browser.screenshot(to: try Self.artifact("audit.png"))
         try await browser.type("#audit-filters input[name=type]", "challenge.")
         try await browser.click("#audit-apply")
+        try await browser.waitForURL(containing: "type=challenge.")
         try await browser.waitForText("challenge.verified")
         #expect(try await !browser.source.contains("session.terminated"))
         try await Self.signOut(browser)

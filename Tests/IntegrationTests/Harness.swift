@@ -284,7 +284,8 @@ final class Gateway: @unchecked Sendable {
             cluster.gatehouse, ["serve", "--config", configFile],
             environment: ["TEST_SCRAM_PASSWORD": cluster.scramPassword, "TEST_TLS_PASSWORD": cluster.tlsPassword])
         self.process = process
-        try await process.waitForOutput("Gatehouse is running.")
+        // A hang guard, generous: the whole suite (browsers, pgbench, 40 gateways) shares two cores.
+        try await process.waitForOutput("Gatehouse is running.", timeout: 120)
         let output = process.stdout
         if let range = output.range(of: "created administrator 'admin' with password: ") {
             adminPassword = String(output[range.upperBound...].prefix { !$0.isWhitespace })

@@ -110,6 +110,18 @@ final class Browser: @unchecked Sendable {
         }
     }
 
+    /// Waits until the browser has navigated to a URL containing `text`.
+    func waitForURL(containing text: String, timeout: Double = 15) async throws {
+        let deadline = Date().addingTimeInterval(timeout)
+        while true {
+            if try await url.contains(text) { return }
+            guard Date() < deadline else {
+                throw HarnessError("the browser did not reach a URL with '\(text)': \(try await url)")
+            }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+    }
+
     func type(_ css: String, _ text: String) async throws {
         let id = try await element(css)
         _ = try await command("POST", "/element/\(id)/clear", [:] as [String: String])
