@@ -21,6 +21,11 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
 IDLE_SESSIONS = int(os.environ.get("BENCH_IDLE_SESSIONS", "1000"))
+# For tuning: only workloads whose label contains this text, only these targets, and a perf profile of the
+# gateway (perf record -g) written to bench/results/perf-*.data while it runs.
+ONLY = os.environ.get("BENCH_ONLY", "")
+TARGETS = [t for t in os.environ.get("BENCH_TARGETS", "direct,pgbouncer,gatehouse").split(",") if t]
+PERF = os.environ.get("BENCH_PERF", "") == "1"
 BENCH_PASSWORD = "bench-password-not-secret-1"
 
 
@@ -74,6 +79,12 @@ def pgbench(bindir, target, args, seconds=SECONDS):
         return {"error": text.strip().splitlines()[-1] if text.strip() else f"exit {out.returncode}"}
     return {"tps": float(tps.group(1)), "latency_ms": float(latency.group(1)) if latency else None,
             "failed": int(failed.group(1)) if failed else 0}
+
+
+def cpu_seconds(pid):
+    """User plus system CPU time a process has used so far."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_kib(pid):
@@ -156,7 +167,14 @@ pidfile = {bouncer_dir}/pgbouncer.pid
         processes.append(subprocess.Popen(as_postgres(["pgbouncer", os.path.join(bouncer_dir, "pgbouncer.ini")]),
                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         wait_port(bouncer_port)
-        bouncer = dict(direct, name="pgbouncer", port=bouncer_port)
+        bouncer_pid = None
+        for _ in range(50):
+            try:
+                bouncer_pid = int(open(os.path.join(bouncer_dir, "pgbouncer.pid")).read().strip())
+                break
+            except (OSError, ValueError):
+                time.sleep(0.1)
+        bouncer = dict(direct, name="pgbouncer", port=bouncer_port, pid=bouncer_pid)
 
         # Gatehouse with the starter rule pack enforcing.
         gh_dir = os.path.join(work, "gatehouse")
@@ -197,7 +215,8 @@ connections:
         home = {"GATEHOUSE_HOME": os.path.join(gh_dir, "home"), "GATEHOUSE_SERVER": f"http://127.0.0.1:{gh_http}"}
         run([gatehouse, "login", "--user", "bench", "--password-stdin"], env=home, input=BENCH_PASSWORD + "\n")
         token = run([gatehouse, "token", "--ttl", "2h"], env=home).stdout.strip()
-        gate = {"name": "gatehouse", "port": gh_pg, "user": "bench", "password": token, "database": "app"}
+        gate = {"name": "gatehouse", "port": gh_pg, "user": "bench", "password": token, "database": "app",
+                "pid": gateway.pid}
 
         workloads = [
             ("select-only, simple, 1 client", ["-S", "-M", "simple", "-c", "1", "-j", "1"]),
@@ -209,11 +228,37 @@ connections:
         ]
         results = []
         for label, args in workloads:
+            if ONLY and ONLY not in label:
+                continue
             row = {"workload": label}
             for target in (direct, bouncer, gate):
+                if target["name"] not in TARGETS:
+                    row[target["name"]] = {"error": "not measured"}
+                    continue
                 print(f"bench: {label} → {target['name']}", file=sys.stderr)
-                row[target["name"]] = pgbench(bindir, target, args)
+                profiler = None
+                if PERF and target is gate:
+                    stamp = re.sub(r"[^a-z0-9]+", "-", label.lower())
+                    profiler = subprocess.Popen(
+                        ["perf", "record", "-e", "cpu-clock", "-g", "-p", str(gateway.pid), "-o",
+                         os.path.join(ROOT, "bench", "results", f"perf-{stamp}.data")],
+                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                proxy_pid = target.get("pid")
+                before_cpu = cpu_seconds(proxy_pid) if proxy_pid else None
+                result = pgbench(bindir, target, args)
+                if proxy_pid and "tps" in result:
+                    # The proxy's own CPU per transaction: what it costs, whatever the machine's load.
+                    used = cpu_seconds(proxy_pid) - before_cpu
+                    result["proxy_cpu_us_per_txn"] = round(used / (result["tps"] * SECONDS) * 1e6, 1)
+                row[target["name"]] = result
+                if profiler:
+                    profiler.send_signal(2)
+                    profiler.wait(timeout=30)
             results.append(row)
+        if ONLY or TARGETS != ["direct", "pgbouncer", "gatehouse"]:
+            for row in results:
+                print(row, file=sys.stderr)
+            return
 
         # Resident memory per idle proxied session.
         time.sleep(1)
@@ -281,14 +326,16 @@ def write_report(report):
         "scale 10, everything on this machine over loopback. Gatehouse enforces the starter rule pack on every statement and "
         "audits every decision.",
         "",
-        "| workload | direct TPS | PgBouncer TPS | Gatehouse TPS | GH/direct | GH/PgBouncer | latency ms direct / PgB / GH |",
-        "|---|---:|---:|---:|---:|---:|---|",
+        "| workload | direct TPS | PgBouncer TPS | Gatehouse TPS | GH/direct | GH/PgBouncer | latency ms direct / PgB / GH "
+        "| proxy CPU µs/txn PgB / GH |",
+        "|---|---:|---:|---:|---:|---:|---|---|",
     ]
     for row in report["pgbench"]:
         d, b, g = row["direct"], row["pgbouncer"], row["gatehouse"]
         lines.append(
             f"| {row['workload']} | {cell(d, 'tps')} | {cell(b, 'tps')} | {cell(g, 'tps')} | {ratio(g, d)} | {ratio(g, b)} | "
-            f"{cell(d, 'latency_ms')} / {cell(b, 'latency_ms')} / {cell(g, 'latency_ms')} |")
+            f"{cell(d, 'latency_ms')} / {cell(b, 'latency_ms')} / {cell(g, 'latency_ms')} | "
+            f"{b.get('proxy_cpu_us_per_txn', '-')} / {g.get('proxy_cpu_us_per_txn', '-')} |")
     m = report["idle_sessions"]
     lines += [
         "",

@@ -316,19 +316,13 @@ public struct TimeWindow: Sendable, Equatable {
     /// Minutes after midnight; `end` may be less than `start` for a window that spans midnight.
     public var start: Int
     public var end: Int
-    public var timeZone: TimeZone {
-        didSet { calendar.timeZone = timeZone }
-    }
-    private var calendar: Calendar
+    public var timeZone: TimeZone
 
     public init(weekdays: Set<Int>, start: Int, end: Int, timeZone: TimeZone) {
         self.weekdays = weekdays
         self.start = start
         self.end = end
         self.timeZone = timeZone
-        var calendar = Calendar(identifier: .gregorian)
-        calendar.timeZone = timeZone
-        self.calendar = calendar
     }
 
     public static func == (a: TimeWindow, b: TimeWindow) -> Bool {
@@ -336,9 +330,13 @@ public struct TimeWindow: Sendable, Equatable {
     }
 
     public func contains(_ date: Date) -> Bool {
-        let parts = calendar.dateComponents([.weekday, .hour, .minute], from: date)
-        guard let weekday = parts.weekday, let hour = parts.hour, let minute = parts.minute else { return false }
-        let minutes = hour * 60 + minute
+        // Arithmetic on the zone's offset at that instant: the same answer as a Calendar, without one
+        // (a Calendar lookup per statement showed in profiles).
+        let local = date.timeIntervalSince1970 + Double(timeZone.secondsFromGMT(for: date))
+        let days = Int((local / 86_400).rounded(.down))
+        // 1970-01-01 was a Thursday (5 in Foundation's numbering, Sunday = 1).
+        let weekday = ((days + 4) % 7 + 7) % 7 + 1
+        let minutes = Int(((local - Double(days) * 86_400) / 60).rounded(.down))
         if start <= end {
             return weekdays.contains(weekday) && minutes >= start && minutes < end
         }

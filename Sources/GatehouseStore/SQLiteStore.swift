@@ -83,11 +83,7 @@ public actor SQLiteStore: GatehouseStore {
     /// failed write changes nothing. The actor's state only moves once the rows are durable.
     public func appendAudit(_ record: AuditRecord) async throws -> AuditEvent {
         try await withCheckedThrowingContinuation { continuation in
-            pendingAppends.append((record, .caller(continuation)))
-            if !writingAudit {
-                writingAudit = true
-                Task { await self.writePendingAppends() }
-            }
+            hand(record, .caller(continuation))
         }
     }
 
@@ -99,24 +95,68 @@ public actor SQLiteStore: GatehouseStore {
     }
 
     /// Who hears how an append went.
-    private enum Waiter {
+    private enum Waiter: Sendable {
         case caller(CheckedContinuation<AuditEvent, Error>)
         case detached(@Sendable (Error) -> Void)
     }
 
-    /// Records waiting for the writer, in arrival order.
+    /// Records the writer has taken and not yet written, in arrival order.
     private var pendingAppends: [(AuditRecord, Waiter)] = []
-    /// Records handed over by `enqueueAudit` from any thread, not yet moved into `pendingAppends`.
-    private nonisolated let handedOver = NIOLockedValueBox<
-        (records: [(AuditRecord, @Sendable (Error) -> Void)], scheduled: Bool)
-    >(([], false))
-    private var writingAudit = false
+    /// Records handed over from any thread, in arrival order, and whether a writer is awake to take them.
+    /// One writer runs at a time; it takes everything handed over before each batch and goes to sleep
+    /// only when nothing is left, so a busy log costs no task per append.
+    private nonisolated let handedOver = NIOLockedValueBox<(records: [(AuditRecord, Waiter)], writerAwake: Bool)>(
+        ([], false))
     private var drainWaiters: [CheckedContinuation<Void, Never>] = []
     /// Rows per INSERT, well under SQLite's limit of bound parameters.
     private static let maximumBatch = 500
 
+    private nonisolated func hand(_ record: AuditRecord, _ waiter: Waiter) {
+        let wake = handedOver.withLockedValue { state -> Bool in
+            state.records.append((record, waiter))
+            if state.writerAwake { return false }
+            state.writerAwake = true
+            return true
+        }
+        if wake { Task { await self.writePendingAppends() } }
+    }
+
+    /// Moves what was handed over into `pendingAppends`; reports false, marking the writer asleep, when
+    /// nothing is left to write.
+    private func takeHandedOver() -> Bool {
+        let nothingPending = pendingAppends.isEmpty
+        let taken = handedOver.withLockedValue { state -> [(AuditRecord, Waiter)]? in
+            if state.records.isEmpty {
+                if nothingPending { state.writerAwake = false }
+                return nil
+            }
+            defer { state.records.removeAll(keepingCapacity: true) }
+            return state.records
+        }
+        if let taken { pendingAppends += taken }
+        return !pendingAppends.isEmpty
+    }
+
+    /// The shortest time between two commits of detached events only (statement decisions). A commit
+    /// (a WAL write and an fsync) costs far more than an event, so under load the writer gathers what
+    /// arrives in this window into one; an idle log commits the first event at once, and an append
+    /// someone waits for (a session start, an approval) never waits for the window.
+    public var commitInterval: Duration = .milliseconds(2)
+    private var lastCommit: ContinuousClock.Instant?
+
+    public func setCommitInterval(_ interval: Duration) { commitInterval = interval }
+
     private func writePendingAppends() async {
-        while !pendingAppends.isEmpty {
+        while takeHandedOver() {
+            if let lastCommit, pendingAppends.count < Self.maximumBatch,
+                !pendingAppends.contains(where: { if case .caller = $0.1 { return true } else { return false } })
+            {
+                let due = lastCommit.advanced(by: commitInterval)
+                if due > ContinuousClock.now {
+                    try? await Task.sleep(until: due, clock: .continuous)
+                    _ = takeHandedOver()
+                }
+            }
             let batch = Array(pendingAppends.prefix(Self.maximumBatch))
             pendingAppends.removeFirst(batch.count)
             var seq = lastSeq
@@ -146,6 +186,7 @@ public actor SQLiteStore: GatehouseStore {
                     bindings)
                 lastSeq = seq
                 lastHash = hash
+                lastCommit = ContinuousClock.now
                 Telemetry.auditWriteLatency.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds &- began))
                 Telemetry.auditEvents.increment(by: Int64(events.count))
                 for observer in observers.withLockedValue({ $0 }) { observer(events) }
@@ -163,7 +204,6 @@ public actor SQLiteStore: GatehouseStore {
                 }
             }
         }
-        writingAudit = false
         for waiter in drainWaiters { waiter.resume() }
         drainWaiters = []
     }
@@ -171,33 +211,12 @@ public actor SQLiteStore: GatehouseStore {
     /// Appends without waiting: for the hot path (a decision per statement). Order is kept; the event is
     /// written by the next group commit. `onFailure` hears about a write that failed.
     public nonisolated func enqueueAudit(_ record: AuditRecord, onFailure: @escaping @Sendable (Error) -> Void) {
-        let schedule = handedOver.withLockedValue { state -> Bool in
-            state.records.append((record, onFailure))
-            if state.scheduled { return false }
-            state.scheduled = true
-            return true
-        }
-        if schedule { Task { await self.takeHandedOver() } }
-    }
-
-    private func takeHandedOver(startingWriter: Bool = true) {
-        let records = handedOver.withLockedValue { state -> [(AuditRecord, @Sendable (Error) -> Void)] in
-            state.scheduled = false
-            defer { state.records.removeAll(keepingCapacity: true) }
-            return state.records
-        }
-        guard !records.isEmpty else { return }
-        for (record, onFailure) in records { pendingAppends.append((record, .detached(onFailure))) }
-        if startingWriter && !writingAudit {
-            writingAudit = true
-            Task { await self.writePendingAppends() }
-        }
+        hand(record, .detached(onFailure))
     }
 
     /// Returns once every append accepted so far is written (or has failed).
     public func flushAudit() async {
-        takeHandedOver()
-        guard writingAudit else { return }
+        guard handedOver.withLockedValue({ $0.writerAwake }) else { return }
         await withCheckedContinuation { drainWaiters.append($0) }
     }
 

@@ -292,6 +292,28 @@ struct PolicyPartsTests {
         #expect(TablePattern("orders").matches(TableName(schema: "sales", name: "orders")))
     }
 
+    @Test("time windows agree with a Calendar in several zones, across DST changes, over two years")
+    func windowsAgreeWithCalendar() throws {
+        for identifier in ["UTC", "Europe/Paris", "America/New_York", "Asia/Kolkata", "Australia/Lord_Howe"] {
+            let zone = try #require(TimeZone(identifier: identifier))
+            var calendar = Calendar(identifier: .gregorian)
+            calendar.timeZone = zone
+            let window = TimeWindow(weekdays: [2, 4, 6], start: 8 * 60 + 30, end: 2 * 60, timeZone: zone)
+            var generator = SystemRandomNumberGenerator()
+            for _ in 0..<5000 {
+                let date = Date(timeIntervalSince1970: Double.random(in: 1_767_225_600...1_830_297_600, using: &generator))
+                let parts = calendar.dateComponents([.weekday, .hour, .minute], from: date)
+                let minutes = parts.hour! * 60 + parts.minute!
+                let day = parts.weekday!
+                let expected =
+                    minutes >= window.start
+                    ? window.weekdays.contains(day)
+                    : minutes < window.end ? window.weekdays.contains(day == 1 ? 7 : day - 1) : false
+                #expect(window.contains(date) == expected, "\(identifier) \(date)")
+            }
+        }
+    }
+
     @Test("time windows, including one that spans midnight")
     func windows() throws {
         let utc = TimeZone(identifier: "UTC")!
