@@ -49,7 +49,57 @@ public enum Name {
 
 /// RFC 3339 timestamps with milliseconds, UTC: one format everywhere a time is written down.
 public enum Timestamp {
+    /// `2026-11-27T03:15:19.332Z`: UTC, milliseconds. Every audit event carries one, so the common
+    /// case is plain arithmetic; the result is the same as Foundation's ISO 8601 style (tests hold them equal).
     public static func format(_ date: Date) -> String {
+        let instant = date.timeIntervalSince1970
+        guard instant >= 0, instant < 253_402_300_800 else { return foundationFormat(date) }
+        let whole = instant.rounded(.down)
+        // Milliseconds truncated from the fraction, as Foundation does.
+        let millisecond = min(999, Int64(((instant - whole) * 1000).rounded(.down)))
+        let seconds = Int64(whole)
+        let days = seconds / 86_400
+        var rest = seconds % 86_400
+        let hour = rest / 3600
+        rest %= 3600
+        let minute = rest / 60
+        let second = rest % 60
+        // Days since 1970-01-01 to a civil date (H. Hinnant's algorithm).
+        let z = days + 719_468
+        let era = z / 146_097
+        let dayOfEra = z - era * 146_097
+        let yearOfEra = (dayOfEra - dayOfEra / 1460 + dayOfEra / 36_524 - dayOfEra / 146_096) / 365
+        let dayOfYear = dayOfEra - (365 * yearOfEra + yearOfEra / 4 - yearOfEra / 100)
+        let shifted = (5 * dayOfYear + 2) / 153
+        let day = dayOfYear - (153 * shifted + 2) / 5 + 1
+        let month = shifted < 10 ? shifted + 3 : shifted - 9
+        let year = yearOfEra + era * 400 + (month <= 2 ? 1 : 0)
+        var bytes = [UInt8](repeating: 0, count: 24)
+        func put(_ value: Int64, _ at: Int, _ width: Int) {
+            var value = value
+            for index in stride(from: at + width - 1, through: at, by: -1) {
+                bytes[index] = UInt8(ascii: "0") + UInt8(value % 10)
+                value /= 10
+            }
+        }
+        put(year, 0, 4)
+        bytes[4] = UInt8(ascii: "-")
+        put(month, 5, 2)
+        bytes[7] = UInt8(ascii: "-")
+        put(day, 8, 2)
+        bytes[10] = UInt8(ascii: "T")
+        put(hour, 11, 2)
+        bytes[13] = UInt8(ascii: ":")
+        put(minute, 14, 2)
+        bytes[16] = UInt8(ascii: ":")
+        put(second, 17, 2)
+        bytes[19] = UInt8(ascii: ".")
+        put(millisecond, 20, 3)
+        bytes[23] = UInt8(ascii: "Z")
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    static func foundationFormat(_ date: Date) -> String {
         date.formatted(
             .iso8601.year().month().day().dateSeparator(.dash).time(includingFractionalSeconds: true)
                 .timeSeparator(.colon).timeZone(separator: .omitted))

@@ -1,6 +1,7 @@
 import Foundation
-import GatehouseCore
 import Testing
+
+@testable import GatehouseCore
 
 @Suite("Name")
 struct NameTests {
@@ -20,6 +21,18 @@ struct NameTests {
 
 @Suite("Timestamp")
 struct TimestampTests {
+    /// From 1970 to 2200. Beyond, Foundation's own double arithmetic drifts by a millisecond now and then.
+    @Test func arithmeticFormatMatchesFoundation() {
+        var generator = SystemRandomNumberGenerator()
+        var instants: [Double] = [0, 951_782_400, 4_107_542_400, 7_258_118_399.999, 1_700_000_000.0005]
+        for _ in 0..<20_000 { instants.append(Double.random(in: 0..<7_258_118_400, using: &generator)) }
+        for _ in 0..<2_000 { instants.append((Double.random(in: 1.7e12..<1.9e12, using: &generator)).rounded() / 1000) }
+        for seconds in instants {
+            let date = Date(timeIntervalSince1970: seconds)
+            #expect(Timestamp.format(date) == Timestamp.foundationFormat(date), "\(seconds)")
+        }
+    }
+
     @Test func formatsUTCWithMilliseconds() {
         #expect(Timestamp.format(Date(timeIntervalSince1970: 0)) == "1970-01-01T00:00:00.000Z")
         #expect(Timestamp.format(Date(timeIntervalSince1970: 1_700_000_000.25)) == "2023-11-14T22:13:20.250Z")
