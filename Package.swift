@@ -124,6 +124,7 @@ let package = Package(
             dependencies: [
                 "GatehouseCore", "GatehouseAuth", "GatehouseStore", "GatehouseProxy", "GatehousePolicy", "SQLInspection",
                 "GatehouseConfig",
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),

@@ -15,12 +15,15 @@ public struct IdentityService: Sendable {
     public let now: @Sendable () -> Date
     /// PBKDF2 rounds for new hashes.
     public let hashRounds: Int
+    /// Checked against when there is no real hash to check, to spend the same time.
+    private let dummyHash: PasswordHash?
 
     public init(
         store: any GatehouseStore, hashRounds: Int = PasswordHash.defaultRounds, now: @escaping @Sendable () -> Date = Date.init
     ) {
         self.store = store
         self.hashRounds = hashRounds
+        self.dummyHash = try? PasswordHash.make(password: RandomSecret.password(), rounds: hashRounds)
         self.now = now
     }
 
@@ -42,11 +45,12 @@ public struct IdentityService: Sendable {
     public func login(user name: String, password: String) async throws -> User {
         let refused = "invalid user name or password"
         guard let stored = try await store.user(named: name) else {
-            // Spend the same time as a real check so response times do not reveal which names exist.
-            _ = try? PasswordHash.make(password: password, rounds: hashRounds).matches(password)
+            // One derivation, as for a real user, so response times do not reveal which names exist.
+            _ = dummyHash?.matches(password)
             throw LoginError(description: refused, auditReason: "unknown user")
         }
         guard let text = stored.passwordHash, let hash = PasswordHash(text) else {
+            _ = dummyHash?.matches(password)
             throw LoginError(description: refused, auditReason: "user has no password set")
         }
         guard hash.matches(password) else { throw LoginError(description: refused, auditReason: "wrong password") }

@@ -60,7 +60,17 @@ public actor StepUpService {
     // MARK: Enrolment
 
     /// Starts (or restarts) TOTP enrolment: a new secret, unconfirmed until the first valid code.
-    public func enroll(user: String) async throws -> (uri: String, secret: String) {
+    /// Replacing a confirmed factor needs a code from it: a stolen login token alone must not be able
+    /// to swap in the thief's authenticator (and with it pass every step-up).
+    public func enroll(user: String, currentCode: String? = nil) async throws -> (uri: String, secret: String) {
+        if try await isEnrolled(user: user) {
+            guard let currentCode, !currentCode.isEmpty else {
+                throw ChallengeError(
+                    .approverStepUpRequired,
+                    "\(user) already has a second factor: give a code from it to replace it")
+            }
+            try await verifyCode(user: user, code: currentCode)
+        }
         let totp = TOTP(secret: TOTP.generateSecret())
         let sealed = try AES.GCM.seal(Data(totp.secret), using: sealingKey).combined ?? Data()
         try await store.saveMFA(StoredMFA(sealedSecret: sealed, confirmed: false, lastUsedStep: nil), forUser: user)

@@ -18,6 +18,7 @@ public enum AuditEventType: String, Sendable, Codable, CaseIterable {
     case cancelRequest = "session.cancel"
     case userBootstrap = "admin.bootstrap"
     case passwordSet = "admin.password_set"
+    case auditExported = "audit.exported"
     case statementAllowed = "statement.allowed"
     case statementAlert = "statement.alert"
     case statementDenied = "statement.denied"

@@ -6,7 +6,9 @@ import Foundation
 ///
 /// Safe to share: libmaxminddb's lookups only read the database it mapped at open.
 public final class GeoIPDatabase: @unchecked Sendable {
-    private var database = MMDB_s()
+    /// On the heap, at one address for the object's life: a lookup's result points back at it, and
+    /// `&storedProperty` may hand C a temporary copy instead (a crash seen once in a test run).
+    private let database: UnsafeMutablePointer<MMDB_s>
     public let path: String
 
     public struct OpenError: Error, CustomStringConvertible {
@@ -14,15 +16,22 @@ public final class GeoIPDatabase: @unchecked Sendable {
     }
 
     public init(path: String) throws {
-        self.path = path
-        let status = MMDB_open(path, UInt32(MMDB_MODE_MMAP), &database)
+        let opened = UnsafeMutablePointer<MMDB_s>.allocate(capacity: 1)
+        opened.initialize(to: MMDB_s())
+        let status = MMDB_open(path, UInt32(MMDB_MODE_MMAP), opened)
         guard status == MMDB_SUCCESS else {
+            opened.deinitialize(count: 1)
+            opened.deallocate()
             throw OpenError(description: "cannot open the GeoIP database \(path): \(String(cString: MMDB_strerror(status)))")
         }
+        self.path = path
+        self.database = opened
     }
 
     deinit {
-        MMDB_close(&database)
+        MMDB_close(database)
+        database.deinitialize(count: 1)
+        database.deallocate()
     }
 
     /// The ISO 3166 country code for an address, or nil when the database does not know it.
@@ -31,7 +40,7 @@ public final class GeoIPDatabase: @unchecked Sendable {
         if address.hasPrefix("::ffff:"), address.contains(".") { address = String(address.dropFirst("::ffff:".count)) }
         var gaiError: Int32 = 0
         var mmdbError: Int32 = 0
-        var result = MMDB_lookup_string(&database, address, &gaiError, &mmdbError)
+        var result = MMDB_lookup_string(database, address, &gaiError, &mmdbError)
         guard gaiError == 0, mmdbError == MMDB_SUCCESS, result.found_entry else { return nil }
         var data = MMDB_entry_data_s()
         let status = withPathPointers(["country", "iso_code"]) { path in

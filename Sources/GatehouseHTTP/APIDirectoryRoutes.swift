@@ -112,6 +112,15 @@ extension APIRoutes {
         var probe = start
         probe.limit = 0
         _ = try await auditEvents(probe, for: caller)
+        // Reading the trail out is itself on the trail.
+        var filters: [String: String] = [:]
+        for (name, value) in [
+            ("type", start.type), ("actor", start.actor), ("session", start.session), ("connection", start.connection),
+            ("since", start.since.map(Timestamp.format)), ("until", start.until.map(Timestamp.format)),
+        ] {
+            if let value, !value.isEmpty { filters[name] = value }
+        }
+        try await audit(AuditRecord(.auditExported, actor: caller.user.name, source: Self.source(context), detail: filters))
         let routes = self
         let body = ResponseBody { writer in
             var query = start

@@ -106,7 +106,12 @@ public enum API {
 
     public struct PasswordRequest: Codable, Sendable {
         public var password: String
-        public init(password: String) { self.password = password }
+        /// Your present password, when you change your own (a stolen token alone cannot take the account).
+        public var current_password: String?
+        public init(password: String, current_password: String? = nil) {
+            self.password = password
+            self.current_password = current_password
+        }
     }
 
     public struct Done: Codable, Sendable, ResponseEncodable {

@@ -6,6 +6,7 @@ import GatehouseProxy
 import GatehouseStore
 import Hummingbird
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import Prometheus
 
@@ -57,9 +58,12 @@ public struct APIEnvironment: Sendable {
 /// as a bearer token; the web console (`/console`) sits beside them on the same router.
 public struct APIRoutes: Sendable {
     let environment: APIEnvironment
-    /// Password and code guesses: 10 at once and 10 a minute per address; 5 and 5 per account.
-    let loginThrottle = Throttle(what: "sign-in", perSource: (10, 10), perUser: (5, 5))
-    let codeThrottle = Throttle(what: "code", perSource: (20, 20), perUser: (10, 10))
+    /// Password and code guesses: 10 at once and 10 a minute per address; 5 and 5 per account from one
+    /// address; 30 and 30 per account from everywhere.
+    let loginThrottle = Throttle(what: "sign-in", perSource: (10, 10), perUser: (5, 5), perAccount: (30, 30))
+    let codeThrottle = Throttle(what: "code", perSource: (20, 20), perUser: (10, 10), perAccount: (30, 30))
+    /// The last walk of the audit chain, for the console to resume from.
+    let chainMonitor = NIOLockedValueBox<AuditChain.Verifier?>(nil)
 
     public init(environment: APIEnvironment) {
         self.environment = environment
@@ -187,6 +191,10 @@ public struct APIRoutes: Sendable {
         var methods = ["pwd"]
         if let stepUp = environment.stepUp, try await stepUp.isEnrolled(user: user.name) {
             guard let code = body.code, !code.isEmpty else {
+                try await audit(
+                    AuditRecord(
+                        .loginFailure, actor: user.name, source: source,
+                        detail: ["reason": "password right, second factor not given", "via": channel]))
                 throw APIError(.secondFactorRequired, "\(user.name) has a second factor: give the code from the authenticator")
             }
             do {
@@ -360,10 +368,30 @@ public struct APIRoutes: Sendable {
         }
         let body = try await decode(API.PasswordRequest.self, request, context)
         guard body.password.count >= 12 else { throw APIError(.badRequest, "a password needs at least 12 characters") }
+        if caller.user.name == name, try await environment.store.user(named: name)?.passwordHash != nil {
+            guard let current = body.current_password, !current.isEmpty else {
+                throw APIError(.badRequest, "give your current password (current_password) to change it")
+            }
+            try loginThrottle.check(source: Self.source(context), user: name, at: environment.identities.now())
+            do {
+                _ = try await environment.identities.login(user: name, password: current)
+            } catch is LoginError {
+                try await audit(
+                    AuditRecord(
+                        .loginFailure, actor: name, source: Self.source(context),
+                        detail: ["reason": "wrong current password", "via": "password change"]))
+                throw APIError(.loginFailed, "the current password is wrong")
+            }
+        }
         guard try await environment.identities.setPassword(body.password, forUser: name) else {
             throw APIError(.notFound, "user \(name) does not exist")
         }
-        try await audit(AuditRecord(.passwordSet, actor: caller.user.name, source: Self.source(context), detail: ["user": name]))
+        // Sessions signed in with the old password end with it: every token issued until now is revoked.
+        try await environment.tokens.revokeAll(ofUser: name)
+        try await audit(
+            AuditRecord(
+                .passwordSet, actor: caller.user.name, source: Self.source(context),
+                detail: ["user": name, "tokens_revoked": "all"]))
         return API.Done(ok: true)
     }
 
@@ -390,8 +418,16 @@ public struct APIRoutes: Sendable {
     @Sendable func enroll(_ request: Request, context: GatehouseRequestContext) async throws -> API.Enrolment {
         let caller = try await authenticate(request)
         let stepUp = try requireStepUp()
-        let enrolment = try await stepUp.enroll(user: caller.user.name)
-        return API.Enrolment(uri: enrolment.uri, secret: enrolment.secret)
+        let code = try await decodeOptional(API.CodeRequest.self, request, context)?.code
+        if code != nil {
+            try codeThrottle.check(source: Self.source(context), user: caller.user.name, at: environment.identities.now())
+        }
+        do {
+            let enrolment = try await stepUp.enroll(user: caller.user.name, currentCode: code)
+            return API.Enrolment(uri: enrolment.uri, secret: enrolment.secret)
+        } catch let error as ChallengeError {
+            throw Self.apiError(error)
+        }
     }
 
     @Sendable func confirmEnrolment(_ request: Request, context: GatehouseRequestContext) async throws -> API.Done {
@@ -487,8 +523,15 @@ public struct APIRoutes: Sendable {
         }
     }
 
+    /// A body that may be left out: absent or empty means nil (chunked bodies included).
     func decodeOptional<T: Decodable>(_ type: T.Type, _ request: Request, _ context: GatehouseRequestContext) async throws -> T? {
-        guard let length = request.headers[.contentLength].flatMap(Int.init), length > 0 else { return nil }
-        return try await decode(type, request, context)
+        var request = request
+        let buffer = try await request.collectBody(upTo: 1 << 20)
+        guard buffer.readableBytes > 0 else { return nil }
+        do {
+            return try JSONDecoder().decode(T.self, from: Data(buffer.readableBytesView))
+        } catch {
+            throw APIError(.badRequest, "the request body is not the JSON this route expects")
+        }
     }
 }

@@ -1343,6 +1343,7 @@ extension OpenAPIDocument {
                 - session.refused
                 - session.cancel
                 - admin.bootstrap
+                - audit.exported
                 - admin.password_set
                 - statement.allowed
                 - statement.alert

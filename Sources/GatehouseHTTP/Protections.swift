@@ -4,26 +4,37 @@ import HTTPTypes
 import Hummingbird
 import NIOConcurrencyHelpers
 
-/// Rate limits on the routes that check secrets (passwords, second-factor codes): one bucket per
-/// source address and one per user name, so neither a single client nor a spread of clients can try
-/// many guesses against one account.
+/// Rate limits on the routes that check secrets (passwords, second-factor codes), in three buckets:
+/// per source address, per account from one source (tight), and per account from everywhere (looser).
+/// One client cannot try many guesses, a spread of clients cannot hammer one account, and a stranger
+/// guessing from elsewhere slows the account's owner only once the looser bucket is empty.
 public final class Throttle: Sendable {
     private let bySource: NIOLockedValueBox<RateLimiter>
-    private let byUser: NIOLockedValueBox<RateLimiter>
+    private let byAccountAndSource: NIOLockedValueBox<RateLimiter>
+    private let byAccount: NIOLockedValueBox<RateLimiter>
     private let what: String
 
-    public init(what: String, perSource: (burst: Int, perMinute: Int), perUser: (burst: Int, perMinute: Int)) {
+    public init(
+        what: String, perSource: (burst: Int, perMinute: Int), perUser: (burst: Int, perMinute: Int),
+        perAccount: (burst: Int, perMinute: Int)
+    ) {
         self.what = what
         bySource = NIOLockedValueBox(RateLimiter(burst: perSource.burst, perMinute: perSource.perMinute))
-        byUser = NIOLockedValueBox(RateLimiter(burst: perUser.burst, perMinute: perUser.perMinute))
+        byAccountAndSource = NIOLockedValueBox(RateLimiter(burst: perUser.burst, perMinute: perUser.perMinute))
+        byAccount = NIOLockedValueBox(RateLimiter(burst: perAccount.burst, perMinute: perAccount.perMinute))
     }
 
-    /// Takes one attempt; throws `rate_limited` with a Retry-After when either bucket is empty.
+    /// Takes one attempt; throws `rate_limited` with a Retry-After when a bucket is empty.
     public func check(source: String?, user: String?, at now: Date) throws {
         if let source, let wait = bySource.withLockedValue({ $0.take(source, at: now) }) {
             throw Self.limited(what, wait)
         }
-        if let user, let wait = byUser.withLockedValue({ $0.take(user.lowercased(), at: now) }) {
+        guard let user else { return }
+        let account = user.lowercased()
+        if let wait = byAccountAndSource.withLockedValue({ $0.take(account + "\u{0}" + (source ?? ""), at: now) }) {
+            throw Self.limited(what, wait)
+        }
+        if let wait = byAccount.withLockedValue({ $0.take(account, at: now) }) {
             throw Self.limited(what, wait)
         }
     }

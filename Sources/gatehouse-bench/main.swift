@@ -160,9 +160,20 @@ struct Bench {
                     format: "audit appends, %3d concurrent writers: %8.0f events/s (%d events in %.2f s, synchronous=FULL)",
                     concurrency, Double(events) / seconds, events, seconds))
         }
-        let events = try await store.auditEvents(afterSeq: 0, limit: Int.max)
-        let report = AuditChain.verify(events)
-        print("chain verified: \(report.isIntact ? "intact" : "BROKEN"), \(events.count) events")
+        // As the proxy appends statement decisions: handed over without waiting, paced group commits.
+        let start = DispatchTime.now().uptimeNanoseconds
+        for _ in 0..<events {
+            store.enqueueAudit(record) { error in print("audit append failed: \(error)") }
+        }
+        await store.flushAudit()
+        let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        print(
+            String(
+                format: "audit appends, handed over (the proxy's way): %8.0f events/s (%d events in %.2f s, synchronous=FULL)",
+                Double(events) / seconds, events, seconds))
+        let all = try await store.auditEvents(afterSeq: 0, limit: Int.max)
+        let report = AuditChain.verify(all)
+        print("chain verified: \(report.isIntact ? "intact" : "BROKEN"), \(all.count) events")
         try await store.close()
     }
 }

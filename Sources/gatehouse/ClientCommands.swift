@@ -345,11 +345,25 @@ struct Users: AsyncParsableCommand {
         @Flag(help: "Read the new password from standard input instead of asking.")
         var passwordStdin = false
 
+        @Flag(
+            help:
+                "When changing your own password: read the current one from standard input too (the first line; the new one second)."
+        )
+        var currentStdin = false
+
         func run() async throws {
+            let client = try APIClient.loggedIn(server: options.server)
+            let me = try await client.send("GET", "me", as: API.Me.self)
+            var current: String?
+            if me.user == name {
+                current = try readSecret(prompt: "Current password: ", fromStandardInput: currentStdin)
+            }
             let password = try readSecret(prompt: "New password for \(name): ", fromStandardInput: passwordStdin)
-            _ = try await APIClient.loggedIn(server: options.server)
-                .send("PUT", "users/\(name)/password", body: API.PasswordRequest(password: password), as: API.Done.self)
-            print("Password of \(name) set.")
+            _ = try await client.send(
+                "PUT", "users/\(name)/password", body: API.PasswordRequest(password: password, current_password: current),
+                as: API.Done.self)
+            print("Password of \(name) set; every token issued to \(name) until now is revoked.")
+            if me.user == name { print("Sign in again: gatehouse login --user \(name)") }
         }
     }
 }

@@ -11,15 +11,24 @@ struct MFA: AsyncParsableCommand {
     struct Enroll: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Enrol an authenticator app: shows the otpauth:// URI and a QR code, then asks for the first code.",
-            discussion: "Enrolling again replaces the previous secret once the new one is confirmed by a code.")
+            discussion: """
+                Enrolling again replaces the previous secret, and needs a code from it (asked for, or --current-code);
+                until the new secret is confirmed, logins ask for no code.
+                """)
         @OptionGroup var options: ClientOptions
 
         @Option(help: "The first code, to confirm without being asked.")
         var code: String?
 
+        @Option(help: "When replacing a second factor: a code from the current one.")
+        var currentCode: String?
+
         func run() async throws {
             let client = try APIClient.loggedIn(server: options.server)
-            let enrolment = try await client.send("POST", "mfa/enroll", as: API.Enrolment.self)
+            let enrolment = try await sendAskingForCode(currentCode, prompt: "Code from your current authenticator: ") {
+                code in
+                try await client.send("POST", "mfa/enroll", body: code.map { API.CodeRequest(code: $0) }, as: API.Enrolment.self)
+            }
             if options.json {
                 try printJSON(enrolment)
             } else {

@@ -164,6 +164,62 @@ struct APIReadRoutesTests {
     }
 }
 
+@Suite("Hardening")
+struct HardeningTests {
+    @Test func aConfirmedSecondFactorIsReplacedOnlyWithACodeFromIt() async throws {
+        let harness = try await Harness.make()
+        let enrolment = try await harness.stepUp.enroll(user: "alice")
+        let totp = TOTP(secret: try #require(Base32.decode(enrolment.secret)))
+        try await harness.stepUp.confirm(user: "alice", code: totp.code(at: harness.clock.now))
+        harness.clock.advance(30)
+        let alice = try await harness.loginToken("alice")
+        try await harness.test { client in
+            expectAPIError(
+                try await client.send(.post, "/api/v1/mfa/enroll", token: alice), .unauthorized, code: "second_factor_required",
+                message: "alice already has a second factor: give a code from it to replace it")
+            expectAPIError(
+                try await client.send(.post, "/api/v1/mfa/enroll", token: alice, json: #"{"code":"000000"}"#), .unauthorized,
+                code: "wrong_code")
+            #expect(try await harness.stepUp.isEnrolled(user: "alice"))
+            let replaced = try await client.send(
+                .post, "/api/v1/mfa/enroll", token: alice, json: #"{"code":"\#(totp.code(at: harness.clock.now))"}"#)
+            #expect(replaced.status == .ok)
+            #expect(try replaced.decode(API.Enrolment.self).secret != enrolment.secret)
+        }
+    }
+
+    @Test func exportingTheTrailIsItselfAudited() async throws {
+        let harness = try await Harness.make()
+        let carol = try await harness.loginToken("carol")
+        try await harness.test { client in
+            let export = try await client.send(.get, "/api/v1/audit/export?type=session.&actor=alice", token: carol)
+            #expect(export.status == .ok)
+            let event = try #require(try await harness.auditEvents().last)
+            #expect(event.type == "audit.exported")
+            #expect(event.actor == "carol")
+            #expect(event.detail == ["type": "session.", "actor": "alice"])
+        }
+    }
+
+    @Test func theOpenAPIDocumentListsEveryAuditEventType() throws {
+        let document = try #require(try JSONSerialization.jsonObject(with: OpenAPIDocument.json()) as? [String: Any])
+        let schemas = (document["components"] as? [String: Any])?["schemas"] as? [String: Any]
+        let types = (schemas?["AuditEventType"] as? [String: Any])?["enum"] as? [String]
+        #expect(Set(try #require(types)) == Set(AuditEventType.allCases.map(\.rawValue)))
+    }
+
+    @Test func guessesFromOneAddressDoNotLockTheOwnerOutElsewhere() {
+        let throttle = Throttle(what: "sign-in", perSource: (100, 100), perUser: (5, 5), perAccount: (30, 30))
+        let now = Date(timeIntervalSince1970: 1_000_000)
+        for _ in 1...5 { #expect(throws: Never.self) { try throttle.check(source: "203.0.113.9", user: "admin", at: now) } }
+        #expect(throws: APIError.self) { try throttle.check(source: "203.0.113.9", user: "admin", at: now) }
+        #expect(throws: Never.self) { try throttle.check(source: "10.0.0.5", user: "admin", at: now) }
+        // Many addresses together still meet the account's own limit.
+        for n in 1...24 { try? throttle.check(source: "198.51.100.\(n)", user: "admin", at: now) }
+        #expect(throws: APIError.self) { try throttle.check(source: "10.0.0.6", user: "ADMIN", at: now) }
+    }
+}
+
 @Suite("Rate limiter")
 struct RateLimiterTests {
     @Test func aBucketEmptiesThenRefillsAtItsRate() {

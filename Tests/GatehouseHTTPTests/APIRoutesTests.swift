@@ -559,14 +559,26 @@ struct APIRoutesTests {
         let harness = try await Harness.make()
         let alice = try await harness.loginToken("alice")
         try await harness.test { client in
+            expectAPIError(
+                try await client.send(
+                    .put, "/api/v1/users/alice/password", token: alice, json: #"{"password":"a-brand-new-password"}"#),
+                .badRequest, code: "bad_request", message: "give your current password (current_password) to change it")
+            expectAPIError(
+                try await client.send(
+                    .put, "/api/v1/users/alice/password", token: alice,
+                    json: #"{"password":"a-brand-new-password","current_password":"not-my-password"}"#),
+                .unauthorized, code: "login_failed", message: "the current password is wrong")
             let response = try await client.send(
-                .put, "/api/v1/users/alice/password", token: alice, json: #"{"password":"a-brand-new-password"}"#)
+                .put, "/api/v1/users/alice/password", token: alice,
+                json: #"{"password":"a-brand-new-password","current_password":"\#(Seed.alicePassword)"}"#)
             #expect(response.status == .ok)
             #expect(try response.decode(API.Done.self).ok)
             let event = try #require(try await harness.auditEvents().last)
             #expect(event.type == "admin.password_set")
             #expect(event.actor == "alice")
-            #expect(event.detail == ["user": "alice"])
+            #expect(event.detail == ["user": "alice", "tokens_revoked": "all"])
+            // The token used for the change is revoked with every other one.
+            expectAPIError(try await client.send(.get, "/api/v1/me", token: alice), .unauthorized, code: "unauthenticated")
             #expect(
                 try await client.send(.post, "/api/v1/login", json: #"{"user":"alice","password":"a-brand-new-password"}"#).status
                     == .ok)
@@ -610,7 +622,7 @@ struct APIRoutesTests {
                 .notFound, code: "not_found", message: "user nobody does not exist")
             let event = try #require(try await harness.auditEvents().first { $0.type == "admin.password_set" })
             #expect(event.actor == "admin")
-            #expect(event.detail == ["user": "bob"])
+            #expect(event.detail == ["user": "bob", "tokens_revoked": "all"])
         }
     }
 
@@ -620,15 +632,19 @@ struct APIRoutesTests {
         let before = try await harness.store.user(named: "alice")?.passwordHash
         try await harness.test { client in
             expectAPIError(
-                try await client.send(.put, "/api/v1/users/alice/password", token: alice, json: #"{"password":"elevenchars"}"#),
+                try await client.send(
+                    .put, "/api/v1/users/alice/password", token: alice,
+                    json: #"{"password":"elevenchars","current_password":"\#(Seed.alicePassword)"}"#),
                 .badRequest, code: "bad_request", message: "a password needs at least 12 characters")
             expectAPIError(
                 try await client.send(.put, "/api/v1/users/alice/password", token: alice, json: #"{"pass":"x"}"#), .badRequest,
                 code: "bad_request")
             #expect(try await harness.store.user(named: "alice")?.passwordHash == before)
             #expect(
-                try await client.send(.put, "/api/v1/users/alice/password", token: alice, json: #"{"password":"twelve-chars"}"#)
-                    .status == .ok)
+                try await client.send(
+                    .put, "/api/v1/users/alice/password", token: alice,
+                    json: #"{"password":"twelve-chars","current_password":"\#(Seed.alicePassword)"}"#
+                ).status == .ok)
         }
     }
 }

@@ -78,8 +78,8 @@ struct AuthorizationMatrixTests {
         Case("GET /api/v1/audit/verify", seesAll),
         Case("GET /api/v1/audit/export", "/api/v1/audit/export?actor=alice", [401, 200, 403, 403, 200, 200]),
         Case(
-            "PUT /api/v1/users/:name/password", "/api/v1/users/alice/password", body: #"{"password":"a-new-password-1"}"#,
-            ownerOrAdmin),
+            "PUT /api/v1/users/:name/password", "/api/v1/users/alice/password",
+            body: #"{"password":"a-new-password-1","current_password":"\#(Seed.alicePassword)"}"#, ownerOrAdmin),
         Case("GET /api/v1/users", seesAll),
         Case("GET /api/v1/groups", seesAll),
         Case("GET /api/v1/service-accounts", seesAll),
@@ -90,7 +90,8 @@ struct AuthorizationMatrixTests {
             [401, 403, 200, 403, 200, 200]),
         Case("GET /api/v1/roles", signedIn),
         Case("GET /api/v1/grants", signedIn),
-        Case("POST /api/v1/mfa/enroll", signedIn),
+        // alice has a confirmed factor: replacing it needs a code from it.
+        Case("POST /api/v1/mfa/enroll", [401, 401, 200, 200, 200, 200]),
         // Each caller confirms only their own enrolment: alice's code is wrong, the others have none.
         Case("POST /api/v1/mfa/confirm", body: #"{"code":"123456"}"#, [401, 401, 409, 409, 409, 409]),
         Case("GET /api/v1/challenges", signedIn),

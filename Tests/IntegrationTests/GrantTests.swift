@@ -3,6 +3,10 @@ import Foundation
 import GatehouseCore
 import Testing
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// Just-in-time elevation: request, approval, elevation of open sessions, termination at expiry.
 @Suite("Just-in-time grants on live sessions", .timeLimit(.minutes(5)))
 struct GrantTests {
@@ -43,12 +47,15 @@ struct GrantTests {
         let table = try await Self.table(gateway)
         let alice = try await gateway.aliceToken()
 
-        let session = try gateway.startPsql(
-            password: alice,
-            [
-                "-v", "ON_ERROR_STOP=0", "-c", "insert into \(table) values (1)", "-c", "select pg_sleep(6)",
-                "-c", "insert into \(table) values (2)", "-c", "select pg_sleep(60)",
-            ])
+        // One open session, fed statement by statement through a FIFO: no step depends on timing.
+        let fifo = "\(gateway.directory)/alice.sql"
+        #expect(mkfifo(fifo, 0o600) == 0)
+        let session = try gateway.startPsql(password: alice, ["-v", "ON_ERROR_STOP=0", "-f", fifo])
+        // Read-write, so opening never waits for psql and psql sees no end of input until the test is done.
+        let descriptor = open(fifo, O_RDWR)
+        #expect(descriptor >= 0)
+        let input = FileHandle(fileDescriptor: descriptor, closeOnDealloc: true)
+        input.write(Data("insert into \(table) values (1);\n".utf8))
         try await session.waitForOutput("rule \"developers-read-only\"", timeout: 30)
 
         let badReason = try await gateway.cli(
@@ -65,8 +72,10 @@ struct GrantTests {
         let approve = try await gateway.cli("bob", ["approve", id])
         #expect(approve.status == 0, "\(approve)")
 
-        // The insert after the sleep runs elevated; then the grant ends during the long sleep.
+        // The same session's next insert runs elevated; then the grant ends during a long sleep.
+        input.write(Data("insert into \(table) values (2);\nselect pg_sleep(60);\n".utf8))
         let result = try await session.wait(timeout: 60)
+        try? input.close()
         #expect(result.stdout.contains("INSERT 0 1"), "\(result)")
         #expect(result.stderr.contains("terminating connection: grant \(id) (dba) expired"), "\(result)")
 

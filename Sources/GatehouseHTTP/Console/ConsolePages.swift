@@ -134,7 +134,7 @@ extension ConsoleRoutes {
             <tbody>\(rows)</tbody></table>
             """
         let roles = await api.requestableRoles(for: caller).filter { role in
-            caller.user.isAdmin || role.requesters.contains { caller.user.groups.contains($0) || $0 == caller.user.name }
+            role.requesters.contains(where: caller.user.groups.contains)
         }
         guard !roles.isEmpty else { return table }
         let options = HTML.join(
@@ -192,10 +192,15 @@ extension ConsoleRoutes {
         }
         query.newestFirst = true
         query.afterSeq = nil
-        let events = try await api.auditEvents(query, for: caller)
+        var events: [AuditEvent] = []
+        do {
+            events = try await api.auditEvents(query, for: caller)
+        } catch let error as APIError {
+            problem = "<div class=\"flash error\">\(error.message)</div>"
+        }
         var chain: HTML = .empty
         if caller.user.seesAll {
-            let report = try await api.verifyChain()
+            let report = try await api.verifyChain(resume: request.uri.path.hasSuffix("/live"))
             chain =
                 report.isIntact
                 ? "<div class=\"chain\" id=\"chain-status\"><span class=\"badge ok\">chain intact</span> \(report.eventsChecked) events verified, last hash <code>\(String((report.lastHash ?? "").prefix(16)))…</code></div>"
