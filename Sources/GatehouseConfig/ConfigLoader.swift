@@ -363,7 +363,8 @@ struct Reader {
                 usersNode = value
             }
         }
-        if !config.groups.contains(Group.admins) { config.groups.append(Group.admins) }
+        // Built in: admins administer, auditors read everything.
+        for group in [Group.admins, Group.auditors] where !config.groups.contains(group) { config.groups.append(group) }
         if let usersNode {
             for item in try sequence(usersNode, "users") {
                 let user = try readUser(item, groups: config.groups)

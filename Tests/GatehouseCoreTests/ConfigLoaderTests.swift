@@ -58,7 +58,7 @@ struct ConfigLoaderTests {
         #expect(config.httpListen == HostPort(host: "127.0.0.1", port: 7070))
         #expect(config.dataDirectory == "/srv/gh/.gatehouse")
         #expect(config.sqlitePath == "/srv/gh/.gatehouse/gatehouse.db")
-        #expect(config.groups == ["developer", "dba", "admins"])
+        #expect(config.groups == ["developer", "dba", "admins", "auditors"])
         #expect(config.users == [UserEntry(name: "demo", groups: ["developer"])])
         let demo = try #require(config.connection(named: "demo"))
         #expect(demo.host == "127.0.0.1")
@@ -92,6 +92,20 @@ struct ConfigLoaderTests {
         #expect(error.line == 16)
         #expect(error.reason.contains("GATEHOUSE_DEMO_PG_PASSWORD"))
         #expect(error.description.hasPrefix("<embedded defaults>:16: "))
+    }
+
+    @Test func adminsAndAuditorsAreBuiltInGroups() throws {
+        let config = try ConfigLoader(baseDirectory: "/srv/gh").parse(
+            """
+            users:
+              - {name: ada, groups: [admins]}
+              - {name: carol, groups: [auditors]}
+            """, file: "gatehouse.yaml")
+        #expect(config.groups.contains("admins") && config.groups.contains("auditors"))
+        #expect(config.users.map(\.groups) == [["admins"], ["auditors"]])
+        #expect(
+            configError("users:\n  - {name: eve, groups: [auditor]}")?.description.contains("group 'auditor' is not declared")
+                == true)
     }
 
     @Test func codeDefaultsAreTheDocumentedOnes() {
@@ -183,7 +197,7 @@ struct ConfigLoaderTests {
         #expect(config.limits.maxMessageBytes == 1_048_576)
         #expect(config.limits.authenticationTimeout == 45)
         #expect(config.limits.upstreamConnectTimeout == 90)
-        #expect(config.groups == ["developer", "dba", "admins"])
+        #expect(config.groups == ["developer", "dba", "admins", "auditors"])
         #expect(
             config.users == [
                 UserEntry(
@@ -511,10 +525,10 @@ struct ConfigLoaderTests {
         #expect(error.reason == "group 'ops' is not declared under groups")
     }
 
-    @Test func adminsGroupIsAlwaysDeclared() throws {
+    @Test func adminsAndAuditorsGroupsAreAlwaysDeclared() throws {
         let config = try ConfigLoader(environment: [:], baseDirectory: "/")
             .parse("users:\n  - name: root\n    groups: [admins]\n", file: "a.yaml")
-        #expect(config.groups == ["admins"])
+        #expect(config.groups == ["admins", "auditors"])
         #expect(config.users.first?.groups == ["admins"])
     }
 
