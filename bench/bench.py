@@ -81,6 +81,33 @@ def pgbench(bindir, target, args, seconds=SECONDS):
             "failed": int(failed.group(1)) if failed else 0}
 
 
+def gateway_metrics(http_port, home):
+    """The gateway's own view from /metrics: decisions and audit commits, as measured inside it."""
+    import urllib.request
+    token = json.load(open(os.path.join(home, "credentials.json")))["token"]
+    request = urllib.request.Request(f"http://127.0.0.1:{http_port}/metrics", headers={"Authorization": f"Bearer {token}"})
+    text = urllib.request.urlopen(request, timeout=10).read().decode()
+    result = {}
+    for name, key in (("gatehouse_decision_duration_seconds", "decision"), ("gatehouse_audit_write_duration_seconds", "audit_commit")):
+        buckets, total, count = [], 0.0, 0
+        for line in text.splitlines():
+            if line.startswith(name + "_bucket{"):
+                bound = line.split('le="')[1].split('"')[0]
+                buckets.append((float("inf") if bound == "+Inf" else float(bound), float(line.rsplit(" ", 1)[1])))
+            elif line.startswith(name + "_sum "):
+                total = float(line.split()[1])
+            elif line.startswith(name + "_count "):
+                count = int(float(line.split()[1]))
+        if count:
+            median = next((bound for bound, seen in buckets if seen >= count / 2), None)
+            result[key] = {"count": count, "mean_us": round(total / count * 1e6, 1),
+                           "median_bucket_us": None if median in (None, float("inf")) else round(median * 1e6, 1)}
+    for line in text.splitlines():
+        if line.startswith("gatehouse_audit_events_total "):
+            result["audit_events"] = int(float(line.split()[1]))
+    return result
+
+
 def cpu_seconds(pid):
     """User plus system CPU time a process has used so far."""
     fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
@@ -194,7 +221,7 @@ tokens: {{access_ttl: 2h, max_access_ttl: 12h}}
 groups: [developer, dba]
 users:
   - name: bench
-    groups: [dba]
+    groups: [dba, auditors]
     password_hash: "{password_hash}"
 connections:
   - name: app
@@ -258,7 +285,16 @@ connections:
         if ONLY or TARGETS != ["direct", "pgbouncer", "gatehouse"]:
             for row in results:
                 print(row, file=sys.stderr)
+            try:
+                print({"gateway_metrics": gateway_metrics(gh_http, home["GATEHOUSE_HOME"])}, file=sys.stderr)
+            except Exception as error:  # noqa: BLE001 - reported, not fatal
+                print({"gateway_metrics": str(error)}, file=sys.stderr)
             return
+
+        try:
+            inside = gateway_metrics(gh_http, home["GATEHOUSE_HOME"])
+        except Exception as error:  # noqa: BLE001 - reported, not fatal
+            inside = {"error": str(error)}
 
         # Resident memory per idle proxied session.
         time.sleep(1)
@@ -291,6 +327,7 @@ connections:
             "seconds_per_run": SECONDS,
             "pgbench": results,
             "idle_sessions": memory,
+            "gateway_metrics": inside,
             "micro": micro,
         }
         write_report(report)
@@ -341,6 +378,9 @@ def write_report(report):
         "",
         f"Idle sessions: {m['sessions']} open ({m['failed']} failed); gateway resident memory {m['rss_before_kib']} KiB → "
         f"{m['rss_after_kib']} KiB: **{m['kib_per_session']} KiB per idle session**.",
+        "",
+        f"Inside the gateway over all runs (its /metrics): {report.get('gateway_metrics')}. A decision is inspection, "
+        "policy and the audit record for one statement; an audit commit is one group of events made durable.",
         "",
         "## Micro-benchmarks",
         "",
