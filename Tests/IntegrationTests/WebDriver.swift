@@ -86,39 +86,37 @@ final class Browser: @unchecked Sendable {
         get async throws { try await command("GET", "/source") as? String ?? "" }
     }
 
-    /// The first element matching `css`, waiting up to `timeout` seconds for it to appear.
-    func element(_ css: String, timeout: Double = 10) async throws -> String {
+    /// Polls `probe` until it gives a value; fails with `failure` (given the current URL) after `timeout` seconds.
+    private func poll<T>(
+        timeout: Double, failure: (String) -> String, _ probe: () async throws -> T?
+    ) async throws -> T {
         let deadline = Date().addingTimeInterval(timeout)
         while true {
-            if let found = try? await command("POST", "/element", ["using": "css selector", "value": css]),
-                let id = (found as? [String: Any])?[Self.elementKey] as? String
-            {
-                return id
-            }
-            guard Date() < deadline else { throw HarnessError("no element matches \(css) on \(try await url)") }
-            try await Task.sleep(for: .milliseconds(200))
+            if let value = try await probe() { return value }
+            guard Date() < deadline else { throw HarnessError(failure(try await url)) }
+            try await Task.sleep(for: .milliseconds(150))
+        }
+    }
+
+    /// The first element matching `css`, waiting up to `timeout` seconds for it to appear.
+    func element(_ css: String, timeout: Double = 10) async throws -> String {
+        try await poll(timeout: timeout, failure: { "no element matches \(css) on \($0)" }) {
+            let found = try? await command("POST", "/element", ["using": "css selector", "value": css])
+            return (found as? [String: Any])?[Self.elementKey] as? String
         }
     }
 
     /// Waits until the page's text contains `text` (live regions update without a reload).
     func waitForText(_ text: String, timeout: Double = 15) async throws {
-        let deadline = Date().addingTimeInterval(timeout)
-        while true {
-            if try await source.contains(text) { return }
-            guard Date() < deadline else { throw HarnessError("'\(text)' did not appear on \(try await url)") }
-            try await Task.sleep(for: .milliseconds(250))
+        try await poll(timeout: timeout, failure: { "'\(text)' did not appear on \($0)" }) {
+            try await source.contains(text) ? () : nil
         }
     }
 
     /// Waits until the browser has navigated to a URL containing `text`.
     func waitForURL(containing text: String, timeout: Double = 15) async throws {
-        let deadline = Date().addingTimeInterval(timeout)
-        while true {
-            if try await url.contains(text) { return }
-            guard Date() < deadline else {
-                throw HarnessError("the browser did not reach a URL with '\(text)': \(try await url)")
-            }
-            try await Task.sleep(for: .milliseconds(100))
+        try await poll(timeout: timeout, failure: { "the browser did not reach a URL with '\(text)': \($0)" }) {
+            try await url.contains(text) ? () : nil
         }
     }
 
