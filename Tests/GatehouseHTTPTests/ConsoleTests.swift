@@ -96,6 +96,10 @@ struct ConsoleTests {
             let inbox = try await Self.request(client, browser, .get, "/console/inbox")
             #expect(inbox.status == .ok)
             #expect(inbox.text.contains("Nothing waits for you."))
+            // The live fragment's ETag is the page's data-etag while nothing changed: the script leaves it be.
+            let live = try await Self.request(client, browser, .get, "/console/inbox/live")
+            let etag = try #require(live.headers[.eTag]).replacingOccurrences(of: "\"", with: "")
+            #expect(inbox.text.contains("data-etag=\"\(etag)\""))
             #expect(inbox.text.contains("alice (developer)"))
             let event = try #require(try await harness.auditEvents().last { $0.type == "login.success" })
             #expect(event.detail["via"] == "console")

@@ -126,9 +126,17 @@ final class Browser: @unchecked Sendable {
         _ = try await command("POST", "/element/\(id)/value", ["text": text])
     }
 
+    /// Clicks the element; finds it again if the page replaced it in between (a live region changed).
     func click(_ css: String) async throws {
-        let id = try await element(css)
-        _ = try await command("POST", "/element/\(id)/click", [:] as [String: String])
+        for attempt in 1...3 {
+            let id = try await element(css)
+            do {
+                _ = try await command("POST", "/element/\(id)/click", [:] as [String: String])
+                return
+            } catch let error as HarnessError where error.description.contains("stale element") && attempt < 3 {
+                continue
+            }
+        }
     }
 
     func text(_ css: String) async throws -> String {

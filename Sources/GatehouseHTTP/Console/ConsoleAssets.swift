@@ -1,8 +1,9 @@
 /// The console's one script and one stylesheet, served from `/console/static/` so that the content
 /// security policy can forbid inline code.
 enum ConsoleAssets {
-    /// Keeps `[data-live]` regions current by polling their fragment URL every two seconds (a region
-    /// is left alone while someone is typing in it), and counts down `[data-expires]` times.
+    /// Keeps `[data-live]` regions current by polling their fragment URL every two seconds: a region is
+    /// replaced only when its ETag changed, and left alone while someone is typing in it. Counts down
+    /// `[data-expires]` times.
     static let script = #"""
         "use strict";
         (function () {
@@ -10,14 +11,17 @@ enum ConsoleAssets {
             fetch(region.getAttribute("data-live"), { credentials: "same-origin", headers: { "Accept": "text/html" } })
               .then(function (response) {
                 if (response.status === 401) { window.location.assign("/console/login"); return null; }
-                return response.ok ? response.text() : null;
+                if (!response.ok) { return null; }
+                var tag = (response.headers.get("ETag") || "").replace(/"/g, "");
+                if (tag && tag === region.getAttribute("data-etag")) { return null; }
+                return response.text().then(function (html) { return { html: html, tag: tag }; });
               })
-              .then(function (html) {
-                if (html === null || html === region.getAttribute("data-last")) { return; }
+              .then(function (update) {
+                if (update === null) { return; }
                 var active = document.activeElement;
                 if (active && region.contains(active) && active.value) { return; }
-                region.innerHTML = html;
-                region.setAttribute("data-last", html);
+                region.innerHTML = update.html;
+                region.setAttribute("data-etag", update.tag);
                 countdowns();
               })
               .catch(function () {});

@@ -117,9 +117,10 @@ struct ConsoleRoutes: Sendable {
         group.get(RouterPath(name)) { request, context in
             guard let caller = try await self.caller(request) else { return Self.redirect("/console/login") }
             let live = "/console/\(name)/live" + (request.uri.query.map { "?" + $0 } ?? "")
+            let fragment = try await render(caller, request)
             let body: HTML = """
                 <h1>\(title)</h1>
-                <section id="\(name)-live" data-live="\(live)">\(html: try await render(caller, request))</section>
+                <section id="\(name)-live" data-live="\(live)" data-etag="\(Self.tag(fragment))">\(html: fragment)</section>
                 """
             return self.document(title: title, caller: caller, request: request, here: name, body: body)
         }
@@ -127,8 +128,17 @@ struct ConsoleRoutes: Sendable {
             guard let caller = try await self.caller(request) else {
                 throw APIError(.unauthenticated, "the console session ended: sign in again")
             }
-            return Self.htmlResponse(try await render(caller, request))
+            let fragment = try await render(caller, request)
+            var response = Self.htmlResponse(fragment)
+            response.headers[.eTag] = "\"\(Self.tag(fragment))\""
+            return response
         }
+    }
+
+    /// A short digest of a fragment: the page's script replaces a region only when it changed, so
+    /// what someone is about to click is not swapped under them for an identical copy.
+    static func tag(_ fragment: HTML) -> String {
+        SHA256.hash(data: Data(fragment.description.utf8)).prefix(8).map { String(format: "%02x", $0) }.joined()
     }
 
     // MARK: Sign-in
