@@ -57,9 +57,13 @@ public actor GrantService {
     /// Requests `user` may see: their own, those they may approve, everything for admins.
     public func requests(for user: String, groups: [String], isAdmin: Bool) -> [AccessRequest] {
         book.requests.values.filter { request in
-            isAdmin || request.requester == user
-                || (book.roles[request.role]?.approverGroups.contains(where: groups.contains) ?? false)
+            isAdmin || request.requester == user || book.approves(request.role, groups: groups)
         }.sorted { $0.requestedAt > $1.requestedAt }
+    }
+
+    /// Pending requests `user` may still approve or deny.
+    public func awaitingDecision(by user: String, groups: [String]) -> [AccessRequest] {
+        book.awaitingDecision(by: user, groups: groups, at: now())
     }
 
     public func submit(

@@ -213,10 +213,7 @@ public actor StepUpService {
         return book.challenges.values.filter { challenge in
             guard challenge.state == .pending, challenge.expiresAt > time else { return false }
             if all || challenge.user == user { return true }
-            return challenge.kind == .approve && challenge.user != user
-                && challenge.approvers.contains { entry in
-                    entry.hasPrefix("group:") ? groups.contains(String(entry.dropFirst(6))) : entry == user
-                }
+            return challenge.kind == .approve && challenge.user != user && challenge.names(approver: user, groups: groups)
         }.sorted { $0.createdAt < $1.createdAt }
     }
 

@@ -141,10 +141,7 @@ public struct ChallengeBook: Sendable {
         guard challenge.user != approver else {
             throw ChallengeError(.selfApproval, "you cannot approve your own statement: another approver must")
         }
-        let named = challenge.approvers.contains { entry in
-            entry.hasPrefix("group:") ? groups.contains(String(entry.dropFirst("group:".count))) : entry == approver
-        }
-        guard named else {
+        guard challenge.names(approver: approver, groups: groups) else {
             throw ChallengeError(
                 .notAnApprover,
                 "you are not an approver of challenge \(id) (approvers: \(challenge.approvers.joined(separator: ", ")))")
@@ -245,5 +242,14 @@ public struct AttemptLimiter: Sendable {
 
     public mutating func recordSuccess(_ user: String) {
         failures[user] = nil
+    }
+}
+
+extension Challenge {
+    /// Whether `user` (with `groups`) is one of this challenge's approvers: named, or in a named `group:`.
+    public func names(approver user: String, groups: [String]) -> Bool {
+        approvers.contains { entry in
+            entry.hasPrefix("group:") ? groups.contains(String(entry.dropFirst("group:".count))) : entry == user
+        }
     }
 }

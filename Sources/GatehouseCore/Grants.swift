@@ -239,8 +239,7 @@ public struct GrantBook: Sendable {
         guard request.state == .approved || request.state == .pending else {
             throw GrantError(.notPending, "request \(id) is \(request.state.rawValue); nothing to revoke")
         }
-        let approver = roles[request.role]?.approverGroups.contains(where: groups.contains) ?? false
-        guard isAdmin || approver || actor == request.requester else {
+        guard isAdmin || approves(request.role, groups: groups) || actor == request.requester else {
             throw GrantError(
                 .notAllowed, "only the requester, an approver of \(request.role) or an administrator may revoke request \(id)")
         }
@@ -332,6 +331,19 @@ public struct GrantBook: Sendable {
             throw GrantError(.notPending, "request \(id) is \(request.state == .pending ? "lapsed" : request.state.rawValue)")
         }
         return request
+    }
+
+    /// Whether members of `groups` approve requests for `role`.
+    public func approves(_ role: String, groups: [String]) -> Bool {
+        roles[role]?.approverGroups.contains(where: groups.contains) ?? false
+    }
+
+    /// Pending requests `user` may still approve or deny at `now`: not their own, not yet approved by them.
+    public func awaitingDecision(by user: String, groups: [String], at now: Date) -> [AccessRequest] {
+        requests.values.filter { request in
+            request.state == .pending && request.pendingUntil > now && request.requester != user
+                && !request.approvals.contains(user) && approves(request.role, groups: groups)
+        }.sorted { $0.requestedAt > $1.requestedAt }
     }
 
     private func checkApprover(_ request: AccessRequest, approver: String, groups: [String]) throws {

@@ -205,13 +205,10 @@ extension APIRoutes {
             guard let date = Timestamp.parse(at) else { throw APIError(.badRequest, "at must be an RFC 3339 time") }
             now = date
         }
-        let grants = (body.roles ?? []).enumerated().map {
-            ActiveGrant(id: "simulated-\($0.offset + 1)", role: $0.element, expiresAt: now.addingTimeInterval(3600))
-        }
-        let context = SessionContext(
+        let context = SessionContext.dryRun(
             user: name, groups: stored.user.groups, connection: body.connection, sourceAddress: body.source ?? "127.0.0.1",
-            country: body.country?.uppercased(), applicationName: body.application ?? "psql", sessionStartedAt: now,
-            lastActivityAt: now, grants: grants, now: now, newDevice: body.new_device ?? false)
+            country: body.country?.uppercased(), applicationName: body.application ?? "psql", roles: body.roles ?? [],
+            newDevice: body.new_device ?? false, at: now)
         let inspection = Inspector.inspect(body.sql)
         let decision = currentPolicy.evaluate(inspection, in: context)
         return API.PolicyTestResult(

@@ -49,6 +49,21 @@ public struct SessionContext: Sendable {
     }
 
     public var activeGrants: [ActiveGrant] { grants.filter { $0.expiresAt > now } }
+
+    /// The context of a dry run (`policy test`): a session opening at `now`, holding `roles` as if granted
+    /// for the next hour.
+    public static func dryRun(
+        user: String, groups: [String], connection: String, sourceAddress: String, country: String?,
+        applicationName: String, roles: [String], newDevice: Bool, at now: Date
+    ) -> SessionContext {
+        let grants = roles.enumerated().map {
+            ActiveGrant(id: "simulated-\($0.offset + 1)", role: $0.element, expiresAt: now.addingTimeInterval(3600))
+        }
+        return SessionContext(
+            user: user, groups: groups, connection: connection, sourceAddress: sourceAddress, country: country,
+            applicationName: applicationName, sessionStartedAt: now, lastActivityAt: now, grants: grants, now: now,
+            newDevice: newDevice)
+    }
 }
 
 /// A rule that matched, and what it would do.

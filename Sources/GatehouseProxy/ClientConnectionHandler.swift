@@ -405,14 +405,16 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
     }
 
     private func recordDecision(_ decision: Decision, inspection: Inspection, sql: String, note: String? = nil) {
-        Telemetry.statement(PolicyOutcome(rawValue: decision.action.rawValue) ?? .deny)
         let type: AuditEventType
+        let outcome: PolicyOutcome
         switch decision.action {
-        case .allow: type = .statementAllowed
-        case .alert: type = .statementAlert
-        case .stepUp, .approve: type = .statementHeld
-        case .deny: type = .statementDenied
+        case .allow: (type, outcome) = (.statementAllowed, .allow)
+        case .alert: (type, outcome) = (.statementAlert, .alert)
+        case .stepUp: (type, outcome) = (.statementHeld, .stepUp)
+        case .approve: (type, outcome) = (.statementHeld, .approve)
+        case .deny: (type, outcome) = (.statementDenied, .deny)
         }
+        Telemetry.statement(outcome)
         var detail: [String: String] = [
             "action": decision.action.rawValue,
             "facts": inspection.unparsable ? "unparsable" : inspection.statements.map(\.summary).joined(separator: "; "),

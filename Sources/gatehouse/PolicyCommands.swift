@@ -108,13 +108,9 @@ struct PolicyCommand: AsyncParsableCommand {
             if country == nil, let path = config.geoipDatabase {
                 country = try GeoIPDatabase(path: path).country(for: from)
             }
-            let grants = role.enumerated().map {
-                ActiveGrant(id: "simulated-\($0.offset + 1)", role: $0.element, expiresAt: now.addingTimeInterval(3600))
-            }
-            let context = SessionContext(
+            let context = SessionContext.dryRun(
                 user: user, groups: entry.groups, connection: connection, sourceAddress: from, country: country,
-                applicationName: application, sessionStartedAt: now, lastActivityAt: now, grants: grants, now: now,
-                newDevice: newDevice)
+                applicationName: application, roles: role, newDevice: newDevice, at: now)
             let inspection = Inspector.inspect(sql)
             try report(config.policy.evaluate(inspection, in: context), inspection)
         }

@@ -25,14 +25,12 @@ extension ConsoleRoutes {
         let challenges = await api.environment.stepUp?.challenges(for: me, groups: caller.user.groups) ?? []
         let mine = challenges.filter { $0.user == me && $0.kind == .stepUp }
         let toApprove = challenges.filter { $0.user != me && $0.kind == .approve }
-        let requests = await api.environment.grants?.requests(for: me, groups: caller.user.groups, isAdmin: false) ?? []
-        let roles = await api.environment.grants?.roles ?? []
-        let pending = requests.filter { $0.state == .pending }
-        let requestsToApprove = pending.filter { request in
-            request.requester != me && !request.approvals.contains(me)
-                && (roles.first { $0.name == request.role }?.approverGroups.contains(where: caller.user.groups.contains) ?? false)
-        }
-        let myRequests = pending.filter { $0.requester == me }
+        let grants = api.environment.grants
+        let requestsToApprove = await grants?.awaitingDecision(by: me, groups: caller.user.groups) ?? []
+        let myRequests =
+            await grants?.requests(for: me, groups: caller.user.groups, isAdmin: false)
+            .filter { $0.state == .pending && $0.requester == me } ?? []
+        let roles = await grants?.roles ?? []
 
         var sections: [HTML] = []
         if !mine.isEmpty {

@@ -251,17 +251,11 @@ struct ConsoleRoutes: Sendable {
     static func form(_ request: Request) async throws -> [String: String] {
         var request = request
         let buffer = try await request.collectBody(upTo: 256 * 1024)
-        let text = String(buffer: buffer)
-        var fields: [String: String] = [:]
-        for pair in text.split(separator: "&") {
-            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            func decode(_ part: Substring) -> String {
-                String(part).replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? ""
-            }
-            guard let key = parts.first.map(decode), !key.isEmpty else { continue }
-            fields[key] = parts.count > 1 ? decode(parts[1]) : ""
+        do {
+            return try URLEncodedFormDecoder().decode([String: String].self, from: String(buffer: buffer))
+        } catch {
+            throw APIError(.badRequest, "the form could not be read")
         }
-        return fields
     }
 
     static func constantTimeEqual(_ a: String, _ b: String) -> Bool {
