@@ -160,6 +160,7 @@ let package = Package(
             name: "GatehousePolicyTests",
             dependencies: ["GatehousePolicy", "SQLInspection", "GatehouseConfig", "GatehouseTestSupport"]),
         .testTarget(name: "GatehouseCoreTests", dependencies: ["GatehouseCore", "GatehouseConfig"]),
+        .testTarget(name: "GatehouseStoreTests", dependencies: ["GatehouseStore", "GatehouseCore"]),
         .testTarget(
             name: "PostgresWireTests",
             dependencies: [

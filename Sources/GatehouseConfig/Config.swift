@@ -29,6 +29,9 @@ public struct GatehouseConfig: Sendable, Equatable {
     public var roles: [RequestableRole] = []
     /// How long a statement held for step-up or approval waits before it fails.
     public var stepUpTimeout: TimeInterval = 120
+    /// The longest statement decisions gather before one commit to the audit log. They are journaled
+    /// first, so a crash of the gateway loses none; a power loss may lose up to this window.
+    public var auditCommitInterval: TimeInterval = 0.01
     /// A MaxMind-format country database (.mmdb) for rules on the source country; nil when not used.
     public var geoipDatabase: String?
 

@@ -214,7 +214,7 @@ struct Reader {
     func duration(_ node: Node, _ what: String) throws -> TimeInterval {
         let text = try string(node, what)
         guard let value = DurationText.parse(text) else {
-            throw fail(node, "\(what) must be a duration such as 30s, 15m, 12h or 7d, not '\(text)'")
+            throw fail(node, "\(what) must be a duration such as 500ms, 30s, 15m, 12h or 7d, not '\(text)'")
         }
         return value
     }
@@ -264,7 +264,7 @@ struct Reader {
             root, "the configuration",
             allowed: [
                 "listen", "data_dir", "store", "tls", "tokens", "limits", "connections", "users", "groups", "policy", "geoip",
-                "step_up", "roles", "webhooks", "service_accounts",
+                "step_up", "roles", "webhooks", "service_accounts", "audit",
             ])
         {
             switch key {
@@ -350,6 +350,16 @@ struct Reader {
                         throw fail(item, "webhook '\(hook.name)' is declared twice")
                     }
                     config.webhooks.append(hook)
+                }
+            case "audit":
+                for (_, _, value) in try mapping(value, "audit", allowed: ["commit_interval"]) {
+                    let interval = try duration(value, "audit.commit_interval")
+                    guard interval <= 60 else {
+                        throw fail(
+                            value,
+                            "audit.commit_interval must be at most 60s (statement decisions wait that long to be committed)")
+                    }
+                    config.auditCommitInterval = interval
                 }
             case "step_up":
                 for (_, _, value) in try mapping(value, "step_up", allowed: ["timeout"]) {

@@ -112,8 +112,13 @@ public struct AuditEvent: Sendable, Equatable, Codable {
 
     /// Seals a record as the event after `previous` (or the first one).
     public static func seal(_ record: AuditRecord, seq: Int64, time: Date, prevHash: String) -> AuditEvent {
+        seal(record, seq: seq, time: Timestamp.format(time), prevHash: prevHash)
+    }
+
+    /// Seals a record with a time already formatted (`Timestamp.format`), as the journal keeps it.
+    public static func seal(_ record: AuditRecord, seq: Int64, time: String, prevHash: String) -> AuditEvent {
         var event = AuditEvent(
-            seq: seq, time: Timestamp.format(time), type: record.type.rawValue, actor: record.actor,
+            seq: seq, time: time, type: record.type.rawValue, actor: record.actor,
             session: record.session, connection: record.connection, source: record.source, detail: record.detail,
             prevHash: prevHash, hash: "")
         event.hash = event.computedHash()
@@ -150,16 +155,7 @@ public struct AuditEvent: Sendable, Equatable, Codable {
         if let actor { key("actor"); Self.appendString(actor, to: &out) }
         if let connection { key("connection"); Self.appendString(connection, to: &out) }
         key("detail")
-        out.append(UInt8(ascii: "{"))
-        var firstDetail = true
-        for name in detail.keys.sorted(by: { $0.utf8.lexicographicallyPrecedes($1.utf8) }) {
-            if !firstDetail { out.append(UInt8(ascii: ",")) }
-            firstDetail = false
-            Self.appendString(name, to: &out)
-            out.append(UInt8(ascii: ":"))
-            Self.appendString(detail[name]!, to: &out)
-        }
-        out.append(UInt8(ascii: "}"))
+        Self.appendDetail(detail, to: &out)
         key("hash")
         Self.appendString(withHash ? hash : "", to: &out)
         key("prev_hash")
@@ -178,7 +174,14 @@ public struct AuditEvent: Sendable, Equatable, Codable {
 
     /// A detail map as compact JSON with sorted keys (how the store keeps it).
     public static func canonicalDetailJSON(_ detail: [String: String]) -> String {
-        var out: [UInt8] = [UInt8(ascii: "{")]
+        var out: [UInt8] = []
+        appendDetail(detail, to: &out)
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// A detail map as a JSON object with keys in byte order.
+    static func appendDetail(_ detail: [String: String], to out: inout [UInt8]) {
+        out.append(UInt8(ascii: "{"))
         for (index, name) in detail.keys.sorted(by: { $0.utf8.lexicographicallyPrecedes($1.utf8) }).enumerated() {
             if index > 0 { out.append(UInt8(ascii: ",")) }
             appendString(name, to: &out)
@@ -186,7 +189,6 @@ public struct AuditEvent: Sendable, Equatable, Codable {
             appendString(detail[name]!, to: &out)
         }
         out.append(UInt8(ascii: "}"))
-        return String(decoding: out, as: UTF8.self)
     }
 
     /// A JSON string with the escapes JSONEncoder uses (slashes left alone).

@@ -139,17 +139,25 @@ public enum Timestamp {
 
 /// Durations as people write them in config and on the command line: `90s`, `15m`, `12h`, `7d`, `1h30m`.
 public enum DurationText {
+    /// `500ms`, `30s`, `15m`, `12h`, `7d`, or a sum such as `1h30m`.
     public static func parse(_ text: String) -> TimeInterval? {
         var total: TimeInterval = 0
         var number = ""
         var sawUnit = false
-        for character in text.trimmingCharacters(in: .whitespaces) {
-            if character.isNumber {
+        let characters = Array(text.trimmingCharacters(in: .whitespaces))
+        var index = 0
+        while index < characters.count {
+            let character = characters[index]
+            index += 1
+            if character.isASCII, character.isNumber {
                 number.append(character)
                 continue
             }
             guard let value = Double(number) else { return nil }
             switch character {
+            case "m" where index < characters.count && characters[index] == "s":
+                index += 1
+                total += value / 1000
             case "s": total += value
             case "m": total += value * 60
             case "h": total += value * 3600

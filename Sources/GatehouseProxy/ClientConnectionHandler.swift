@@ -235,11 +235,15 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
             satisfied.action = .allow
             satisfied.reason =
                 "step-up proven \(Int(now.timeIntervalSince(last)))s ago, within the rule's \(DurationText.format(maxAge))"
-            recordDecision(satisfied, inspection: inspection, sql: sql, note: "fresh_step_up")
+            guard recordDecision(satisfied, inspection: inspection, sql: sql, note: "fresh_step_up") else {
+                return .refuse(Self.unrecorded)
+            }
             prepared.record(inspection)
             return .proceed
         }
-        recordDecision(decision, inspection: inspection, sql: sql)
+        guard recordDecision(decision, inspection: inspection, sql: sql) || decision.action == .deny else {
+            return .refuse(Self.unrecorded)
+        }
         if decision.action.proceeds {
             prepared.record(inspection)
             return .proceed
@@ -404,7 +408,14 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
             severity: "ERROR", sqlState: ProxyFailure.Code.insufficientPrivilege, message: message, hint: hint)
     }
 
-    private func recordDecision(_ decision: Decision, inspection: Inspection, sql: String, note: String? = nil) {
+    /// What the client reads when its statement's decision could not be recorded: nothing runs unaudited.
+    static let unrecorded = ErrorNoticeFields(
+        severity: "ERROR", sqlState: ProxyFailure.Code.internalError,
+        message: "Gatehouse did not run this statement: its audit log cannot record it",
+        hint: "the gateway's operator must free or repair the gateway's data directory")
+
+    /// Records the decision in the audit log (journaled before this returns); false when it cannot be.
+    private func recordDecision(_ decision: Decision, inspection: Inspection, sql: String, note: String? = nil) -> Bool {
         let type: AuditEventType
         let outcome: PolicyOutcome
         switch decision.action {
@@ -441,8 +452,15 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
         if decision.action != .allow {
             logger.info("statement \(decision.action.rawValue)", metadata: ["reason": "\(decision.reason)"])
         }
-        store.enqueueAudit(record) { error in
-            logger.error("cannot record a statement decision in the audit log", metadata: ["error": "\(error)"])
+        do {
+            try store.enqueueAudit(record) { error in
+                logger.error("cannot commit statement decisions to the audit log", metadata: ["error": "\(error)"])
+            }
+            return true
+        } catch {
+            Telemetry.auditFailures.increment()
+            logger.error("statement refused: its decision cannot be recorded", metadata: ["error": "\(error)"])
+            return false
         }
     }
 
@@ -771,10 +789,14 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
         let store = environment.store
         let logger = self.logger
         logger.info("session ended", metadata: ["reason": "\(reason)"])
-        Task {
-            do { _ = try await store.appendAudit(record) } catch {
-                logger.error("cannot record session end in the audit log", metadata: ["error": "\(error)"])
+        // It has happened: journaled at once, so a crash cannot lose it, and committed with the next group.
+        do {
+            try store.enqueueAudit(record) { error in
+                logger.error("cannot commit a session end to the audit log", metadata: ["error": "\(error)"])
             }
+        } catch {
+            Telemetry.auditFailures.increment()
+            logger.error("cannot record session end in the audit log", metadata: ["error": "\(error)"])
         }
     }
 
@@ -800,8 +822,13 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
                     logger.warning("cannot forward a cancel request", metadata: ["error": "\(error)"])
                 }
             }
-        Task {
-            _ = try? await store.appendAudit(AuditRecord(.cancelRequest, session: sessionID, source: source))
+        do {
+            try store.enqueueAudit(AuditRecord(.cancelRequest, session: sessionID, source: source)) { error in
+                logger.error("cannot commit a cancel request to the audit log", metadata: ["error": "\(error)"])
+            }
+        } catch {
+            Telemetry.auditFailures.increment()
+            logger.error("cannot record a cancel request in the audit log", metadata: ["error": "\(error)"])
         }
     }
 

@@ -13,6 +13,11 @@ public actor SQLiteStore: GatehouseStore {
     private var lastSeq: Int64 = 0
     private var lastHash = AuditEvent.genesisHash
     private let now: @Sendable () -> Date
+    /// Events the journal held that the log lacked when the store opened: what a gateway that stopped
+    /// uncleanly had accepted and not yet committed, now in the log.
+    public private(set) var recoveredFromJournal = 0
+    /// Journal lines that could not be read when the store opened (cut short by a machine stop).
+    public private(set) var unreadableJournalLines = 0
 
     /// Opens (creating when needed) the database at `path`.
     public static func open(path: String, now: @escaping @Sendable () -> Date = Date.init) async throws -> SQLiteStore {
@@ -27,14 +32,28 @@ public actor SQLiteStore: GatehouseStore {
         } catch {
             throw StoreError("cannot open the state store at \(path): \(error)")
         }
-        let store = SQLiteStore(connection: connection, now: now)
-        try await store.migrate()
+        let journal: AuditJournal
+        do {
+            journal = try AuditJournal(beside: path)
+        } catch {
+            try? await connection.close()
+            throw StoreError("\(error)")
+        }
+        let store = SQLiteStore(connection: connection, journal: journal, now: now)
+        do {
+            try await store.migrate()
+            try await store.recover()
+        } catch {
+            try? await connection.close()
+            throw error
+        }
         return store
     }
 
-    private init(connection: SQLiteConnection, now: @escaping @Sendable () -> Date) {
+    private init(connection: SQLiteConnection, journal: AuditJournal, now: @escaping @Sendable () -> Date) {
         self.connection = connection
         self.now = now
+        self.handedOver = NIOLockedValueBox(HandOver(journal: journal))
     }
 
     private func migrate() async throws {
@@ -71,15 +90,43 @@ public actor SQLiteStore: GatehouseStore {
         ] {
             _ = try await connection.query(statement, [])
         }
+        // The journal line each event came from (bookkeeping for recovery; not part of the chain).
+        let columns = try await connection.query("PRAGMA table_info(audit_events)", []).compactMap { $0.column("name")?.string }
+        if !columns.contains("journal") {
+            _ = try await connection.query("ALTER TABLE audit_events ADD COLUMN journal INTEGER", [])
+        }
         if let row = try await connection.query("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1", []).first {
             lastSeq = Int64(row.column("seq")?.integer ?? 0)
             lastHash = row.column("hash")?.string ?? AuditEvent.genesisHash
         }
     }
 
-    /// Appends one event to the chain.
+    /// Puts into the log what the journal holds and the log lacks, then empties the journal.
+    private func recover() async throws {
+        let committed = Int64(
+            try await connection.query(
+                "SELECT journal FROM audit_events WHERE journal IS NOT NULL ORDER BY seq DESC LIMIT 1", []
+            ).first?.column("journal")?.integer ?? 0)
+        let journal = handedOver.withLockedValue { $0.journal }
+        let (entries, unreadable) = try journal.contents()
+        unreadableJournalLines = unreadable
+        let missing = entries.filter { $0.number > committed }
+        var start = missing.startIndex
+        while start < missing.endIndex {
+            let end = min(start + Self.maximumBatch, missing.endIndex)
+            let batch = missing[start..<end].map {
+                Pending(record: $0.record, waiter: nil, time: $0.time, journal: $0.number)
+            }
+            try await insert(batch)
+            start = end
+        }
+        recoveredFromJournal = missing.count
+        try journal.reset(after: max(committed, entries.last?.number ?? 0))
+    }
+
+    /// Appends one event to the chain, and returns once it is committed.
     ///
-    /// Appends are group-committed: callers that arrive while a write is in flight are sealed together, in
+    /// Appends are group-committed: records handed over while a write is in flight are sealed together, in
     /// arrival order, and inserted by one statement (atomic in SQLite), so the chain has no gaps and a
     /// failed write changes nothing. The actor's state only moves once the rows are durable.
     public func appendAudit(_ record: AuditRecord) async throws -> AuditEvent {
@@ -101,32 +148,87 @@ public actor SQLiteStore: GatehouseStore {
         case detached(@Sendable (Error) -> Void)
     }
 
+    /// A record accepted and not yet committed.
+    private struct Pending: Sendable {
+        var record: AuditRecord
+        /// Nil for a record replayed from the journal when the store opened.
+        var waiter: Waiter?
+        /// When the record was accepted (`Timestamp.format`).
+        var time: String
+        /// Its journal line, when it was handed over without waiting.
+        var journal: Int64?
+    }
+
+    /// Records handed over from any thread, in arrival order, whether a writer is awake to take them, and
+    /// the journal. One writer runs at a time; it takes everything handed over before each batch and goes
+    /// to sleep only when nothing is left, so a busy log costs no task per append.
+    private struct HandOver: @unchecked Sendable {
+        var records: [Pending] = []
+        var writerAwake = false
+        /// Whether the writer is waiting out a commit window (and no one has asked it to stop yet).
+        var windowOpen = false
+        let journal: AuditJournal
+    }
+    private nonisolated let handedOver: NIOLockedValueBox<HandOver>
     /// Records the writer has taken and not yet written, in arrival order.
-    private var pendingAppends: [(AuditRecord, Waiter)] = []
-    /// Records handed over from any thread, in arrival order, and whether a writer is awake to take them.
-    /// One writer runs at a time; it takes everything handed over before each batch and goes to sleep
-    /// only when nothing is left, so a busy log costs no task per append.
-    private nonisolated let handedOver = NIOLockedValueBox<(records: [(AuditRecord, Waiter)], writerAwake: Bool)>(
-        ([], false))
+    private var pendingAppends: [Pending] = []
     private var drainWaiters: [CheckedContinuation<Void, Never>] = []
     /// Rows per INSERT, well under SQLite's limit of bound parameters.
     private static let maximumBatch = 500
 
     private nonisolated func hand(_ record: AuditRecord, _ waiter: Waiter) {
-        let wake = handedOver.withLockedValue { state -> Bool in
-            state.records.append((record, waiter))
-            if state.writerAwake { return false }
+        let (wake, windowOpen) = handedOver.withLockedValue { state -> (Bool, Bool) in
+            state.records.append(Pending(record: record, waiter: waiter, time: Timestamp.format(now()), journal: nil))
+            defer { state.windowOpen = false }
+            if state.writerAwake { return (false, state.windowOpen) }
             state.writerAwake = true
-            return true
+            return (true, false)
         }
-        if wake { Task { await self.writePendingAppends() } }
+        if wake {
+            Task { await self.writePendingAppends() }
+        } else if windowOpen {
+            // Someone waits for this one: a writer pacing its commits must not make them wait.
+            Task { await self.endCommitWindow() }
+        }
+    }
+
+    /// The writer's wait for the end of the commit window, when it is waiting.
+    private var windowWait: Task<Void, Never>?
+
+    private func endCommitWindow() {
+        windowWait?.cancel()
+    }
+
+    /// Appends without waiting for the commit: for the hot path (a decision per statement). The record is
+    /// journaled before this returns, so a crash of the gateway cannot lose it, and committed, in order,
+    /// by the next group commit. Throws, keeping nothing, when the journal cannot take it: the caller
+    /// must then not go on with what it records. `onFailure` hears about a commit that failed (it is
+    /// retried).
+    public nonisolated func enqueueAudit(_ record: AuditRecord, onFailure: @escaping @Sendable (Error) -> Void) throws {
+        let (wake, full, windowOpen) = try handedOver.withLockedValue { state -> (Bool, Bool, Bool) in
+            let time = Timestamp.format(now())
+            let number = try state.journal.append(record, time: time)
+            state.records.append(Pending(record: record, waiter: .detached(onFailure), time: time, journal: number))
+            let full = state.records.count >= Self.maximumBatch
+            let windowOpen = state.windowOpen
+            if full { state.windowOpen = false }
+            if state.writerAwake { return (false, full, windowOpen) }
+            state.writerAwake = true
+            return (true, full, false)
+        }
+        if wake {
+            Task { await self.writePendingAppends() }
+        } else if full && windowOpen {
+            // A full batch is waiting: no reason to wait out the window (and the journal stays small).
+            Task { await self.endCommitWindow() }
+        }
     }
 
     /// Moves what was handed over into `pendingAppends`; reports false, marking the writer asleep, when
     /// nothing is left to write.
     private func takeHandedOver() -> Bool {
         let nothingPending = pendingAppends.isEmpty
-        let taken = handedOver.withLockedValue { state -> [(AuditRecord, Waiter)]? in
+        let taken = handedOver.withLockedValue { state -> [Pending]? in
             if state.records.isEmpty {
                 if nothingPending { state.writerAwake = false }
                 return nil
@@ -138,11 +240,12 @@ public actor SQLiteStore: GatehouseStore {
         return !pendingAppends.isEmpty
     }
 
-    /// The shortest time between two commits of detached events only (statement decisions). A commit
+    /// The shortest time between two commits of journaled events only (statement decisions). A commit
     /// (a WAL write and an fsync) costs far more than an event, so under load the writer gathers what
     /// arrives in this window into one; an idle log commits the first event at once, and an append
-    /// someone waits for (a session start, an approval) never waits for the window.
-    public var commitInterval: Duration = .milliseconds(2)
+    /// someone waits for (a session start, an approval) never waits for the window. The journal keeps
+    /// what waits safe from a crash of the gateway; a power loss may lose up to this window.
+    public var commitInterval: Duration = .milliseconds(10)
     private var lastCommit: ContinuousClock.Instant?
 
     public func setCommitInterval(_ interval: Duration) { commitInterval = interval }
@@ -150,58 +253,59 @@ public actor SQLiteStore: GatehouseStore {
     private func writePendingAppends() async {
         while takeHandedOver() {
             if let lastCommit, pendingAppends.count < Self.maximumBatch,
-                !pendingAppends.contains(where: { if case .caller = $0.1 { return true } else { return false } })
+                !pendingAppends.contains(where: { if case .caller = $0.waiter { return true } else { return false } })
             {
                 let due = lastCommit.advanced(by: commitInterval)
-                if due > ContinuousClock.now {
-                    try? await Task.sleep(until: due, clock: .continuous)
+                if due > ContinuousClock.now, !closing {
+                    let wait = Task { _ = try? await Task.sleep(until: due, clock: .continuous) }
+                    windowWait = wait
+                    handedOver.withLockedValue { $0.windowOpen = true }
+                    await wait.value
+                    handedOver.withLockedValue { $0.windowOpen = false }
+                    windowWait = nil
                     _ = takeHandedOver()
                 }
             }
             let batch = Array(pendingAppends.prefix(Self.maximumBatch))
             pendingAppends.removeFirst(batch.count)
-            var seq = lastSeq
-            var hash = lastHash
-            var events: [AuditEvent] = []
-            events.reserveCapacity(batch.count)
-            for (record, _) in batch {
-                let event = AuditEvent.seal(record, seq: seq + 1, time: now(), prevHash: hash)
-                seq = event.seq
-                hash = event.hash
-                events.append(event)
-            }
-            var bindings: [SQLiteData] = []
-            bindings.reserveCapacity(events.count * 10)
-            for event in events {
-                bindings += [
-                    .integer(Int(event.seq)), .text(event.time), .text(event.type), Self.text(event.actor),
-                    Self.text(event.session), Self.text(event.connection), Self.text(event.source),
-                    .text(Self.encodeDetail(event.detail)), .text(event.prevHash), .text(event.hash),
-                ]
-            }
-            let rows = Array(repeating: "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", count: events.count).joined(separator: ", ")
-            let began = DispatchTime.now().uptimeNanoseconds
             do {
-                _ = try await connection.query(
-                    "INSERT INTO audit_events (seq, time, type, actor, session, connection, source, detail, prev_hash, hash) VALUES \(rows)",
-                    bindings)
-                lastSeq = seq
-                lastHash = hash
+                let events = try await insert(batch)
                 lastCommit = ContinuousClock.now
-                Telemetry.auditWriteLatency.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds &- began))
-                Telemetry.auditEvents.increment(by: Int64(events.count))
                 for observer in observers.withLockedValue({ $0 }) { observer(events) }
-                for (index, (_, waiter)) in batch.enumerated() {
-                    if case .caller(let continuation) = waiter { continuation.resume(returning: events[index]) }
+                for (index, pending) in batch.enumerated() {
+                    if case .caller(let continuation) = pending.waiter { continuation.resume(returning: events[index]) }
+                }
+                if let last = batch.last(where: { $0.journal != nil })?.journal,
+                    let cleaning = handedOver.withLockedValue({ $0.journal.committed(through: last) })
+                {
+                    // The other file's lines are all in the log: empty it for its next turn, outside the lock.
+                    var succeeded = true
+                    do { try cleaning.run() } catch {
+                        succeeded = false
+                        for pending in batch { if case .detached(let onFailure) = pending.waiter { onFailure(error) } }
+                    }
+                    handedOver.withLockedValue { $0.journal.cleaned(cleaning.index, succeeded: succeeded) }
                 }
             } catch {
-                Telemetry.auditFailures.increment()
                 let failure = StoreError("cannot append to the audit log: \(error)")
-                for (_, waiter) in batch {
-                    switch waiter {
+                // Whoever waits hears of it and goes no further. Journaled records were already accepted
+                // (their statements ran): they go back to the head of the queue and are tried again.
+                var retry: [Pending] = []
+                for pending in batch {
+                    switch pending.waiter {
                     case .caller(let continuation): continuation.resume(throwing: failure)
-                    case .detached(let onFailure): onFailure(failure)
+                    case .detached(let onFailure):
+                        onFailure(failure)
+                        retry.append(pending)
+                    case nil: retry.append(pending)
                     }
+                }
+                // When closing, they stay in the journal, and the next start puts them in the log.
+                if closing {
+                    if !retry.isEmpty { keepJournal = true }
+                } else {
+                    pendingAppends.insert(contentsOf: retry, at: 0)
+                    if !retry.isEmpty { try? await Task.sleep(for: .milliseconds(100)) }
                 }
             }
         }
@@ -209,10 +313,43 @@ public actor SQLiteStore: GatehouseStore {
         drainWaiters = []
     }
 
-    /// Appends without waiting: for the hot path (a decision per statement). Order is kept; the event is
-    /// written by the next group commit. `onFailure` hears about a write that failed.
-    public nonisolated func enqueueAudit(_ record: AuditRecord, onFailure: @escaping @Sendable (Error) -> Void) {
-        hand(record, .detached(onFailure))
+    /// Seals `batch` after the chain's head and inserts it in one statement; moves the head once it is
+    /// committed.
+    @discardableResult
+    private func insert(_ batch: [Pending]) async throws -> [AuditEvent] {
+        var seq = lastSeq
+        var hash = lastHash
+        var events: [AuditEvent] = []
+        events.reserveCapacity(batch.count)
+        var bindings: [SQLiteData] = []
+        bindings.reserveCapacity(batch.count * 11)
+        for pending in batch {
+            let event = AuditEvent.seal(pending.record, seq: seq + 1, time: pending.time, prevHash: hash)
+            seq = event.seq
+            hash = event.hash
+            events.append(event)
+            bindings += [
+                .integer(Int(event.seq)), .text(event.time), .text(event.type), Self.text(event.actor),
+                Self.text(event.session), Self.text(event.connection), Self.text(event.source),
+                .text(Self.encodeDetail(event.detail)), .text(event.prevHash), .text(event.hash),
+                pending.journal.map { .integer(Int($0)) } ?? .null,
+            ]
+        }
+        let rows = Array(repeating: "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", count: events.count).joined(separator: ", ")
+        let began = DispatchTime.now().uptimeNanoseconds
+        do {
+            _ = try await connection.query(
+                "INSERT INTO audit_events (seq, time, type, actor, session, connection, source, detail, prev_hash, hash, journal) VALUES \(rows)",
+                bindings)
+        } catch {
+            Telemetry.auditFailures.increment()
+            throw error
+        }
+        lastSeq = seq
+        lastHash = hash
+        Telemetry.auditWriteLatency.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds &- began))
+        Telemetry.auditEvents.increment(by: Int64(events.count))
+        return events
     }
 
     /// Returns once every append accepted so far is written (or has failed).
@@ -393,8 +530,20 @@ public actor SQLiteStore: GatehouseStore {
             [.text(user), .text(source), .text(application), .text(Timestamp.format(time))])
     }
 
+    private var closing = false
+    /// Whether journaled records could not be committed while closing: the next start replays them.
+    private var keepJournal = false
+
     public func close() async throws {
+        closing = true
+        endCommitWindow()
         await flushAudit()
+        // Everything accepted is in the log: the journal starts empty next time.
+        let keep = keepJournal || !pendingAppends.isEmpty
+        handedOver.withLockedValue { state in
+            if !keep, state.records.isEmpty { try? state.journal.reset(after: state.journal.lastNumber) }
+            state.journal.close()
+        }
         try await connection.close()
     }
 

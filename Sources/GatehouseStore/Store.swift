@@ -57,8 +57,10 @@ public struct Revocations: Sendable, Equatable {
 /// action only after that.
 public protocol GatehouseStore: Sendable {
     func appendAudit(_ record: AuditRecord) async throws -> AuditEvent
-    /// Appends without waiting, keeping order; `onFailure` hears about a write that failed.
-    func enqueueAudit(_ record: AuditRecord, onFailure: @escaping @Sendable (Error) -> Void)
+    /// Appends without waiting for the commit, keeping order. The record must be safe from a crash of
+    /// the gateway when this returns (journaled); it throws when it is not, and the caller then does
+    /// not go on. `onFailure` hears about a commit that failed.
+    func enqueueAudit(_ record: AuditRecord, onFailure: @escaping @Sendable (Error) -> Void) throws
     func mfa(ofUser name: String) async throws -> StoredMFA?
     /// Replaces the user's enrolment (a new, unconfirmed secret).
     func saveMFA(_ mfa: StoredMFA, forUser name: String) async throws

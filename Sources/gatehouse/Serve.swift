@@ -78,7 +78,13 @@ struct Serve: AsyncParsableCommand {
         umask(0o077)
         try FileManager.default.createDirectory(
             atPath: gatewayConfig.dataDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-        let store = try await SQLiteStore.open(path: gatewayConfig.sqlitePath)
+        let store: SQLiteStore
+        do {
+            store = try await SQLiteStore.open(path: gatewayConfig.sqlitePath)
+        } catch {
+            throw CLIError("\(error)")
+        }
+        await store.setCommitInterval(.milliseconds(Int64((gatewayConfig.auditCommitInterval * 1000).rounded())))
         // The store must be closed on every way out, or SQLite's connection traps at deinit.
         do {
             try await serve(config: gatewayConfig, store: store, metrics: metrics, logger: logger)
@@ -174,10 +180,17 @@ struct Serve: AsyncParsableCommand {
             onServerRunning: { _ in announce() },
             logger: logger)
 
-        _ = try await store.appendAudit(
-            AuditRecord(
-                .gatewayStart, actor: "gatehouse",
-                detail: ["postgres": "\(gatewayConfig.postgresListen)", "http": "\(gatewayConfig.httpListen)"]))
+        var startDetail = ["postgres": "\(gatewayConfig.postgresListen)", "http": "\(gatewayConfig.httpListen)"]
+        let (recovered, unreadable) = (await store.recoveredFromJournal, await store.unreadableJournalLines)
+        if recovered > 0 || unreadable > 0 {
+            // The last run stopped without committing everything it had accepted: the journal held it.
+            startDetail["recovered_audit_events"] = "\(recovered)"
+            if unreadable > 0 { startDetail["unreadable_journal_lines"] = "\(unreadable)" }
+            logger.warning(
+                "the previous run stopped uncleanly: audit events recovered from the journal",
+                metadata: ["recovered": "\(recovered)", "unreadable_lines": "\(unreadable)"])
+        }
+        _ = try await store.appendAudit(AuditRecord(.gatewayStart, actor: "gatehouse", detail: startDetail))
         var services: [any Service] = [listener, app]
         if let path = config {
             services.append(

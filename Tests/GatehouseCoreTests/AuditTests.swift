@@ -342,3 +342,36 @@ struct AuditCanonicalFormTests {
         }
     }
 }
+
+@Suite("Audit journal lines")
+struct AuditJournalEntryTests {
+    @Test("a line reads back as the record it was written from, whatever its text holds")
+    func lineRoundTrips() throws {
+        let hostile = "quote \" backslash \\ newline \n tab \t nul \u{0} bell \u{7} é ✓ 🚀 </script>"
+        let entries = [
+            AuditJournalEntry(
+                number: 41, time: "2026-11-27T05:00:00.123Z",
+                record: AuditRecord(
+                    .statementDenied, actor: "alice", session: "s1", connection: "main", source: "10.0.0.1",
+                    detail: ["statement": hostile, "reason": "rule \"no-ddl\"", hostile: "key too"])),
+            AuditJournalEntry(
+                number: 42, time: "2026-11-27T05:00:00.124Z", record: AuditRecord(.statementAllowed, detail: [:])),
+        ]
+        let bytes = entries.flatMap { $0.line() }
+        #expect(bytes.filter { $0 == UInt8(ascii: "\n") }.count == 2, "one line per entry: newlines inside are escaped")
+        let read = AuditJournalEntry.read(bytes)
+        #expect(read.entries == entries)
+        #expect(read.unreadable == 0)
+    }
+
+    @Test("a line cut short or naming an unknown event type is counted as unreadable, and the rest is read")
+    func damagedLinesAreCounted() {
+        let good = AuditJournalEntry(number: 7, time: "2026-11-27T05:00:00.000Z", record: AuditRecord(.sessionEnd))
+        var bytes = Array(#"{"n":6,"time":"2026-11-27T05:00:00.000Z","type":"no.such","detail":{}}"#.utf8) + [10]
+        bytes += good.line()
+        bytes += Array(#"{"n":8,"time":"2026-11-27T05:0"#.utf8)
+        let read = AuditJournalEntry.read(bytes)
+        #expect(read.entries == [good])
+        #expect(read.unreadable == 2)
+    }
+}

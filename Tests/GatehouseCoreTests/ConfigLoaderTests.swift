@@ -558,7 +558,7 @@ struct ConfigLoaderTests {
     func badDuration(text: String) throws {
         let error = try #require(configError("tokens:\n  login_ttl: 1d\n  access_ttl: \(text)\n"))
         #expect(error.line == 3)
-        #expect(error.reason == "tokens.access_ttl must be a duration such as 30s, 15m, 12h or 7d, not '\(text)'")
+        #expect(error.reason == "tokens.access_ttl must be a duration such as 500ms, 30s, 15m, 12h or 7d, not '\(text)'")
     }
 
     @Test func badLimitDuration() throws {
@@ -571,6 +571,17 @@ struct ConfigLoaderTests {
         let error = try #require(configError("data_dir: x\ntokens:\n  access_ttl: 3h\n  max_access_ttl: 2h\n"))
         #expect(error.line == 3)
         #expect(error.reason == "tokens.access_ttl must not exceed tokens.max_access_ttl")
+    }
+
+    @Test func auditCommitIntervalIsReadAndBounded() throws {
+        #expect(GatehouseConfig().auditCommitInterval == 0.01)
+        let config = try ConfigLoader(baseDirectory: "/tmp").parse("audit:\n  commit_interval: 25ms\n", file: "test.yaml")
+        #expect(config.auditCommitInterval == 0.025)
+        let error = try #require(configError("audit:\n  commit_interval: 2m\n"))
+        #expect(error.line == 2)
+        #expect(error.reason.hasPrefix("audit.commit_interval must be at most 60s"))
+        let unknown = try #require(configError("audit:\n  interval: 2s\n"))
+        #expect(unknown.reason.contains("interval"))
     }
 
     @Test func messageLimitIsBounded() throws {

@@ -90,13 +90,17 @@ struct TimestampTests {
 struct DurationTextTests {
     @Test(arguments: [
         ("15m", 900.0), ("1h30m", 5400), ("90s", 90), ("12h", 43200), ("7d", 604_800), ("1d2h3m4s", 93784),
-        (" 15m ", 900), ("30m30m", 3600), ("0h5m", 300),
+        (" 15m ", 900), ("30m30m", 3600), ("0h5m", 300), ("500ms", 0.5), ("10ms", 0.01), ("1s500ms", 1.5),
+        ("1m2ms", 60.002),
     ])
     func parsesWhatPeopleWrite(text: String, seconds: Double) {
         #expect(DurationText.parse(text) == seconds)
     }
 
-    @Test(arguments: ["", "5", "-1m", "1x", "m", "h1", "0s", "0m0s", "1.5h", "1h 30m", "1H", "15 m", "1m5", "abc", "+1m"])
+    @Test(arguments: [
+        "", "5", "-1m", "1x", "m", "h1", "0s", "0m0s", "1.5h", "1h 30m", "1H", "15 m", "1m5", "abc", "+1m", "ms", "5mss", "0ms",
+        "5sm", "١٢s",
+    ])
     func rejectsBadInput(text: String) {
         #expect(DurationText.parse(text) == nil)
     }
