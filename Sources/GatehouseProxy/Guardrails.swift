@@ -6,13 +6,12 @@ import SQLInspection
 /// The policy in force (replaced whole on reload) and a cache of inspections, shared by all sessions.
 public final class Guardrails: Sendable {
     private let current: NIOLockedValueBox<CompiledPolicy>
-    private let cache = NIOLockedValueBox<[String: Inspection]>([:])
-    /// Distinct statement texts remembered; the cache is emptied when it fills.
-    private let cacheLimit: Int
+    private let cache: NIOLockedValueBox<InspectionCache>
 
+    /// `cacheLimit`: distinct statement texts (and shapes) remembered; a full cache is emptied.
     public init(policy: Policy, cacheLimit: Int = 8192) {
         self.current = NIOLockedValueBox(CompiledPolicy(policy))
-        self.cacheLimit = cacheLimit
+        self.cache = NIOLockedValueBox(InspectionCache(limit: cacheLimit))
     }
 
     public var policy: Policy { current.withLockedValue { $0.policy } }
@@ -26,17 +25,18 @@ public final class Guardrails: Sendable {
         current.withLockedValue { $0 = compiled }
     }
 
-    /// The inspection of `sql`, from the cache when this exact text was seen before.
+    /// The inspection of `sql`, from the cache when this text, or one of the same shape (the same
+    /// statement with other constants), was seen before.
     public func inspect(_ sql: String) -> Inspection {
-        if let cached = cache.withLockedValue({ $0[sql] }) { return cached }
-        let inspection = Inspector.inspect(sql)
-        // Long texts (bulk inserts with literals) are rarely repeated; keep the cache for the rest.
-        if sql.utf8.count <= 4096 {
-            cache.withLockedValue { cache in
-                if cache.count >= cacheLimit { cache.removeAll(keepingCapacity: true) }
-                cache[sql] = inspection
-            }
+        let key = InspectionCache.Key(sql)
+        if let cached = cache.withLockedValue({ $0.inspection(for: key) }) { return cached }
+        if key.shape != nil {
+            let (inspection, constants) = Inspector.inspectNotingConstants(sql)
+            cache.withLockedValue { $0.remember(inspection, for: key, constants: constants) }
+            return inspection
         }
+        let inspection = Inspector.inspect(sql)
+        cache.withLockedValue { $0.remember(inspection, for: key, constants: nil) }
         return inspection
     }
 }

@@ -19,11 +19,25 @@ public enum Inspector {
     }
 
     public static func inspect(_ sql: String) -> Inspection {
+        inspect(sql, constants: nil)
+    }
+
+    /// Inspects `sql` and also returns where its constants (`A_Const` nodes) start: byte offsets into
+    /// the text, as the parser reports them. A cache uses them to know that a statement's constants
+    /// change nothing in its inspection.
+    public static func inspectNotingConstants(_ sql: String) -> (Inspection, Set<Int>) {
+        var constants = Set<Int>()
+        let inspection = inspect(sql, constants: &constants)
+        return (inspection, constants)
+    }
+
+    private static func inspect(_ sql: String, constants: UnsafeMutablePointer<Set<Int>>?) -> Inspection {
         let utf8 = Array(sql.utf8)
         let outcome = PostgresParser.withParseTree(sql) { json -> Inspection in
             guard let tape = JSONTape(json), let statements = tape.member(0, "stmts") else {
                 return Inspection(statements: [], parseError: ParseError(message: "unreadable parse tree", position: 0))
             }
+            if let constants { constantLocations(tape, 0, into: &constants.pointee) }
             var result: [StatementFacts] = []
             var failed = false
             tape.forEachElement(statements) { entry in
@@ -59,6 +73,25 @@ public enum Inspector {
         switch outcome {
         case .success(let inspection): return inspection
         case .failure(let error): return Inspection(statements: [], parseError: error)
+        }
+    }
+}
+
+extension Inspector {
+    /// The `location` of every `A_Const` node under `index`.
+    static func constantLocations(_ tape: JSONTape, _ index: Int, into locations: inout Set<Int>) {
+        switch tape.kind(index) {
+        case .object:
+            tape.forEachMember(index) { key, value in
+                if tape.equals(key, "A_Const"), let location = tape.int(tape.member(value, "location")) {
+                    locations.insert(location)
+                }
+                constantLocations(tape, value, into: &locations)
+            }
+        case .array:
+            tape.forEachElement(index) { constantLocations(tape, $0, into: &locations) }
+        default:
+            break
         }
     }
 }
