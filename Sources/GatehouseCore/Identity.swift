@@ -172,6 +172,7 @@ public enum DurationText {
     }
 
     public static func format(_ interval: TimeInterval) -> String {
+        if interval > 0, interval < 0.9995 { return "\(max(1, Int((interval * 1000).rounded())))ms" }
         var seconds = Int(interval.rounded())
         var parts: [String] = []
         for (unit, size) in [("d", 86400), ("h", 3600), ("m", 60)] where seconds >= size {

@@ -3,7 +3,9 @@ import SQLInspection
 /// The SQL-level prepared statements (`PREPARE name AS ...`) of one session, so that a later
 /// `EXECUTE name` is judged by what the prepared statement does instead of as unknowable.
 public struct PreparedStatements: Sendable {
-    private var byName: [String: StatementFacts] = [:]
+    /// By the name's bytes, as PostgreSQL tells names apart (Swift's `String ==` would hold two
+    /// canonically equivalent spellings, two distinct prepared statements upstream, to be one).
+    private var byName: [UTF8Bytes: StatementFacts] = [:]
 
     public init() {}
 
@@ -12,7 +14,7 @@ public struct PreparedStatements: Sendable {
         var resolved = inspection
         for index in resolved.statements.indices where resolved.statements[index].primary == .execute {
             let execute = resolved.statements[index]
-            guard let name = execute.preparedName, let prepared = byName[name] else { continue }
+            guard let name = execute.preparedName, let prepared = byName[UTF8Bytes(name)] else { continue }
             var facts = prepared
             facts.text = execute.text
             facts.primary = .execute
@@ -29,9 +31,9 @@ public struct PreparedStatements: Sendable {
         for facts in inspection.statements {
             switch facts.primary {
             case .prepare:
-                if let name = facts.preparedName { byName[name] = facts }
+                if let name = facts.preparedName { byName[UTF8Bytes(name)] = facts }
             case .deallocate:
-                if let name = facts.preparedName { byName[name] = nil } else { byName.removeAll() }
+                if let name = facts.preparedName { byName[UTF8Bytes(name)] = nil } else { byName.removeAll() }
             case .discard:
                 byName.removeAll()
             default:
@@ -40,5 +42,5 @@ public struct PreparedStatements: Sendable {
         }
     }
 
-    public var names: [String] { byName.keys.sorted() }
+    public var names: [String] { byName.keys.map { String(decoding: $0.utf8, as: UTF8.self) }.sorted() }
 }

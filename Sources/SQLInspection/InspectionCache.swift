@@ -10,6 +10,9 @@ public struct InspectionCache: Sendable {
     /// How a text is looked up: itself, and its shape when it has one.
     public struct Key: Sendable {
         public let text: String
+        /// The text's bytes: what the map compares. Swift's `String ==` holds canonically equivalent
+        /// texts equal (U+037E GREEK QUESTION MARK equals `;`), and PostgreSQL reads bytes.
+        let bytes: UTF8Bytes
         /// The text with its constants masked, when the scanner could read it.
         public let shape: String?
         /// Where each masked constant starts (byte offsets): the parser must place an `A_Const` at each.
@@ -17,6 +20,7 @@ public struct InspectionCache: Sendable {
 
         public init(_ sql: String) {
             text = sql
+            bytes = UTF8Bytes(sql)
             let masked = sql.utf8.count <= InspectionCache.longestText ? ConstantMask.shape(of: sql) : nil
             shape = masked?.text
             constants = masked?.constants ?? []
@@ -25,8 +29,8 @@ public struct InspectionCache: Sendable {
 
     /// Long texts (bulk inserts with literals) are rarely repeated; they are parsed each time.
     static let longestText = 4096
-    private var byText: [String: Inspection] = [:]
-    private var byShape: [String: Inspection] = [:]
+    private var byText: [UTF8Bytes: Inspection] = [:]
+    private var byShape: [UTF8Bytes: Inspection] = [:]
     private let limit: Int
 
     /// `limit` entries in each map; a full map is emptied and refilled.
@@ -35,8 +39,8 @@ public struct InspectionCache: Sendable {
     }
 
     public func inspection(for key: Key) -> Inspection? {
-        if let hit = byText[key.text] { return hit }
-        guard let shape = key.shape, var hit = byShape[shape] else { return nil }
+        if let hit = byText[key.bytes] { return hit }
+        guard let shape = key.shape, var hit = byShape[UTF8Bytes(shape)] else { return nil }
         hit.statements[0].text = ConstantMask.statementText(of: key.text)
         return hit
     }
@@ -50,23 +54,37 @@ public struct InspectionCache: Sendable {
     public mutating func remember(_ inspection: Inspection, for key: Key, constants: Set<Int>?) {
         guard key.text.utf8.count <= Self.longestText else { return }
         if byText.count >= limit { byText.removeAll(keepingCapacity: true) }
-        byText[key.text] = inspection
+        byText[key.bytes] = inspection
         guard let shape = key.shape, let constants, inspection.parseError == nil, inspection.statements.count == 1,
             inspection.statements[0].text == ConstantMask.statementText(of: key.text),
-            key.constants.allSatisfy({ Self.isConstant(at: $0, in: key.text, constants) })
+            key.constants.allSatisfy({ Self.isConstant(at: $0, in: key.bytes.utf8, constants) })
         else { return }
         if byShape.count >= limit { byShape.removeAll(keepingCapacity: true) }
-        byShape[shape] = inspection
+        byShape[UTF8Bytes(shape)] = inspection
     }
 
     /// Whether the parser put a constant at `offset`, or at the minus sign before it (a negative number
     /// is one constant located at its sign).
-    static func isConstant(at offset: Int, in text: String, _ constants: Set<Int>) -> Bool {
+    static func isConstant(at offset: Int, in bytes: [UInt8], _ constants: Set<Int>) -> Bool {
         if constants.contains(offset) { return true }
-        let bytes = Array(text.utf8[..<text.utf8.index(text.utf8.startIndex, offsetBy: offset)])
-        var position = bytes.count - 1
+        var position = min(offset, bytes.count) - 1
         while position >= 0, bytes[position] == 0x20 || (0x09...0x0D).contains(bytes[position]) { position -= 1 }
         return position >= 0 && bytes[position] == UInt8(ascii: "-") && constants.contains(position)
+    }
+}
+
+/// Text compared and hashed by its UTF-8 bytes, not by Unicode canonical equivalence.
+public struct UTF8Bytes: Hashable, Sendable {
+    public let utf8: [UInt8]
+
+    public init(_ text: String) {
+        utf8 = Array(text.utf8)
+    }
+
+    public static func == (a: UTF8Bytes, b: UTF8Bytes) -> Bool { a.utf8 == b.utf8 }
+
+    public func hash(into hasher: inout Hasher) {
+        utf8.withUnsafeBytes { hasher.combine(bytes: $0) }
     }
 }
 
@@ -76,8 +94,9 @@ public enum ConstantMask {
     /// scanner refuses in its input, so a shape can only come from text of the same structure.
     static let integerMark: UInt8 = 0x01
     static let stringMark: UInt8 = 0x02
-    /// Longer digit runs are kept as they are (every shorter one is a valid bigint).
-    static let longestInteger = 18
+    /// Longer digit runs are kept as they are: every shorter one is an integer token to PostgreSQL's
+    /// lexer. A run past 2³¹−1 is a numeric token instead, which rules such as `varchar(n)` refuse.
+    static let longestInteger = 9
 
     /// The text with each plain integer and the content of each plain string replaced by a mark, or nil
     /// when the text holds anything the scanner does not read exactly as PostgreSQL does.

@@ -107,13 +107,13 @@ struct DurationTextTests {
 
     @Test(arguments: [
         (900.0, "15m"), (5400, "1h30m"), (90, "1m30s"), (45, "45s"), (0, "0s"), (86400, "1d"), (93784, "1d2h3m4s"),
-        (7200, "2h"), (3601, "1h1s"), (59.6, "1m"),
+        (7200, "2h"), (3601, "1h1s"), (59.6, "1m"), (0.5, "500ms"), (0.01, "10ms"), (0.9996, "1s"), (0.0001, "1ms"),
     ])
     func formats(seconds: Double, text: String) {
         #expect(DurationText.format(seconds) == text)
     }
 
-    @Test(arguments: [1.0, 59, 60, 61, 900, 3599, 3600, 5400, 86399, 86400, 90061, 1_209_600])
+    @Test(arguments: [0.5, 0.01, 1.0, 59, 60, 61, 900, 3599, 3600, 5400, 86399, 86400, 90061, 1_209_600])
     func formatThenParseGivesTheSameInterval(seconds: Double) {
         #expect(DurationText.parse(DurationText.format(seconds)) == seconds)
     }

@@ -217,6 +217,19 @@ struct PolicyDecisionTests {
         prepared.record(Inspector.inspect("deallocate q"))
         #expect(p.evaluate(prepared.resolve(Inspector.inspect("execute q(1)")), in: context()).action == .deny)
     }
+
+    @Test("prepared statements are told apart by the bytes of their names, as PostgreSQL does")
+    func preparedNamesAreBytes() throws {
+        let p = try policy("  rules:\n    - {name: no-deletes, action: deny, match: {kinds: [delete]}}")
+        var prepared = PreparedStatements()
+        // "é" precomposed and decomposed: equal as Swift Strings, two statements upstream.
+        let (composed, decomposed) = ("\u{E9}", "e\u{301}")
+        prepared.record(Inspector.inspect("prepare \"\(composed)\" as select 1"))
+        let execute = prepared.resolve(Inspector.inspect("execute \"\(decomposed)\""))
+        #expect(execute.statements.first?.dynamic == true, "the decomposed name was never prepared here")
+        #expect(p.evaluate(execute, in: context()).action == .deny)
+        #expect(prepared.names == [composed])
+    }
 }
 
 @Suite("Policy configuration errors")
