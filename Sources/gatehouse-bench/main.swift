@@ -93,10 +93,12 @@ struct Bench {
                 }
             ),
         ]
-        print("Inspection + decision per statement, \(rules)-rule policy, \(iterations) distinct texts each (no cache)")
+        print(
+            "Inspection + decision per statement, \(rules)-rule policy, \(iterations) distinct texts each; inspect parses each"
+                + " (no cache), shape hit is the gateway's cache for a text of a shape seen before")
         print(
             "statement".padding(toLength: 22, withPad: " ", startingAt: 0)
-                + "  parse-only   inspect   decide   total (median µs)   p99 total")
+                + "  parse-only   inspect   decide   total (median µs)   p99 total   shape hit   total with hit")
         for (name, make) in statements {
             let texts = (0..<iterations).map(make)
             var parse: [Double] = []
@@ -109,6 +111,11 @@ struct Bench {
             total.reserveCapacity(iterations)
             var sink = 0
             for text in texts.prefix(200) { sink &+= Inspector.inspect(text).statements.count }  // warm up
+            var cache = InspectionCache()
+            let (first, constants) = Inspector.inspectNotingConstants(texts[0])
+            cache.remember(first, for: InspectionCache.Key(texts[0]), constants: constants)
+            var hit: [Double] = []
+            hit.reserveCapacity(iterations)
             for text in texts {
                 let t0 = DispatchTime.now().uptimeNanoseconds
                 if case .success(let data) = PostgresParser.parseJSON(text) { sink &+= data.count }
@@ -122,14 +129,17 @@ struct Bench {
                 inspect.append(Double(t2 - t1) / 1000)
                 decide.append(Double(t3 - t2) / 1000)
                 total.append(Double(t3 - t1) / 1000)
+                let t4 = DispatchTime.now().uptimeNanoseconds
+                sink &+= cache.inspection(for: InspectionCache.Key(text))?.statements.count ?? 1000
+                hit.append(Double(DispatchTime.now().uptimeNanoseconds - t4) / 1000)
             }
             func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
             func p99(_ values: [Double]) -> Double { values.sorted()[values.count * 99 / 100] }
             print(
                 name.padding(toLength: 22, withPad: " ", startingAt: 0)
                     + String(
-                        format: "  %9.2f  %8.2f  %7.2f  %8.2f            %8.2f", median(parse), median(inspect), median(decide),
-                        median(total), p99(total)))
+                        format: "  %9.2f  %8.2f  %7.2f  %8.2f            %8.2f  %10.2f  %15.2f", median(parse), median(inspect),
+                        median(decide), median(total), p99(total), median(hit), median(hit) + median(decide)))
             if sink == 42 { print("") }
         }
     }
