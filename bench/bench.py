@@ -26,6 +26,8 @@ IDLE_SESSIONS = int(os.environ.get("BENCH_IDLE_SESSIONS", "1000"))
 ONLY = os.environ.get("BENCH_ONLY", "")
 TARGETS = [t for t in os.environ.get("BENCH_TARGETS", "direct,pgbouncer,gatehouse").split(",") if t]
 PERF = os.environ.get("BENCH_PERF", "") == "1"
+# More gateway configuration (YAML), e.g. BENCH_GATEHOUSE_EXTRA="audit: {commit_interval: 50ms}"
+GATEHOUSE_EXTRA = os.environ.get("BENCH_GATEHOUSE_EXTRA", "")
 BENCH_PASSWORD = "bench-password-not-secret-1"
 
 
@@ -231,6 +233,7 @@ connections:
     user: gh_scram
     password_env: BENCH_PG_PASSWORD
 {policy}
+{GATEHOUSE_EXTRA}
 """)
         gh_log = open(os.path.join(gh_dir, "gatehouse.log"), "w")
         gateway = subprocess.Popen([gatehouse, "serve", "--config", os.path.join(gh_dir, "gatehouse.yaml"),

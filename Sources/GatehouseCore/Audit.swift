@@ -116,20 +116,28 @@ public struct AuditEvent: Sendable, Equatable, Codable {
     }
 
     /// Seals a record with a time already formatted (`Timestamp.format`), as the journal keeps it.
-    public static func seal(_ record: AuditRecord, seq: Int64, time: String, prevHash: String) -> AuditEvent {
+    /// `detailJSON`, when given, is `canonicalDetailJSON(record.detail)` already made (the journal makes
+    /// it once per statement).
+    public static func seal(
+        _ record: AuditRecord, seq: Int64, time: String, prevHash: String, detailJSON: [UInt8]? = nil
+    ) -> AuditEvent {
         var event = AuditEvent(
             seq: seq, time: time, type: record.type.rawValue, actor: record.actor,
             session: record.session, connection: record.connection, source: record.source, detail: record.detail,
             prevHash: prevHash, hash: "")
-        event.hash = event.computedHash()
+        event.hash = event.computedHash(detailJSON: detailJSON)
         return event
     }
 
     /// The hash this event's content implies.
     public func computedHash() -> String {
+        computedHash(detailJSON: nil)
+    }
+
+    func computedHash(detailJSON: [UInt8]?) -> String {
         var hasher = SHA256()
         hasher.update(data: Array(prevHash.utf8))
-        hasher.update(data: canonicalJSON(withHash: false))
+        hasher.update(data: canonicalJSON(withHash: false, detailJSON: detailJSON))
         return Self.hex(hasher.finalize())
     }
 
@@ -141,6 +149,10 @@ public struct AuditEvent: Sendable, Equatable, Codable {
     /// Compact JSON with keys in byte order and absent fields left out: the exact bytes the chain hashes
     /// (the same as `JSONEncoder` with `.sortedKeys` and `.withoutEscapingSlashes` writes, without its cost).
     public func canonicalJSON(withHash: Bool) -> [UInt8] {
+        canonicalJSON(withHash: withHash, detailJSON: nil)
+    }
+
+    func canonicalJSON(withHash: Bool, detailJSON: [UInt8]?) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(256)
         out.append(UInt8(ascii: "{"))
@@ -155,7 +167,7 @@ public struct AuditEvent: Sendable, Equatable, Codable {
         if let actor { key("actor"); Self.appendString(actor, to: &out) }
         if let connection { key("connection"); Self.appendString(connection, to: &out) }
         key("detail")
-        Self.appendDetail(detail, to: &out)
+        if let detailJSON { out.append(contentsOf: detailJSON) } else { Self.appendDetail(detail, to: &out) }
         key("hash")
         Self.appendString(withHash ? hash : "", to: &out)
         key("prev_hash")
@@ -195,8 +207,12 @@ public struct AuditEvent: Sendable, Equatable, Codable {
     static func appendString(_ text: String, to out: inout [UInt8]) {
         out.append(UInt8(ascii: "\""))
         // Most values need no escape: copy them whole (this showed at the top of the gateway's profile).
-        if !text.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) {
-            out.append(contentsOf: text.utf8)
+        let plain = text.utf8.withContiguousStorageIfAvailable { bytes -> Bool in
+            for byte in bytes where byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") { return false }
+            out.append(contentsOf: bytes)
+            return true
+        }
+        if plain == true {
             out.append(UInt8(ascii: "\""))
             return
         }

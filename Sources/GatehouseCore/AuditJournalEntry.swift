@@ -62,8 +62,10 @@ public struct AuditJournalEntry: Sendable, Equatable, Codable {
         return out
     }
 
-    /// Appends the line to `out` (a buffer kept between lines saves an allocation per statement).
-    public func write(to out: inout [UInt8]) {
+    /// Appends the line to `out` (a buffer kept between lines saves an allocation per statement), and
+    /// returns where in `out` the detail's JSON is: the canonical form the chain hashes, made once.
+    @discardableResult
+    public func write(to out: inout [UInt8]) -> Range<Int> {
         out.append(contentsOf: #"{"n":"#.utf8)
         out.append(contentsOf: String(number).utf8)
         out.append(contentsOf: #","time":"#.utf8)
@@ -80,8 +82,11 @@ public struct AuditJournalEntry: Sendable, Equatable, Codable {
         field(#","connection":"#, record.connection)
         field(#","source":"#, record.source)
         out.append(contentsOf: #","detail":"#.utf8)
+        let detailStart = out.count
         AuditEvent.appendDetail(record.detail, to: &out)
+        let detail = detailStart..<out.count
         out.append(contentsOf: "}\n".utf8)
+        return detail
     }
 
     /// What a journal file holds, in order: the entries it could read, and how many lines it could not

@@ -124,14 +124,15 @@ final class AuditJournal: @unchecked Sendable {
         committed = number
     }
 
-    /// Writes one record's line and returns its number; throws, writing nothing, when it cannot.
-    func append(_ record: AuditRecord, time: String) throws -> Int64 {
+    /// Writes one record's line and returns its number and the detail's canonical JSON; throws, writing
+    /// nothing, when it cannot.
+    func append(_ record: AuditRecord, time: String) throws -> (number: Int64, detailJSON: [UInt8]) {
         guard !closed, files[active].base != nil else {
             throw Failure(description: "the audit journal is closed: the gateway is stopping")
         }
         let number = lastNumber + 1
         line.removeAll(keepingCapacity: true)
-        AuditJournalEntry(number: number, time: time, record: record).write(to: &line)
+        let detail = AuditJournalEntry(number: number, time: time, record: record).write(to: &line)
         let other = 1 - active
         if files[active].used + line.count > capacity / 2, files[other].clean {
             active = other
@@ -150,7 +151,7 @@ final class AuditJournal: @unchecked Sendable {
         files[active].used += line.count
         files[active].last = number
         lastNumber = number
-        return number
+        return (number, Array(line[detail]))
     }
 
     /// The log now holds every line up to `number`. Returns the file the writer should clean now (outside

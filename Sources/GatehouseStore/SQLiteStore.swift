@@ -157,6 +157,8 @@ public actor SQLiteStore: GatehouseStore {
         var time: String
         /// Its journal line, when it was handed over without waiting.
         var journal: Int64?
+        /// The detail's canonical JSON, when the journal line already made it.
+        var detailJSON: [UInt8]? = nil
     }
 
     /// Records handed over from any thread, in arrival order, whether a writer is awake to take them, and
@@ -207,8 +209,9 @@ public actor SQLiteStore: GatehouseStore {
     public nonisolated func enqueueAudit(_ record: AuditRecord, onFailure: @escaping @Sendable (Error) -> Void) throws {
         let (wake, full, windowOpen) = try handedOver.withLockedValue { state -> (Bool, Bool, Bool) in
             let time = Timestamp.format(now())
-            let number = try state.journal.append(record, time: time)
-            state.records.append(Pending(record: record, waiter: .detached(onFailure), time: time, journal: number))
+            let (number, detailJSON) = try state.journal.append(record, time: time)
+            state.records.append(
+                Pending(record: record, waiter: .detached(onFailure), time: time, journal: number, detailJSON: detailJSON))
             let full = state.records.count >= Self.maximumBatch
             let windowOpen = state.windowOpen
             if full { state.windowOpen = false }
@@ -324,14 +327,16 @@ public actor SQLiteStore: GatehouseStore {
         var bindings: [SQLiteData] = []
         bindings.reserveCapacity(batch.count * 11)
         for pending in batch {
-            let event = AuditEvent.seal(pending.record, seq: seq + 1, time: pending.time, prevHash: hash)
+            let detailJSON = pending.detailJSON ?? Array(AuditEvent.canonicalDetailJSON(pending.record.detail).utf8)
+            let event = AuditEvent.seal(
+                pending.record, seq: seq + 1, time: pending.time, prevHash: hash, detailJSON: detailJSON)
             seq = event.seq
             hash = event.hash
             events.append(event)
             bindings += [
                 .integer(Int(event.seq)), .text(event.time), .text(event.type), Self.text(event.actor),
                 Self.text(event.session), Self.text(event.connection), Self.text(event.source),
-                .text(Self.encodeDetail(event.detail)), .text(event.prevHash), .text(event.hash),
+                .text(String(decoding: detailJSON, as: UTF8.self)), .text(event.prevHash), .text(event.hash),
                 pending.journal.map { .integer(Int($0)) } ?? .null,
             ]
         }
@@ -549,10 +554,6 @@ public actor SQLiteStore: GatehouseStore {
 
     private static func text(_ value: String?) -> SQLiteData {
         value.map { .text($0) } ?? .null
-    }
-
-    private static func encodeDetail(_ detail: [String: String]) -> String {
-        AuditEvent.canonicalDetailJSON(detail)
     }
 
     private static func event(_ row: SQLiteRow) -> AuditEvent {

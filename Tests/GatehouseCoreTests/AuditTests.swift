@@ -364,6 +364,23 @@ struct AuditJournalEntryTests {
         #expect(read.unreadable == 0)
     }
 
+    @Test("the detail JSON a line holds seals an event exactly as the chain would make it")
+    func lineDetailSealsTheSameEvent() throws {
+        let hostile = "quote \" backslash \\ newline \n nul \u{0} é ✓ 🚀"
+        for detail in [[:], ["a": "1"], ["statement": hostile, hostile: "x", "reason": "rule \"r\""]] {
+            let record = AuditRecord(.statementAllowed, actor: "alice", session: "s", detail: detail)
+            var line: [UInt8] = []
+            let range = AuditJournalEntry(number: 1, time: "2026-11-27T05:00:00.000Z", record: record).write(to: &line)
+            let detailJSON = Array(line[range])
+            #expect(detailJSON == Array(AuditEvent.canonicalDetailJSON(detail).utf8))
+            let sealed = AuditEvent.seal(
+                record, seq: 4, time: "2026-11-27T05:00:00.000Z", prevHash: AuditEvent.genesisHash, detailJSON: detailJSON)
+            let plain = AuditEvent.seal(record, seq: 4, time: "2026-11-27T05:00:00.000Z", prevHash: AuditEvent.genesisHash)
+            #expect(sealed == plain)
+            #expect(sealed.computedHash() == sealed.hash)
+        }
+    }
+
     @Test("a line cut short or naming an unknown event type is counted as unreadable, and the rest is read")
     func damagedLinesAreCounted() {
         let good = AuditJournalEntry(number: 7, time: "2026-11-27T05:00:00.000Z", record: AuditRecord(.sessionEnd))

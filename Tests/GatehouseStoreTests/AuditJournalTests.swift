@@ -138,7 +138,7 @@ struct AuditJournalTests {
         var numbers: [Int64] = []
         var cleaned = 0
         for number in 1...60 {
-            numbers.append(try journal.append(statement(number), time: "2026-11-27T05:00:00.000Z"))
+            numbers.append(try journal.append(statement(number), time: "2026-11-27T05:00:00.000Z").number)
             // The log lags ten lines behind; the writer cleans what it is offered.
             if numbers.count > 10, let cleaning = journal.committed(through: numbers[numbers.count - 11]) {
                 try cleaning.run()
@@ -156,7 +156,7 @@ struct AuditJournalTests {
         // The log stops committing: the journal fills, then refuses, and keeps every line it took.
         var refused: Error?
         for number in 61...200 {
-            do { numbers.append(try journal.append(statement(number), time: "2026-11-27T05:00:00.000Z")) } catch {
+            do { numbers.append(try journal.append(statement(number), time: "2026-11-27T05:00:00.000Z").number) } catch {
                 refused = error
                 break
             }
