@@ -4,11 +4,11 @@ import Testing
 
 @testable import GatehouseStore
 
-/// A fresh directory for one test's store.
-private func scratchDirectory() throws -> String {
+/// A fresh directory for one test, and the path of a store in it.
+private func scratchDirectory() throws -> (directory: String, store: String) {
     let directory = FileManager.default.temporaryDirectory.appendingPathComponent("gatehouse-store-\(UUID().uuidString)").path
     try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-    return directory
+    return (directory, (directory as NSString).appendingPathComponent("gatehouse.db"))
 }
 
 private func statement(_ number: Int, session: String = "s1") -> AuditRecord {
@@ -30,9 +30,8 @@ private func crashCopy(of path: String, to directory: String) throws -> String {
 struct AuditJournalTests {
     @Test("records journaled but not committed when the gateway died are in the log after the next open: once, in order, chained")
     func recoversUncommittedRecords() async throws {
-        let directory = try scratchDirectory()
+        let (directory, path) = try scratchDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let path = (directory as NSString).appendingPathComponent("gatehouse.db")
         let store = try await SQLiteStore.open(path: path)
         // A window far longer than the test: nothing handed over below is committed before the copy.
         await store.setCommitInterval(.seconds(60))
@@ -69,9 +68,8 @@ struct AuditJournalTests {
 
     @Test("a journal line the log already holds is not replayed; a line cut short is counted, not read")
     func replaysOnlyWhatTheLogLacks() async throws {
-        let directory = try scratchDirectory()
+        let (directory, path) = try scratchDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let path = (directory as NSString).appendingPathComponent("gatehouse.db")
         let store = try await SQLiteStore.open(path: path)
         try store.enqueueAudit(statement(1)) { _ in }
         await store.flushAudit()
@@ -98,9 +96,8 @@ struct AuditJournalTests {
 
     @Test("a second gateway cannot open a store in use")
     func oneGatewayPerStore() async throws {
-        let directory = try scratchDirectory()
+        let (directory, path) = try scratchDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let path = (directory as NSString).appendingPathComponent("gatehouse.db")
         let store = try await SQLiteStore.open(path: path)
         await #expect {
             _ = try await SQLiteStore.open(path: path)
@@ -114,9 +111,9 @@ struct AuditJournalTests {
 
     @Test("an append someone waits for is not held back by the commit window")
     func waitedAppendsSkipTheWindow() async throws {
-        let directory = try scratchDirectory()
+        let (directory, path) = try scratchDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let store = try await SQLiteStore.open(path: (directory as NSString).appendingPathComponent("gatehouse.db"))
+        let store = try await SQLiteStore.open(path: path)
         await store.setCommitInterval(.seconds(60))
         _ = try await store.appendAudit(AuditRecord(.gatewayStart, actor: "gatehouse"))
         try store.enqueueAudit(statement(1)) { _ in }
@@ -131,9 +128,9 @@ struct AuditJournalTests {
         "a file is emptied only once the log holds every line in it; a log that stops committing fills the journal, which then refuses"
     )
     func rotationKeepsUncommittedLines() throws {
-        let directory = try scratchDirectory()
+        let (directory, path) = try scratchDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let journal = try AuditJournal(beside: (directory as NSString).appendingPathComponent("j.db"), capacity: 4096)
+        let journal = try AuditJournal(beside: path, capacity: 4096)
         try journal.reset(after: 100)
         var numbers: [Int64] = []
         var cleaned = 0
