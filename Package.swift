@@ -160,7 +160,11 @@ let package = Package(
             name: "GatehousePolicyTests",
             dependencies: ["GatehousePolicy", "SQLInspection", "GatehouseConfig", "GatehouseTestSupport"]),
         .testTarget(name: "GatehouseCoreTests", dependencies: ["GatehouseCore", "GatehouseConfig"]),
-        .testTarget(name: "GatehouseStoreTests", dependencies: ["GatehouseStore", "GatehouseCore"]),
+        .testTarget(
+            name: "GatehouseStoreTests",
+            dependencies: [
+                "GatehouseStore", "GatehouseCore", .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ]),
         .testTarget(
             name: "PostgresWireTests",
             dependencies: [

@@ -73,10 +73,12 @@ final class AuditJournal: @unchecked Sendable {
         close()
     }
 
-    /// Unmaps and closes both files, giving up the store's lock; later appends fail.
-    func close() {
+    /// Unmaps and closes both files, giving up the store's lock; later appends fail. `empty`: the log
+    /// holds every line, so the files are cut to nothing (the next start reads nothing).
+    func close(empty: Bool = false) {
         guard !closed else { return }
         closed = true
+        if empty { for file in files { _ = ftruncate(file.descriptor, 0) } }
         for file in files {
             if let base = file.base { munmap(base, capacity) }
             Glibc.close(file.descriptor)
@@ -92,7 +94,12 @@ final class AuditJournal: @unchecked Sendable {
                 throw Failure(description: "cannot read the audit journal \(file.path)")
             }
             // Lines end where the reserved, never written space (zeros) begins.
-            let read = AuditJournalEntry.read(Array(data.prefix { $0 != 0 }))
+            let lines = data.withUnsafeBytes { raw -> [UInt8] in
+                guard let base = raw.baseAddress else { return [] }
+                let end = memchr(base, 0, raw.count).map { $0 - UnsafeMutableRawPointer(mutating: base) } ?? raw.count
+                return Array(raw[..<end])
+            }
+            let read = AuditJournalEntry.read(lines)
             entries += read.entries
             unreadable += read.unreadable
         }

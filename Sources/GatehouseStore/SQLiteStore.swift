@@ -285,7 +285,7 @@ public actor SQLiteStore: GatehouseStore {
                     var succeeded = true
                     do { try cleaning.run() } catch {
                         succeeded = false
-                        for pending in batch { if case .detached(let onFailure) = pending.waiter { onFailure(error) } }
+                        Self.reportOnce(error, to: batch)
                     }
                     handedOver.withLockedValue { $0.journal.cleaned(cleaning.index, succeeded: succeeded) }
                 }
@@ -295,14 +295,13 @@ public actor SQLiteStore: GatehouseStore {
                 // (their statements ran): they go back to the head of the queue and are tried again.
                 var retry: [Pending] = []
                 for pending in batch {
-                    switch pending.waiter {
-                    case .caller(let continuation): continuation.resume(throwing: failure)
-                    case .detached(let onFailure):
-                        onFailure(failure)
+                    if case .caller(let continuation) = pending.waiter {
+                        continuation.resume(throwing: failure)
+                    } else {
                         retry.append(pending)
-                    case nil: retry.append(pending)
                     }
                 }
+                Self.reportOnce(failure, to: retry)
                 // When closing, they stay in the journal, and the next start puts them in the log.
                 if closing {
                     if !retry.isEmpty { keepJournal = true }
@@ -314,6 +313,17 @@ public actor SQLiteStore: GatehouseStore {
         }
         for waiter in drainWaiters { waiter.resume() }
         drainWaiters = []
+    }
+
+    /// Tells one of the records handed over without waiting (its session logs it): one line per failed
+    /// commit, not one per record, however often it is retried.
+    private static func reportOnce(_ error: Error, to batch: [Pending]) {
+        for pending in batch {
+            if case .detached(let onFailure) = pending.waiter {
+                onFailure(error)
+                return
+            }
+        }
     }
 
     /// Seals `batch` after the chain's head and inserts it in one statement; moves the head once it is
@@ -546,8 +556,7 @@ public actor SQLiteStore: GatehouseStore {
         // Everything accepted is in the log: the journal starts empty next time.
         let keep = keepJournal || !pendingAppends.isEmpty
         handedOver.withLockedValue { state in
-            if !keep, state.records.isEmpty { try? state.journal.reset(after: state.journal.lastNumber) }
-            state.journal.close()
+            state.journal.close(empty: !keep && state.records.isEmpty)
         }
         try await connection.close()
     }

@@ -1,5 +1,6 @@
 import Foundation
 import GatehouseCore
+import NIOConcurrencyHelpers
 import Testing
 
 @testable import GatehouseStore
@@ -15,6 +16,16 @@ private func statement(_ number: Int, session: String = "s1") -> AuditRecord {
     AuditRecord(
         .statementAllowed, actor: "alice", session: session, connection: "main", source: "127.0.0.1",
         detail: ["action": "allow", "fingerprint": "f\(number)", "facts": "select on t\(number)"])
+}
+
+/// Runs SQL on the store's file through another connection (the `sqlite3` command).
+private func sqlite(_ path: String, _ sql: String) throws {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/sqlite3")
+    process.arguments = [path, sql]
+    try process.run()
+    process.waitUntilExit()
+    #expect(process.terminationStatus == 0, "sqlite3 failed on: \(sql)")
 }
 
 /// Copies the store's files as they are on disk now: what a gateway that died at this moment leaves.
@@ -92,6 +103,34 @@ struct AuditJournalTests {
         #expect(events.compactMap { $0.detail["fingerprint"] } == ["f1", "f2"])
         #expect(AuditChain.verify(events).isIntact)
         try await reopened.close()
+    }
+
+    @Test("a commit that fails is retried: records already handed over land in order once the log takes writes again")
+    func failedCommitsAreRetried() async throws {
+        let (directory, path) = try scratchDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let store = try await SQLiteStore.open(path: path)
+        _ = try await store.appendAudit(AuditRecord(.gatewayStart, actor: "gatehouse"))
+        // Another connection makes every insert fail while a flag row exists.
+        try sqlite(
+            path,
+            """
+            CREATE TABLE fail_flag (x INTEGER);
+            INSERT INTO fail_flag VALUES (1);
+            CREATE TRIGGER fail_inserts BEFORE INSERT ON audit_events WHEN EXISTS (SELECT 1 FROM fail_flag)
+            BEGIN SELECT RAISE(ABORT, 'injected failure'); END;
+            """)
+        let failures = NIOLockedValueBox(0)
+        for number in 1...3 { try store.enqueueAudit(statement(number)) { _ in failures.withLockedValue { $0 += 1 } } }
+        await #expect(throws: (any Error).self) { _ = try await store.appendAudit(AuditRecord(.loginSuccess, actor: "a")) }
+        #expect(failures.withLockedValue { $0 } >= 1)
+        try sqlite(path, "DELETE FROM fail_flag;")
+        await store.flushAudit()
+        let events = try await store.auditEvents(afterSeq: 0, limit: 100)
+        #expect(events.map(\.type) == ["gateway.start"] + Array(repeating: "statement.allowed", count: 3))
+        #expect(events.compactMap { $0.detail["fingerprint"] } == ["f1", "f2", "f3"])
+        #expect(AuditChain.verify(events).isIntact)
+        try await store.close()
     }
 
     @Test("a second gateway cannot open a store in use")
