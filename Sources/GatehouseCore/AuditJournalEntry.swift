@@ -6,7 +6,7 @@ import Foundation
 /// The journal is what makes a hand-over crash-safe. The proxy does not wait for the log's commit, but
 /// the line is already in the kernel's hands when the statement is forwarded, so a gateway that dies
 /// before its next commit loses nothing: the store replays the lines the log lacks when it opens.
-public struct AuditJournalEntry: Sendable, Equatable, Codable {
+public struct AuditJournalEntry: Sendable, Equatable, Decodable {
     /// Increases by one per line, across restarts; the log keeps the number of each journaled event.
     public var number: Int64
     /// When the gateway accepted the record: the event's time in the chain.
@@ -39,18 +39,6 @@ public struct AuditJournalEntry: Sendable, Equatable, Codable {
             connection: try container.decodeIfPresent(String.self, forKey: .connection),
             source: try container.decodeIfPresent(String.self, forKey: .source),
             detail: try container.decode([String: String].self, forKey: .detail))
-    }
-
-    public func encode(to encoder: Encoder) throws {
-        var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(number, forKey: .number)
-        try container.encode(time, forKey: .time)
-        try container.encode(record.type.rawValue, forKey: .type)
-        try container.encodeIfPresent(record.actor, forKey: .actor)
-        try container.encodeIfPresent(record.session, forKey: .session)
-        try container.encodeIfPresent(record.connection, forKey: .connection)
-        try container.encodeIfPresent(record.source, forKey: .source)
-        try container.encode(record.detail, forKey: .detail)
     }
 
     /// The line as written: compact JSON and a newline, built by hand because it is written per

@@ -42,5 +42,5 @@ public struct PreparedStatements: Sendable {
         }
     }
 
-    public var names: [String] { byName.keys.map { String(decoding: $0.utf8, as: UTF8.self) }.sorted() }
+    public var names: [String] { byName.keys.map(\.text).sorted() }
 }

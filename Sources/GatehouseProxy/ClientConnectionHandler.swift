@@ -447,19 +447,25 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
         }
         let record = AuditRecord(
             type, actor: user?.name, session: sessionID, connection: connection?.name, source: source, detail: detail)
-        let store = environment.store
-        let logger = self.logger
         if decision.action != .allow {
             logger.info("statement \(decision.action.rawValue)", metadata: ["reason": "\(decision.reason)"])
         }
+        return journal(record, "a statement decision")
+    }
+
+    /// Hands an event that has happened (or is about to) to the audit log without waiting for its commit:
+    /// journaled before this returns. False, logged and counted, when it cannot be recorded.
+    @discardableResult
+    private func journal(_ record: AuditRecord, _ what: String) -> Bool {
+        let logger = self.logger
         do {
-            try store.enqueueAudit(record) { error in
-                logger.error("cannot commit statement decisions to the audit log", metadata: ["error": "\(error)"])
+            try environment.store.enqueueAudit(record) { error in
+                logger.error("cannot commit \(what) to the audit log", metadata: ["error": "\(error)"])
             }
             return true
         } catch {
             Telemetry.auditFailures.increment()
-            logger.error("statement refused: its decision cannot be recorded", metadata: ["error": "\(error)"])
+            logger.error("cannot record \(what) in the audit log", metadata: ["error": "\(error)"])
             return false
         }
     }
@@ -786,18 +792,10 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
         let record = AuditRecord(
             .sessionEnd, actor: user.name, session: sessionID, connection: connection.name, source: source,
             detail: ["reason": reason, "duration_seconds": String(format: "%.3f", seconds)])
-        let store = environment.store
         let logger = self.logger
         logger.info("session ended", metadata: ["reason": "\(reason)"])
         // It has happened: journaled at once, so a crash cannot lose it, and committed with the next group.
-        do {
-            try store.enqueueAudit(record) { error in
-                logger.error("cannot commit a session end to the audit log", metadata: ["error": "\(error)"])
-            }
-        } catch {
-            Telemetry.auditFailures.increment()
-            logger.error("cannot record session end in the audit log", metadata: ["error": "\(error)"])
-        }
+        journal(record, "a session end")
     }
 
     private func forwardCancel(_ key: GatewayCancelKey) {
@@ -806,7 +804,6 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
             return
         }
         environment.registry.notifyCancelled(id: sessionID)
-        let store = environment.store
         let source = self.source
         let logger = self.logger
         ClientBootstrap(group: context?.eventLoop ?? MultiThreadedEventLoopGroup.singleton.any())
@@ -822,14 +819,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
                     logger.warning("cannot forward a cancel request", metadata: ["error": "\(error)"])
                 }
             }
-        do {
-            try store.enqueueAudit(AuditRecord(.cancelRequest, session: sessionID, source: source)) { error in
-                logger.error("cannot commit a cancel request to the audit log", metadata: ["error": "\(error)"])
-            }
-        } catch {
-            Telemetry.auditFailures.increment()
-            logger.error("cannot record a cancel request in the audit log", metadata: ["error": "\(error)"])
-        }
+        journal(AuditRecord(.cancelRequest, session: sessionID, source: source), "a cancel request")
     }
 
     private func sendFatal(context: ChannelHandlerContext, sqlState: String, message: String, hint: String?) {

@@ -30,13 +30,10 @@ public final class Guardrails: Sendable {
     public func inspect(_ sql: String) -> Inspection {
         let key = InspectionCache.Key(sql)
         if let cached = cache.withLockedValue({ $0.inspection(for: key) }) { return cached }
-        if key.shape != nil {
-            let (inspection, constants) = Inspector.inspectNotingConstants(sql)
-            cache.withLockedValue { $0.remember(inspection, for: key, constants: constants) }
-            return inspection
-        }
-        let inspection = Inspector.inspect(sql)
-        cache.withLockedValue { $0.remember(inspection, for: key, constants: nil) }
+        // Where the constants stand matters only to a text with a shape.
+        let (inspection, constants): (Inspection, Set<Int>?) =
+            key.shape == nil ? (Inspector.inspect(sql), nil) : Inspector.inspectNotingConstants(sql)
+        cache.withLockedValue { $0.remember(inspection, for: key, constants: constants) }
         return inspection
     }
 }

@@ -131,7 +131,8 @@ public actor SQLiteStore: GatehouseStore {
     /// failed write changes nothing. The actor's state only moves once the rows are durable.
     public func appendAudit(_ record: AuditRecord) async throws -> AuditEvent {
         try await withCheckedThrowingContinuation { continuation in
-            hand(record, .caller(continuation))
+            // Not journaled, so the hand-over itself cannot fail.
+            do { try hand(record, .caller(continuation), journaled: false) } catch { continuation.resume(throwing: error) }
         }
     }
 
@@ -178,18 +179,28 @@ public actor SQLiteStore: GatehouseStore {
     /// Rows per INSERT, well under SQLite's limit of bound parameters.
     private static let maximumBatch = 500
 
-    private nonisolated func hand(_ record: AuditRecord, _ waiter: Waiter) {
-        let (wake, windowOpen) = handedOver.withLockedValue { state -> (Bool, Bool) in
-            state.records.append(Pending(record: record, waiter: waiter, time: Timestamp.format(now()), journal: nil))
-            defer { state.windowOpen = false }
-            if state.writerAwake { return (false, state.windowOpen) }
+    /// Hands a record to the writer, journaled first when no one waits for its commit.
+    private nonisolated func hand(_ record: AuditRecord, _ waiter: Waiter, journaled: Bool) throws {
+        let (wake, endWindow) = try handedOver.withLockedValue { state -> (Bool, Bool) in
+            let time = Timestamp.format(now())
+            var pending = Pending(record: record, waiter: waiter, time: time, journal: nil)
+            if journaled {
+                let (number, detailJSON) = try state.journal.append(record, time: time)
+                pending.journal = number
+                pending.detailJSON = detailJSON
+            }
+            state.records.append(pending)
+            // Someone waits for this one, or a full batch waits: a writer pacing its commits stops waiting
+            // (and the journal stays small).
+            let endWindow = state.windowOpen && (!journaled || state.records.count >= Self.maximumBatch)
+            if endWindow { state.windowOpen = false }
+            if state.writerAwake { return (false, endWindow) }
             state.writerAwake = true
             return (true, false)
         }
         if wake {
             Task { await self.writePendingAppends() }
-        } else if windowOpen {
-            // Someone waits for this one: a writer pacing its commits must not make them wait.
+        } else if endWindow {
             Task { await self.endCommitWindow() }
         }
     }
@@ -207,24 +218,7 @@ public actor SQLiteStore: GatehouseStore {
     /// must then not go on with what it records. `onFailure` hears about a commit that failed (it is
     /// retried).
     public nonisolated func enqueueAudit(_ record: AuditRecord, onFailure: @escaping @Sendable (Error) -> Void) throws {
-        let (wake, full, windowOpen) = try handedOver.withLockedValue { state -> (Bool, Bool, Bool) in
-            let time = Timestamp.format(now())
-            let (number, detailJSON) = try state.journal.append(record, time: time)
-            state.records.append(
-                Pending(record: record, waiter: .detached(onFailure), time: time, journal: number, detailJSON: detailJSON))
-            let full = state.records.count >= Self.maximumBatch
-            let windowOpen = state.windowOpen
-            if full { state.windowOpen = false }
-            if state.writerAwake { return (false, full, windowOpen) }
-            state.writerAwake = true
-            return (true, full, false)
-        }
-        if wake {
-            Task { await self.writePendingAppends() }
-        } else if full && windowOpen {
-            // A full batch is waiting: no reason to wait out the window (and the journal stays small).
-            Task { await self.endCommitWindow() }
-        }
+        try hand(record, .detached(onFailure), journaled: true)
     }
 
     /// Moves what was handed over into `pendingAppends`; reports false, marking the writer asleep, when

@@ -9,22 +9,23 @@
 public struct InspectionCache: Sendable {
     /// How a text is looked up: itself, and its shape when it has one.
     public struct Key: Sendable {
-        public let text: String
-        /// The text's bytes: what the map compares. Swift's `String ==` holds canonically equivalent
-        /// texts equal (U+037E GREEK QUESTION MARK equals `;`), and PostgreSQL reads bytes.
+        /// The text, compared by its bytes: Swift's `String ==` holds canonically equivalent texts equal
+        /// (U+037E GREEK QUESTION MARK equals `;`), and PostgreSQL reads bytes.
         let bytes: UTF8Bytes
         /// The text with its constants masked, when the scanner could read it.
-        public let shape: String?
+        let shapeBytes: UTF8Bytes?
         /// Where each masked constant starts (byte offsets): the parser must place an `A_Const` at each.
         let constants: [Int]
 
         public init(_ sql: String) {
-            text = sql
             bytes = UTF8Bytes(sql)
             let masked = sql.utf8.count <= InspectionCache.longestText ? ConstantMask.shape(of: sql) : nil
-            shape = masked?.text
+            shapeBytes = masked.map { UTF8Bytes($0.text) }
             constants = masked?.constants ?? []
         }
+
+        public var text: String { bytes.text }
+        public var shape: String? { shapeBytes?.text }
     }
 
     /// Long texts (bulk inserts with literals) are rarely repeated; they are parsed each time.
@@ -40,7 +41,7 @@ public struct InspectionCache: Sendable {
 
     public func inspection(for key: Key) -> Inspection? {
         if let hit = byText[key.bytes] { return hit }
-        guard let shape = key.shape, var hit = byShape[UTF8Bytes(shape)] else { return nil }
+        guard let shape = key.shapeBytes, var hit = byShape[shape] else { return nil }
         hit.statements[0].text = ConstantMask.statementText(of: key.text)
         return hit
     }
@@ -55,12 +56,13 @@ public struct InspectionCache: Sendable {
         guard key.text.utf8.count <= Self.longestText else { return }
         if byText.count >= limit { byText.removeAll(keepingCapacity: true) }
         byText[key.bytes] = inspection
-        guard let shape = key.shape, let constants, inspection.parseError == nil, inspection.statements.count == 1,
-            inspection.statements[0].text == ConstantMask.statementText(of: key.text),
-            key.constants.allSatisfy({ Self.isConstant(at: $0, in: key.bytes.utf8, constants) })
+        guard let shape = key.shapeBytes, let constants, inspection.parseError == nil, inspection.statements.count == 1,
+            inspection.statements[0].text == ConstantMask.statementText(of: key.text)
         else { return }
+        let bytes = Array(key.text.utf8)
+        guard key.constants.allSatisfy({ Self.isConstant(at: $0, in: bytes, constants) }) else { return }
         if byShape.count >= limit { byShape.removeAll(keepingCapacity: true) }
-        byShape[UTF8Bytes(shape)] = inspection
+        byShape[shape] = inspection
     }
 
     /// Whether the parser put a constant at `offset`, or at the minus sign before it (a negative number
@@ -75,16 +77,20 @@ public struct InspectionCache: Sendable {
 
 /// Text compared and hashed by its UTF-8 bytes, not by Unicode canonical equivalence.
 public struct UTF8Bytes: Hashable, Sendable {
-    public let utf8: [UInt8]
+    public let text: String
 
     public init(_ text: String) {
-        utf8 = Array(text.utf8)
+        self.text = text
     }
 
-    public static func == (a: UTF8Bytes, b: UTF8Bytes) -> Bool { a.utf8 == b.utf8 }
+    public static func == (a: UTF8Bytes, b: UTF8Bytes) -> Bool {
+        var (left, right) = (a.text, b.text)
+        return left.withUTF8 { x in right.withUTF8 { y in x.elementsEqual(y) } }
+    }
 
     public func hash(into hasher: inout Hasher) {
-        utf8.withUnsafeBytes { hasher.combine(bytes: $0) }
+        var text = text
+        text.withUTF8 { hasher.combine(bytes: UnsafeRawBufferPointer($0)) }
     }
 }
 
