@@ -106,6 +106,13 @@ public struct Decision: Sendable, Hashable, Codable {
     /// For approve: whether approvers must give their own second factor.
     public var approverStepUp: Bool
 
+    /// A refusal that no rule made (a pinned setting, unreadable text): `reason` says why.
+    public static func refusal(_ reason: String, hint: String? = nil) -> Decision {
+        Decision(
+            action: .deny, matched: [], shadowed: [], reason: reason, hint: hint, usedGrants: [], stepUpMaxAge: nil,
+            approvers: [], approverStepUp: false)
+    }
+
     /// The rules that decided the action (those with the winning action).
     public var decidingRules: [MatchedRule] { matched.filter { $0.action == action } }
 }
@@ -159,6 +166,10 @@ public final class CompiledPolicy: Sendable {
     ///
     /// - Parameter session: this policy's `sessionRules(for:)` for the same session; computed here when nil.
     public func evaluate(_ inspection: Inspection, in context: SessionContext, session: SessionRules? = nil) -> Decision {
+        // Pinned settings hold whatever the rules say: the checks below rely on them.
+        if let pinned = PinnedSettings.violation(in: inspection) {
+            return Decision.refusal(pinned, hint: PinnedSettings.hint)
+        }
         let candidates =
             session.flatMap { $0.policy == ObjectIdentifier(self) ? $0.rules : nil }
             ?? sessionRules(for: context).rules
@@ -337,7 +348,8 @@ extension RuleMatch {
         if let wherelessWrite, wherelessWrite != facts.wherelessWrite { return false }
         if let functions {
             var found = false
-            for name in facts.functions {
+            // Attribute notation (`(x).f`) is a call of `f` when x has no field f: matched as one.
+            for name in facts.functions.union(facts.attributeCalls) {
                 let bare = Self.bare(name)
                 if functions.contains(where: { $0.matches(name) || (bare.count != name.count && $0.matches(bare)) }) {
                     found = true

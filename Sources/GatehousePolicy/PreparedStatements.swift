@@ -9,7 +9,8 @@ public struct PreparedStatements: Sendable {
 
     public init() {}
 
-    /// Replaces each EXECUTE of a statement this session prepared with the prepared statement's facts.
+    /// Replaces each EXECUTE of a statement this session prepared with the prepared statement's facts,
+    /// joined with those of the EXECUTE's own arguments: `EXECUTE p(set_config(...))` runs the call.
     public func resolve(_ inspection: Inspection) -> Inspection {
         var resolved = inspection
         for index in resolved.statements.indices where resolved.statements[index].primary == .execute {
@@ -18,7 +19,22 @@ public struct PreparedStatements: Sendable {
             var facts = prepared
             facts.text = execute.text
             facts.primary = .execute
-            facts.kinds = prepared.kinds.subtracting([.prepare]).union([.execute])
+            facts.kinds = prepared.kinds.subtracting([.prepare]).union(execute.kinds)
+            facts.functions.formUnion(execute.functions)
+            facts.attributeCalls.formUnion(execute.attributeCalls)
+            facts.tablesRead.formUnion(execute.tablesRead)
+            facts.tablesWritten.formUnion(execute.tablesWritten)
+            facts.objectTypes.formUnion(execute.objectTypes)
+            facts.settings += execute.settings
+            // The EXECUTE itself is dynamic until resolved; its arguments are when they run SQL text.
+            let calls = execute.functions.union(execute.attributeCalls).map {
+                $0.split(separator: ".").last.map(String.init) ?? $0
+            }
+            if calls.contains(where: Inspector.dynamicSQLFunctions.contains)
+                || execute.settings.contains(where: { $0.name == nil })
+            {
+                facts.dynamic = true
+            }
             facts.fingerprint = execute.fingerprint
             facts.preparedName = name
             resolved.statements[index] = facts

@@ -162,6 +162,12 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
             upstream?.write(frame.bytes)
         case .replace(let replacement):
             upstream?.write(replacement.bytes)
+        case .refuseUnreadable(let replacement, let reason):
+            _ = recordDecision(
+                Decision.refusal(reason),
+                inspection: Inspection(statements: [], parseError: ParseError(message: reason, position: 0)),
+                sql: "(text that is not UTF-8)")
+            upstream?.write(replacement.bytes)
         case .hold:
             guard let (challenge, inspection) = holdBeingOpened else { return }
             holdBeingOpened = nil
@@ -181,6 +187,21 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
     private var toClient: ByteBuffer?
 
     func forwardFromUpstream(_ frame: PostgresFrame) {
+        if let violation = StatementGuard.pinViolation(frame) {
+            // The server would now read text otherwise than the checks did (a function changed a pinned
+            // setting): nothing more may reach it.
+            logger.warning("ending session: a pinned setting changed", metadata: ["reason": "\(violation)"])
+            endReason = "pinned setting changed: \(violation)"
+            upstream?.close()
+            if let context {
+                writeGathered()
+                sendFatal(
+                    context: context, sqlState: ProxyFailure.Code.adminShutdown,
+                    message: "terminating connection: \(violation)",
+                    hint: "Gatehouse sessions stay in UTF8 with standard_conforming_strings on")
+            }
+            return
+        }
         let bytes = statementGuard.upstream(frame).bytes
         if toClient == nil {
             toClient = bytes
@@ -328,7 +349,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
         }
         switch statementGuard.client(current.frame, judge: { _ in verdict }) {
         case .forward: upstream?.write(current.frame.bytes)
-        case .replace(let replacement): upstream?.write(replacement.bytes)
+        case .replace(let replacement), .refuseUnreadable(let replacement, _): upstream?.write(replacement.bytes)
         case .hold, .protocolViolation: break
         }
         let waiting = backlog
@@ -622,6 +643,18 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
             case .success(.success(let (user, connection))):
                 self.user = user
                 self.connection = connection
+                if let refusal = self.checkStartupSettings(request) {
+                    self.journal(
+                        AuditRecord(
+                            .sessionRefused, actor: user.name, session: sessionID, connection: connection.name, source: source,
+                            detail: ["reason": refusal.message]), "a session refusal")
+                    self.logger.info("session refused at startup", metadata: ["reason": "\(refusal.message)"])
+                    self.perform(
+                        self.machine.authenticationFailed(
+                            sqlState: refusal.sqlState, message: refusal.message, hint: refusal.hint),
+                        context: context)
+                    return
+                }
                 self.perform(self.machine.tokenVerified(), context: context)
             case .success(.failure(let failure)):
                 self.logger.info(
@@ -644,9 +677,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
         guard let connection else { return }
         let ready = context.eventLoop.makePromise(of: UpstreamStartup.self)
         let tlsContext = environment.upstreamTLS[connection.name]
-        var parameters = request.passthrough
-        if parameters["application_name"] == nil { parameters["application_name"] = "gatehouse" }
-        let startupParameters = parameters
+        let startupParameters = upstreamStartup ?? StartupSettings().upstream(defaultApplicationName: "gatehouse")
         let limits = environment.config.limits
         let bootstrap = ClientBootstrap(group: context.eventLoop)
             .connectTimeout(.milliseconds(Int64(limits.upstreamConnectTimeout * 1000)))
@@ -705,6 +736,52 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
                     context: context)
             }
         }
+    }
+
+    /// The upstream startup's settings, once the client's were checked.
+    private var upstreamStartup: StartupParameters?
+
+    /// Reads the client's startup settings and judges those off the allow-list as SET statements, each
+    /// decision audited; nil when the session may start (and `upstreamStartup` is set).
+    private func checkStartupSettings(_ request: StartupRequest) -> StartupSettings.Refusal? {
+        let settings: StartupSettings
+        switch StartupSettings.read(request.passthrough) {
+        case .success(let read): settings = read
+        case .failure(let refusal): return refusal
+        }
+        guard let user, let connection else { return nil }
+        let now = environment.now()
+        let grants = (environment.grants?.activeGrants(for: user.name, on: connection.name, at: now) ?? []).compactMap { grant in
+            grant.expiresAt.map { ActiveGrant(id: grant.id, role: grant.role, expiresAt: $0) }
+        }
+        let context = SessionContext(
+            user: user.name, groups: user.groups, connection: connection.name, sourceAddress: source, country: country,
+            applicationName: request.applicationName, sessionStartedAt: now, lastActivityAt: now, grants: grants, now: now,
+            newDevice: newDevice)
+        let policy = environment.guardrails.compiled
+        for setting in settings.judged {
+            let sql = setting.statement
+            let inspection = environment.guardrails.inspect(sql)
+            var decision = policy.evaluate(inspection, in: context)
+            if decision.action == .stepUp || decision.action == .approve {
+                // A startup cannot wait for a second factor or another person.
+                decision.reason += "; a startup setting cannot wait for it: SET it in the session instead"
+                decision.action = .deny
+            }
+            guard recordDecision(decision, inspection: inspection, sql: sql, note: "startup \(setting.written)") else {
+                return StartupSettings.Refusal(
+                    sqlState: ProxyFailure.Code.internalError,
+                    message: "Gatehouse refused the session: its audit log cannot record the startup's settings", hint: nil)
+            }
+            if !decision.action.proceeds {
+                return StartupSettings.Refusal(
+                    sqlState: "42501",
+                    message: "startup setting \(setting.written)=\(setting.value) is refused: \(decision.reason)",
+                    hint: decision.hint ?? "connect without it, or ask for a grant that allows it")
+            }
+        }
+        upstreamStartup = settings.upstream(defaultApplicationName: "gatehouse")
+        return nil
     }
 
     /// Records the refusal, then tells the client.
@@ -771,6 +848,16 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
                 return
             }
             guard case .connectingUpstream = self.machine.state else { return }
+            if let violation = startup.parameterFrames.lazy.compactMap(StatementGuard.pinViolation).first {
+                self.environment.registry.remove(id: self.sessionID)
+                self.sessionStarted = nil
+                self.upstream?.close()
+                self.perform(
+                    self.machine.upstreamFailed(
+                        sqlState: ProxyFailure.Code.cannotConnect, message: "refusing the session: \(violation)", hint: nil),
+                    context: context)
+                return
+            }
             _ = self.machine.upstreamReady()
             self.timeout?.cancel()
             context.write(self.wrapOutboundOut(AuthenticationMessage.ok.frame.bytes), promise: nil)

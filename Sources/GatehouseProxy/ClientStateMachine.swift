@@ -6,8 +6,9 @@ public struct StartupRequest: Sendable, Equatable {
     /// The Gatehouse connection name (the client's `dbname`).
     public var connection: String
     public var applicationName: String
-    /// Parameters passed on to the upstream server (client_encoding, options, DateStyle, ...).
-    public var passthrough: [String: String]
+    /// The other parameters (client_encoding, options, DateStyle, ...) in the order sent: settings the
+    /// gateway checks (`StartupSettings`) before any of them reaches the upstream server.
+    public var passthrough: StartupParameters
 }
 
 /// The startup and authentication phase of one client connection, as a pure state machine.
@@ -75,16 +76,19 @@ public struct ClientStateMachine: Sendable {
             state = .closed
             return .forwardCancel(GatewayCancelKey(processID: processID, secretKey: secretKey))
         case .startup(let version, var parameters):
-            guard let user = parameters.removeValue(forKey: "user"), !user.isEmpty else {
+            guard let user = parameters.removeAll(named: "user"), !user.isEmpty else {
                 return fatal("28000", "no user name in the startup packet", hint: "connect with user=YOUR_GATEHOUSE_USER")
             }
             if let replication = parameters["replication"], !["false", "0", "off", "no"].contains(replication.lowercased()) {
                 return fatal("28000", "replication connections are not supported through Gatehouse", hint: nil)
             }
-            let connection = parameters.removeValue(forKey: "database") ?? user
-            let applicationName = parameters["application_name"] ?? ""
-            let unsupported = parameters.keys.filter { $0.hasPrefix("_pq_.") }.sorted()
-            for option in unsupported { parameters[option] = nil }
+            parameters.removeAll(named: "replication")
+            let database = parameters.removeAll(named: "database")
+            let connection = database.flatMap { $0.isEmpty ? nil : $0 } ?? user
+            // The server compares setting names without regard to case; the last one sent applies.
+            let applicationName = parameters.entries.last(where: { $0.name.lowercased() == "application_name" })?.value ?? ""
+            let unsupported = Array(Set(parameters.names.filter { $0.hasPrefix("_pq_.") })).sorted()
+            parameters.entries.removeAll { $0.name.hasPrefix("_pq_.") }
             let request = StartupRequest(
                 user: user, connection: connection, applicationName: applicationName, passthrough: parameters)
             guard tlsActive || allowPlaintextPasswords else {

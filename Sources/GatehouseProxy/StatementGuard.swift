@@ -29,6 +29,8 @@ struct StatementGuard {
         case protocolViolation(String)
         /// Held: nothing was sent and nothing counted; submit the frame again when decided.
         case hold
+        /// The statement's text cannot be read (not UTF-8): send this frame instead, and audit the refusal.
+        case refuseUnreadable(PostgresFrame, reason: String)
     }
 
     /// A syntax error in the server's eyes; unguessable, so a client cannot provoke a rewrite itself.
@@ -48,7 +50,14 @@ struct StatementGuard {
     mutating func client(_ frame: PostgresFrame, judge: (String) -> Verdict) -> ClientOutcome {
         switch frame.type {
         case FrontendMessageType.query:
-            guard let query = try? QueryMessage.decode(frame.body) else {
+            let query: QueryMessage
+            do {
+                query = try QueryMessage.decode(frame.body)
+            } catch let error as PostgresWireError where error.code == .invalidTextEncoding {
+                refusals.append((cyclesSent, Self.unreadable(error)))
+                cyclesSent += 1
+                return .refuseUnreadable(QueryMessage(sql: marker).frame, reason: error.description)
+            } catch {
                 return .protocolViolation("malformed Query message")
             }
             switch judge(query.sql) {
@@ -63,7 +72,18 @@ struct StatementGuard {
                 return .replace(QueryMessage(sql: marker).frame)
             }
         case FrontendMessageType.parse:
-            guard let parse = try? ParseMessage.decode(frame.body) else {
+            let parse: ParseMessage
+            do {
+                parse = try ParseMessage.decode(frame.body)
+            } catch let error as PostgresWireError where error.code == .invalidTextEncoding {
+                // The statement's name must be readable to answer in its place.
+                var body = frame.body
+                guard let name = try? body.readValidatedString() else {
+                    return .protocolViolation("a Parse message's statement name is not UTF-8")
+                }
+                refusals.append((cyclesSent, Self.unreadable(error)))
+                return .refuseUnreadable(ParseMessage(name: name, sql: marker).frame, reason: error.description)
+            } catch {
                 return .protocolViolation("malformed Parse message")
             }
             switch judge(parse.sql) {
@@ -96,6 +116,32 @@ struct StatementGuard {
             return .forward
         default:
             return .protocolViolation("unexpected message type '\(frame.typeName)' in a session")
+        }
+    }
+
+    /// The refusal of a text that is not UTF-8, as PostgreSQL words it (SQLSTATE 22021).
+    static func unreadable(_ error: PostgresWireError) -> ErrorNoticeFields {
+        ErrorNoticeFields(
+            severity: "ERROR", sqlState: "22021", message: error.description,
+            hint: "Gatehouse sessions use client_encoding UTF8: send UTF-8 text")
+    }
+
+    /// Why a setting the server reports breaks the session's pins (UTF8, standard-conforming strings):
+    /// after that the server would read SQL text otherwise than the gateway's checks, so the session
+    /// must end. nil for any other frame.
+    static func pinViolation(_ frame: PostgresFrame) -> String? {
+        guard frame.type == MessageType.parameterStatus else { return nil }
+        var body = frame.body
+        guard let name = body.readNullTerminatedString(), let value = body.readNullTerminatedString() else {
+            return "the server sent a malformed ParameterStatus message"
+        }
+        switch name.lowercased() {
+        case "client_encoding" where value != "UTF8":
+            return "the server reports client_encoding \(value), and Gatehouse sessions must stay in UTF8"
+        case "standard_conforming_strings" where value != "on":
+            return "the server reports standard_conforming_strings \(value), and Gatehouse sessions must keep it on"
+        default:
+            return nil
         }
     }
 

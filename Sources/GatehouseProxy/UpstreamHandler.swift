@@ -30,7 +30,9 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     private let connection: Connection
-    private let startupParameters: [String: String]
+    /// The settings to start the upstream session with (`StartupSettings.upstream`): never `user`,
+    /// `database` or `options`, which come from the connection's configuration or are never sent.
+    private let startupParameters: StartupParameters
     private let tlsContext: NIOSSLContext?
     private let ready: EventLoopPromise<UpstreamStartup>
     private var authenticator: UpstreamAuthenticator
@@ -45,7 +47,7 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var readyCompleted = false
 
     init(
-        connection: Connection, startupParameters: [String: String], tlsContext: NIOSSLContext?,
+        connection: Connection, startupParameters: StartupParameters, tlsContext: NIOSSLContext?,
         ready: EventLoopPromise<UpstreamStartup>
     ) {
         self.connection = connection
@@ -72,9 +74,8 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     private func sendStartup(context: ChannelHandlerContext) {
-        var parameters = startupParameters
-        parameters["user"] = connection.user
-        parameters["database"] = connection.database
+        var parameters = StartupParameters([("user", connection.user), ("database", connection.database)])
+        parameters.entries += startupParameters.entries
         var buffer = context.channel.allocator.buffer(capacity: 128)
         StartupPacket.startup(protocolVersion: StartupPacket.protocolVersion3, parameters: parameters).encode(into: &buffer)
         context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)

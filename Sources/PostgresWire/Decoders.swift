@@ -63,16 +63,16 @@ public struct FrontendDecoder: SingleStepDecoder, Sendable {
         case StartupPacket.cancelRequestCode where length == 16:
             return .cancel(processID: packet.readInteger()!, secretKey: packet.readInteger()!)
         case let version where version >> 16 == 3:
-            var parameters: [String: String] = [:]
+            var parameters = StartupParameters()
             while true {
-                guard let key = packet.readNullTerminatedString() else {
+                guard let key = try packet.readValidatedString() else {
                     throw PostgresWireError(.startupPacketInvalid, "startup packet is not terminated")
                 }
                 if key.isEmpty { break }
-                guard let value = packet.readNullTerminatedString() else {
+                guard let value = try packet.readValidatedString() else {
                     throw PostgresWireError(.startupPacketInvalid, "startup parameter \(key) has no value")
                 }
-                parameters[key] = value
+                parameters.entries.append((key, value))
             }
             // As PostgreSQL does: the list's terminator must be the packet's last byte.
             guard packet.readableBytes == 0 else {

@@ -37,8 +37,9 @@ public struct PostgresFrame: Sendable, Equatable {
 
 /// The first packet of a connection, which carries no type byte.
 public enum StartupPacket: Sendable, Equatable {
-    /// Protocol 3.x StartupMessage with its parameters (`user`, `database`, `application_name`, ...).
-    case startup(protocolVersion: Int32, parameters: [String: String])
+    /// Protocol 3.x StartupMessage with its parameters (`user`, `database`, `application_name`, ...), in
+    /// the order the client sent them.
+    case startup(protocolVersion: Int32, parameters: StartupParameters)
     /// The client asks for TLS.
     case sslRequest
     /// The client asks for GSSAPI encryption, which Gatehouse does not offer.
@@ -58,10 +59,9 @@ public enum StartupPacket: Sendable, Equatable {
         switch self {
         case .startup(let version, let parameters):
             buffer.writeInteger(version)
-            // Stable order keeps encodings reproducible; `user` first as clients do.
-            for key in parameters.keys.sorted(by: { ($0 == "user" ? "" : $0) < ($1 == "user" ? "" : $1) }) {
+            for (key, value) in parameters.entries {
                 buffer.writeNullTerminatedString(key)
-                buffer.writeNullTerminatedString(parameters[key]!)
+                buffer.writeNullTerminatedString(value)
             }
             buffer.writeInteger(UInt8(0))
         case .sslRequest:
@@ -86,6 +86,8 @@ public struct PostgresWireError: Error, Sendable, Equatable, CustomStringConvert
         case unsupportedProtocolVersion
         case unexpectedDataAfterSSLRequest
         case malformedMessage
+        /// Text that is not valid UTF-8 (SQLSTATE 22021 in PostgreSQL's terms).
+        case invalidTextEncoding
     }
 
     public var code: Code
@@ -94,5 +96,39 @@ public struct PostgresWireError: Error, Sendable, Equatable, CustomStringConvert
     public init(_ code: Code, _ description: String) {
         self.code = code
         self.description = description
+    }
+}
+
+/// A StartupMessage's parameters: every pair in the order sent, duplicates included, because the server
+/// applies them in that order and the last of a name wins.
+public struct StartupParameters: Sendable, Equatable, ExpressibleByDictionaryLiteral {
+    public var entries: [(name: String, value: String)]
+
+    public init(_ entries: [(name: String, value: String)] = []) {
+        self.entries = entries
+    }
+
+    public init(dictionaryLiteral elements: (String, String)...) {
+        self.entries = elements.map { (name: $0.0, value: $0.1) }
+    }
+
+    /// The value the server uses for `name` (compared exactly, as it compares `user` and `database`):
+    /// the last one sent.
+    public subscript(name: String) -> String? {
+        entries.last(where: { $0.name == name })?.value
+    }
+
+    /// Removes every pair named exactly `name` and returns the value that would have applied.
+    @discardableResult
+    public mutating func removeAll(named name: String) -> String? {
+        let value = self[name]
+        entries.removeAll { $0.name == name }
+        return value
+    }
+
+    public var names: [String] { entries.map(\.name) }
+
+    public static func == (a: StartupParameters, b: StartupParameters) -> Bool {
+        a.entries.count == b.entries.count && zip(a.entries, b.entries).allSatisfy { $0.name == $1.name && $0.value == $1.value }
     }
 }

@@ -30,8 +30,12 @@ public struct QueryMessage: Sendable, Equatable {
 
     public static func decode(_ body: ByteBuffer) throws -> QueryMessage {
         var body = body
-        guard let sql = body.readNullTerminatedString() else {
+        guard let sql = try body.readValidatedString() else {
             throw PostgresWireError(.malformedMessage, "Query message without a terminated query string")
+        }
+        // As the server reads it (pq_getmsgend): one string, nothing after it.
+        guard body.readableBytes == 0 else {
+            throw PostgresWireError(.malformedMessage, "Query message has data after its query string")
         }
         return QueryMessage(sql: sql)
     }
@@ -57,7 +61,7 @@ public struct ParseMessage: Sendable, Equatable {
 
     public static func decode(_ body: ByteBuffer) throws -> ParseMessage {
         var body = body
-        guard let name = body.readNullTerminatedString(), let sql = body.readNullTerminatedString(),
+        guard let name = try body.readValidatedString(), let sql = try body.readValidatedString(),
             let count = body.readInteger(as: Int16.self), count >= 0, body.readableBytes == Int(count) * 4
         else {
             throw PostgresWireError(.malformedMessage, "Parse message with a bad layout")

@@ -5,10 +5,22 @@ import Foundation
 /// Fails closed: a node type it does not recognise as a statement makes the kind `unknown`; text the
 /// parser refuses is reported, never guessed at.
 public enum Inspector {
-    /// Functions that run SQL given to them as text: their effect cannot be known from the statement.
+    /// Functions that run SQL the statement does not spell out, so their effect cannot be known from it.
+    /// Taken from PostgreSQL 15's source (the C functions that call SPI or libpq on text built from their
+    /// arguments, mapped to SQL names through pg_proc.dat and the extensions' scripts):
+    /// - caller-supplied SQL text: `ts_stat`, `ts_rewrite(tsquery, text)`, `query_to_xml*`, dblink's
+    ///   `dblink`, `dblink_exec`, `dblink_send_query`, `dblink_open`/`dblink_fetch`/`dblink_close` (cursor
+    ///   names pasted in unquoted), tablefunc's `crosstab*` and `connectby` (names pasted unquoted), xml2's
+    ///   `xpath_table` (its condition pasted unquoted, run with writes allowed);
+    /// - tables read that the statement only names as values: `table_to_xml*`, `schema_to_xml*`,
+    ///   `database_to_xml*`;
+    /// - `cursor_to_xml*` fetch from a cursor declared earlier (judged then), kept here to fail closed.
     public static let dynamicSQLFunctions: Set<String> = [
-        "dblink", "dblink_exec", "dblink_send_query", "dblink_open", "dblink_fetch", "query_to_xml",
-        "query_to_xmlschema", "query_to_xml_and_xmlschema", "cursor_to_xml", "cursor_to_xmlschema",
+        "ts_stat", "ts_rewrite", "query_to_xml", "query_to_xmlschema", "query_to_xml_and_xmlschema", "table_to_xml",
+        "table_to_xmlschema", "table_to_xml_and_xmlschema", "schema_to_xml", "schema_to_xmlschema",
+        "schema_to_xml_and_xmlschema", "database_to_xml", "database_to_xmlschema", "database_to_xml_and_xmlschema",
+        "cursor_to_xml", "cursor_to_xmlschema", "dblink", "dblink_exec", "dblink_send_query", "dblink_open",
+        "dblink_fetch", "dblink_close", "crosstab", "crosstab2", "crosstab3", "crosstab4", "connectby", "xpath_table",
     ]
 
     static func trimmed(_ bytes: ArraySlice<UInt8>) -> String {
@@ -40,6 +52,9 @@ public enum Inspector {
             if let constants { constantLocations(tape, 0, into: &constants.pointee) }
             var result: [StatementFacts] = []
             var failed = false
+            // Constants whose values the facts hold (settings): a cache must not reuse these facts for
+            // another value.
+            var readConstants = Set<Int>()
             tape.forEachElement(statements) { entry in
                 guard tape.kind(entry) == .object else {
                     failed = true
@@ -61,6 +76,9 @@ public enum Inspector {
                 facts.tablesRead = walker.tablesRead
                 facts.tablesWritten = walker.tablesWritten
                 facts.functions = walker.functions
+                facts.attributeCalls = walker.attributeCalls
+                facts.settings = walker.settings
+                readConstants.formUnion(walker.readConstants)
                 facts.wherelessWrite = walker.wherelessWrite
                 facts.copyProgram = walker.copyProgram
                 facts.dynamic = walker.dynamic
@@ -68,6 +86,7 @@ public enum Inspector {
                 result.append(facts)
             }
             if failed { return Inspection(statements: [], parseError: ParseError(message: "unreadable parse tree", position: 0)) }
+            if let constants { constants.pointee.subtract(readConstants) }
             return Inspection(statements: result)
         }
         switch outcome {
@@ -105,6 +124,10 @@ struct Walker {
     var tablesRead: Set<TableName> = []
     var tablesWritten: Set<TableName> = []
     var functions: Set<String> = []
+    var attributeCalls: Set<String> = []
+    var settings: [SettingChange] = []
+    /// Where the constants whose values went into `settings` stand.
+    var readConstants: Set<Int> = []
     var wherelessWrite = false
     var copyProgram = false
     var dynamic = false
@@ -152,6 +175,17 @@ struct Walker {
                     table(body, write: write)
                 } else if tape.equals(first, "FuncCall") {
                     functionCall(body)
+                } else if tape.equals(first, "A_Indirection") {
+                    // `(x).f`: PostgreSQL calls `f(x)` when x has no field f.
+                    if let indirection = tape.member(body, "indirection") { attributes(strings(indirection) ?? []) }
+                    children(body, write: write)
+                } else if tape.equals(first, "ColumnRef") {
+                    // `t.f`, `s.t.f`: the last name is `f(t)` when t has no column f.
+                    if let parts = strings(tape.member(body, "fields")), parts.count >= 2,
+                        let fields = tape.member(body, "fields"), lastFieldIsName(fields)
+                    {
+                        attributes([parts[parts.count - 1]])
+                    }
                 } else {
                     // Expressions, clauses and wrappers (VacuumRelation, ...) pass the write context on.
                     children(body, write: write)
@@ -207,6 +241,15 @@ struct Walker {
         case "UpdateStmt", "DeleteStmt":
             add(type == "UpdateStmt" ? .update : .delete)
             if tape.member(f, "whereClause") == nil { wherelessWrite = true }
+            if type == "UpdateStmt", let relation = tape.member(f, "relation"),
+                tape.string(tape.member(relation, "relname")) == "pg_settings",
+                [nil, "pg_catalog"].contains(tape.string(tape.member(relation, "schemaname")))
+            {
+                // pg_settings' update rule calls set_config for each row: settings named by data.
+                functions.insert("set_config")
+                settings.append(SettingChange(name: nil, kind: .computed))
+                dynamic = true
+            }
             node(tape.member(f, "relation"), write: true)
             children(f, skipping: ["relation"])
         case "MergeStmt":
@@ -270,13 +313,16 @@ struct Walker {
             add(.transaction)
         case "VariableSetStmt":
             let name = (tape.string(tape.member(f, "name")) ?? "").lowercased()
+            let kind = tape.member(f, "kind")
+            let resets = kind.map { tape.equals($0, "VAR_RESET") || tape.equals($0, "VAR_RESET_ALL") } ?? false
             if name == "role" || name == "session_authorization" || name == "session authorization" {
                 add(.setRole)
-            } else if let kind = tape.member(f, "kind"), tape.equals(kind, "VAR_RESET") || tape.equals(kind, "VAR_RESET_ALL") {
+            } else if resets {
                 add(.reset)
             } else {
                 add(.set)
             }
+            variableSet(f, name: name)
         case "VariableShowStmt":
             add(.show)
         case "DiscardStmt":
@@ -436,8 +482,104 @@ struct Walker {
             functions.insert(name)
             let bare = name.split(separator: ".").last.map(String.init) ?? name
             if Inspector.dynamicSQLFunctions.contains(bare) { dynamic = true }
+            if bare == "set_config" { setConfig(f) }
         }
         children(f, skipping: ["funcname"])
+    }
+
+    private mutating func attributes(_ names: [String]) {
+        for name in names {
+            let lowered = name.lowercased()
+            attributeCalls.insert(lowered)
+            if Inspector.dynamicSQLFunctions.contains(lowered) { dynamic = true }
+        }
+    }
+
+    /// Whether a ColumnRef's last field is a name (not `*`).
+    private func lastFieldIsName(_ fields: Int) -> Bool {
+        var last: Int?
+        tape.forEachElement(fields) { last = $0 }
+        return last.map { tape.member($0, "String") != nil } ?? false
+    }
+
+    /// SET, RESET and SET ... TO DEFAULT as setting changes (SET TRANSACTION and SET SESSION
+    /// CHARACTERISTICS name transaction settings, not a parameter, and are left out).
+    private mutating func variableSet(_ f: Int, name: String) {
+        guard let kind = tape.member(f, "kind") else { return }
+        if tape.equals(kind, "VAR_RESET_ALL") {
+            settings.append(SettingChange(name: "all", kind: .reset))
+        } else if tape.equals(kind, "VAR_RESET") || tape.equals(kind, "VAR_SET_DEFAULT") {
+            settings.append(SettingChange(name: name, kind: .reset))
+        } else if tape.equals(kind, "VAR_SET_VALUE") {
+            var values: [String] = []
+            var computed = false
+            if let args = tape.member(f, "args") {
+                tape.forEachElement(args) { argument in
+                    if let value = constantText(argument) { values.append(value) } else { computed = true }
+                }
+            }
+            settings.append(
+                computed ? SettingChange(name: name, kind: .computed) : SettingChange(name: name, values: values, kind: .value))
+        } else if tape.equals(kind, "VAR_SET_CURRENT") {
+            // SET name FROM CURRENT: the value the session has now, set by an earlier (judged) change.
+            settings.append(SettingChange(name: name, kind: .reset))
+        }
+    }
+
+    /// `set_config(name, value, is_local)`, arguments by position or by name. A computed name makes the
+    /// statement dynamic: what it changes is known only when it runs.
+    private mutating func setConfig(_ f: Int) {
+        var positional: [Int] = []
+        var named: [String: Int] = [:]
+        if let args = tape.member(f, "args") {
+            tape.forEachElement(args) { argument in
+                if let namedArg = tape.member(argument, "NamedArgExpr"), let name = tape.string(tape.member(namedArg, "name")),
+                    let value = tape.member(namedArg, "arg")
+                {
+                    named[name.lowercased()] = value
+                } else {
+                    positional.append(argument)
+                }
+            }
+        }
+        let nameArgument = positional.count > 0 ? positional[0] : named["setting_name"]
+        let valueArgument = positional.count > 1 ? positional[1] : named["new_value"]
+        guard let nameArgument, let name = constantText(nameArgument)?.lowercased() else {
+            settings.append(SettingChange(name: nil, kind: .computed))
+            dynamic = true
+            return
+        }
+        if name == "role" || name == "session_authorization" { add(.setRole) } else { add(.set) }
+        if let valueArgument, isNullConstant(valueArgument) {
+            settings.append(SettingChange(name: name, kind: .reset))
+        } else if let valueArgument, let value = constantText(valueArgument) {
+            settings.append(SettingChange(name: name, values: [value], kind: .value))
+        } else {
+            settings.append(SettingChange(name: name, kind: .computed))
+        }
+    }
+
+    /// The text of a constant (`'x'`, `1`, `1.5`, `true`, `'x'::text`), noting where it stands.
+    private mutating func constantText(_ index: Int) -> String? {
+        if let cast = tape.member(index, "TypeCast"), let argument = tape.member(cast, "arg") {
+            return constantText(argument)
+        }
+        guard let constant = tape.member(index, "A_Const") else { return nil }
+        if let location = tape.int(tape.member(constant, "location")) { readConstants.insert(location) }
+        if let string = tape.member(constant, "sval") { return tape.string(tape.member(string, "sval")) ?? "" }
+        if let integer = tape.member(constant, "ival") { return String(tape.int(tape.member(integer, "ival")) ?? 0) }
+        if let float = tape.member(constant, "fval") { return tape.string(tape.member(float, "fval")) ?? "0" }
+        if let boolean = tape.member(constant, "boolval") {
+            return (tape.bool(tape.member(boolean, "boolval")) ?? false) ? "true" : "false"
+        }
+        if let bits = tape.member(constant, "bsval") { return tape.string(tape.member(bits, "bsval")) ?? "" }
+        return nil
+    }
+
+    private func isNullConstant(_ index: Int) -> Bool {
+        let inner = tape.member(index, "TypeCast").flatMap { tape.member($0, "arg") } ?? index
+        guard let constant = tape.member(inner, "A_Const") else { return false }
+        return tape.bool(tape.member(constant, "isnull")) ?? false
     }
 
     private mutating func table(_ f: Int, write: Bool) {

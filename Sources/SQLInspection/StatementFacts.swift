@@ -58,6 +58,11 @@ public struct StatementFacts: Sendable, Hashable, Codable {
     public var tablesWritten: Set<TableName> = []
     /// Functions called, lower case, schema-qualified when the statement qualified them.
     public var functions: Set<String> = []
+    /// Names written in attribute notation, `t.f` or `(x).f`, lower case: PostgreSQL calls `f(t)` when
+    /// `f` is not a column of `t` (or a field of `x`), so each may be a function call.
+    public var attributeCalls: Set<String> = []
+    /// Settings the statement changes: SET, RESET and `set_config(...)`, in order.
+    public var settings: [SettingChange] = []
     /// An UPDATE or DELETE without a WHERE clause (all rows).
     public var wherelessWrite = false
     /// COPY ... TO/FROM PROGRAM (runs a shell command on the database server).
@@ -87,10 +92,46 @@ public struct StatementFacts: Sendable, Hashable, Codable {
         if !tablesWritten.isEmpty { parts.append("writes=" + tablesWritten.sorted().map(\.description).joined(separator: ",")) }
         if !tablesRead.isEmpty { parts.append("reads=" + tablesRead.sorted().map(\.description).joined(separator: ",")) }
         if !functions.isEmpty { parts.append("functions=" + functions.sorted().joined(separator: ",")) }
+        if !settings.isEmpty { parts.append("settings=" + settings.map(\.summary).joined(separator: ",")) }
         if wherelessWrite { parts.append("no-where") }
         if copyProgram { parts.append("program") }
         if dynamic { parts.append("dynamic") }
         return parts.joined(separator: " ")
+    }
+}
+
+/// A change of a server setting that a statement makes.
+public struct SettingChange: Sendable, Hashable, Codable {
+    public enum Kind: String, Sendable, Hashable, Codable {
+        /// `SET name TO value`, or `set_config('name', 'value', …)` with constant arguments.
+        case value
+        /// `RESET name`, `SET name TO DEFAULT`, `RESET ALL` (name `all`): back to the session's start value.
+        case reset
+        /// `set_config` whose name or value is computed: what it sets is known only when it runs.
+        case computed
+    }
+
+    /// Lower case; nil when computed.
+    public var name: String?
+    /// The value as written; a list for `SET search_path TO a, b`. Empty for a reset or a computed value.
+    public var values: [String]
+    public var kind: Kind
+
+    public init(name: String?, values: [String] = [], kind: Kind) {
+        self.name = name
+        self.values = values
+        self.kind = kind
+    }
+
+    /// `name=value`, `name=DEFAULT`, `?=?`.
+    public var summary: String {
+        let value: String
+        switch kind {
+        case .value: value = values.joined(separator: ",")
+        case .reset: value = "DEFAULT"
+        case .computed: value = "?"
+        }
+        return "\(name ?? "?")=\(value)"
     }
 }
 

@@ -8,7 +8,7 @@ import Testing
 struct ClientStateMachineTests {
     typealias Action = ClientStateMachine.Action
 
-    static func startup(_ parameters: [String: String], minor: Int32 = 0) -> StartupPacket {
+    static func startup(_ parameters: StartupParameters, minor: Int32 = 0) -> StartupPacket {
         .startup(protocolVersion: StartupPacket.protocolVersion3 | minor, parameters: parameters)
     }
 
@@ -122,7 +122,8 @@ struct ClientStateMachineTests {
     @Test(arguments: [["database": "app"], ["user": "", "database": "app"]])
     func missingUserIsRefused(parameters: [String: String]) {
         var machine = ClientStateMachine(allowPlaintextPasswords: true)
-        let action = machine.startupPacket(Self.startup(parameters))
+        let action = machine.startupPacket(
+            Self.startup(StartupParameters(parameters.sorted { $0.key < $1.key }.map { (name: $0.key, value: $0.value) })))
         #expect(
             action
                 == .fatal(

@@ -126,8 +126,11 @@ struct FrontendDecoderTests {
                 0, 0, 0, 16, 0x04, 0xD2, 0x16, 0x2E, 0, 0, 1, 2, 255, 255, 255, 255,
             ])
         let startup = StartupPacket.startup(
-            protocolVersion: StartupPacket.protocolVersion3, parameters: ["database": "d", "user": "u"])
-        let body: [UInt8] = [0, 3, 0, 0] + cString("user") + cString("u") + cString("database") + cString("d") + [0]
+            protocolVersion: StartupPacket.protocolVersion3, parameters: ["database": "d", "user": "u", "user": "v"])
+        // In the order given, duplicates kept: the server applies them in order.
+        let body: [UInt8] =
+            [0, 3, 0, 0] + cString("database") + cString("d") + cString("user") + cString("u") + cString("user") + cString("v")
+            + [0]
         #expect(startupBytes(startup) == be32(Int32(4 + body.count)) + body)
     }
 
@@ -421,5 +424,36 @@ struct BackendDecoderTests {
             decoder, buffer in
             try decoder.decodeOne(&buffer)
         }
+    }
+}
+
+@Suite("Text that is not UTF-8")
+struct StrictTextTests {
+    @Test(
+        "is refused in queries, parse messages and startup packets, never decoded into something else",
+        arguments: [[0x81, 0x5C], [0xC0, 0xAF], [0xED, 0xA0, 0x80], [0xF8, 0x88, 0x80, 0x80, 0x80], [0xE3, 0x81]] as [[UInt8]])
+    func refused(bytes: [UInt8]) throws {
+        let sql = Array("SELECT E'".utf8) + bytes + Array("'; DELETE FROM t".utf8)
+        #expect(throws: PostgresWireError.self) { try QueryMessage.decode(ByteBuffer(bytes: sql + [0])) }
+        do {
+            _ = try QueryMessage.decode(ByteBuffer(bytes: sql + [0]))
+        } catch let error as PostgresWireError {
+            #expect(error.code == .invalidTextEncoding)
+            #expect(error.description.contains("at byte 10"))
+        }
+        #expect(throws: PostgresWireError.self) { try ParseMessage.decode(ByteBuffer(bytes: [0] + sql + [0, 0, 0])) }
+        var startup = ByteBuffer()
+        let body = [0, 3, 0, 0] + Array("user\0u\0application_name\0".utf8) + bytes + [0, 0]
+        startup.writeInteger(Int32(4 + body.count))
+        startup.writeBytes(body)
+        var decoder = FrontendDecoder(maxMessageLength: 1 << 20)
+        #expect(throws: PostgresWireError.self) { _ = try decoder.decodeOne(&startup) }
+    }
+
+    @Test("valid multibyte text is read exactly, and nothing may follow a query's string")
+    func validText() throws {
+        let sql = "SELECT 'Á€𝄞'"
+        #expect(try QueryMessage.decode(ByteBuffer(bytes: Array(sql.utf8) + [0])).sql == sql)
+        #expect(throws: PostgresWireError.self) { try QueryMessage.decode(ByteBuffer(bytes: Array(sql.utf8) + [0, 0x41, 0])) }
     }
 }

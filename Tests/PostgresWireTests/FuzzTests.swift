@@ -92,7 +92,7 @@ func startupIsConsistent(_ packet: StartupPacket, _ consumed: ByteBuffer) -> Boo
         // Each parameter is a key and a value, each ended by a zero byte, then one more zero ends the list.
         let zeros = consumed.readableBytesView.dropFirst(8).filter { $0 == 0 }.count
         return version == code && version >> 16 == 3 && consumed.readableBytesView.last == 0
-            && zeros >= 2 * parameters.count + 1
+            && zeros >= 2 * parameters.entries.count + 1
     }
 }
 

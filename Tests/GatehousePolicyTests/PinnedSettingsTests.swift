@@ -1,0 +1,102 @@
+import GatehouseConfig
+import GatehousePolicy
+import SQLInspection
+import Testing
+
+@Suite("Pinned settings and calls in every spelling")
+struct PinnedSettingsTests {
+    let starter: Policy
+    let permissive: Policy
+
+    init() throws {
+        let text = try String(
+            contentsOfFile: PolicyDecisionTests.repositoryFile("examples/starter-policy.yaml"), encoding: .utf8)
+        starter = try ConfigLoader(environment: [:], baseDirectory: "/").parse(
+            text + "\nusers: [{name: ada, groups: [developer]}]\n", file: "starter-policy.yaml"
+        ).policy
+        permissive = try policy("  default: allow\n  unclassified: allow\n  rules: []")
+    }
+
+    @Test(
+        "a change of how the server reads text is refused whatever the rules say",
+        arguments: [
+            "SET standard_conforming_strings = off", "SET standard_conforming_strings TO 'of'",
+            "SET standard_conforming_strings = 0", "SET \"STANDARD_CONFORMING_STRINGS\" = false",
+            "SET client_encoding = 'SJIS'", "SET NAMES 'GBK'", "SET client_encoding TO gb18030", "SET client_encoding = 'BIG5'",
+            "SET client_encoding = 'LATIN1'", "SET client_encoding = 'SQL_ASCII'",
+            "SELECT set_config('client_encoding', 'SJIS', false)",
+            "SELECT set_config('standard_conforming_strings', 'off', true)",
+            "SELECT set_config('client_encoding', lower('SJIS'), false)",
+            "SELECT set_config(chr(99) || 'lient_encoding', 'SJIS', false)",
+            "UPDATE pg_settings SET setting = 'SJIS' WHERE name = 'client_encoding'",
+            "SELECT 1; SET client_encoding = 'SJIS'",
+        ])
+    func pinsHold(sql: String) {
+        for policy in [starter, permissive] {
+            let decision = decide(policy, sql)
+            #expect(decision.action == .deny, "\(sql): \(decision.reason)")
+            #expect(decision.matched.isEmpty)
+        }
+    }
+
+    @Test(
+        "keeping or restoring the pinned values is allowed",
+        arguments: [
+            "SET client_encoding = 'UTF8'", "SET client_encoding TO 'utf-8'", "SET NAMES 'Unicode'",
+            "SET standard_conforming_strings = on", "SET standard_conforming_strings = 'true'", "RESET client_encoding",
+            "RESET ALL", "SET standard_conforming_strings TO DEFAULT",
+        ])
+    func pinnedValuesAllowed(sql: String) {
+        #expect(decide(permissive, sql).action == .allow, "\(sql)")
+    }
+
+    @Test(
+        "every dangerous function in attribute notation is refused",
+        arguments: [
+            "SELECT (pid).pg_terminate_backend FROM pg_stat_activity WHERE usename = 'bob'",
+            "SELECT a.pg_cancel_backend FROM pg_stat_activity a", "SELECT (oid).lo_unlink FROM pg_largeobject_metadata",
+            "SELECT ('/etc/passwd'::text).pg_read_file", "SELECT ('.'::text).pg_ls_dir",
+            "SELECT ('x'::text).pg_read_binary_file", "SELECT ('x'::text).dblink_exec",
+        ])
+    func attributeNotation(sql: String) {
+        let decision = decide(starter, sql)
+        #expect(decision.action == .deny, "\(sql)")
+        #expect(decision.decidingRules.map(\.name) == ["no-dangerous-functions"], "\(decision.reason)")
+    }
+
+    @Test("an EXECUTE is judged by its own arguments as well as by what it runs")
+    func executeArguments() {
+        var prepared = PreparedStatements()
+        let prepare = Inspector.inspect("PREPARE p(text) AS SELECT $1")
+        #expect(starter.evaluate(prepared.resolve(prepare), in: context()).action == .allow)
+        prepared.record(prepare)
+        let plain = prepared.resolve(Inspector.inspect("EXECUTE p('x')"))
+        #expect(starter.evaluate(plain, in: context()).action == .allow)
+        for sql in [
+            "EXECUTE p(set_config('role', 'powerful', false))", "EXECUTE p(('x'::text).pg_read_file)",
+            "EXECUTE p(pg_terminate_backend(42)::text)",
+        ] {
+            let decision = starter.evaluate(prepared.resolve(Inspector.inspect(sql)), in: context())
+            #expect(decision.action == .deny, "\(sql): \(decision.reason)")
+        }
+        let encoding = prepared.resolve(Inspector.inspect("EXECUTE p(set_config('client_encoding', 'SJIS', false))"))
+        #expect(permissive.evaluate(encoding, in: context()).action == .deny)
+        let dynamic = prepared.resolve(Inspector.inspect("EXECUTE p((SELECT 1)::text || ts_stat('select 1')::text)"))
+        #expect(dynamic.statements.first?.dynamic == true)
+    }
+
+    @Test("set_config of role is a role change")
+    func setConfigRole() {
+        let decision = decide(starter, "SELECT set_config('role', 'powerful', false)")
+        #expect(decision.action == .deny)
+        #expect(Set(decision.decidingRules.map(\.name)) == ["no-dangerous-functions", "no-privilege-changes"])
+    }
+
+    @Test("bool and encoding names are read as the server reads them")
+    func serverSpellings() {
+        #expect(PostgresBool.parse("tr") == true && PostgresBool.parse("YE") == true && PostgresBool.parse("of") == false)
+        #expect(PostgresBool.parse("o") == nil && PostgresBool.parse("onn") == nil && PostgresBool.parse("") == nil)
+        #expect(
+            PinnedSettings.normalizedEncoding("UTF-8") == "utf8" && PinnedSettings.normalizedEncoding("Shift_JIS") == "shiftjis")
+    }
+}
