@@ -199,7 +199,8 @@ let package = Package(
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
-                "GatehouseCore", "GatehouseTestSupport", .product(name: "Crypto", package: "swift-crypto"),
+                "GatehouseCore", "GatehouseTestSupport", "PostgresWire", "SQLInspection",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ]),

@@ -22,6 +22,8 @@ struct TestCluster: Sendable {
     let tlsPassword: String
     let gatehouse: String
     let scratch: String
+    /// Where the server's Unix socket is: the superuser `postgres` connects there without a password.
+    let socketDirectory: String
 
     static func fromEnvironment() throws -> TestCluster {
         let environment = ProcessInfo.processInfo.environment
@@ -38,7 +40,7 @@ struct TestCluster: Sendable {
             port: port, binDirectory: try value("PGCLUSTER_BINDIR"), caFile: try value("PGCLUSTER_CA_FILE"),
             scramPassword: try value("PGCLUSTER_SCRAM_PASSWORD"), md5Password: try value("PGCLUSTER_MD5_PASSWORD"),
             tlsPassword: try value("PGCLUSTER_TLS_PASSWORD"), gatehouse: try value("GATEHOUSE_BINARY"),
-            scratch: try value("GATEHOUSE_TEST_SCRATCH"))
+            scratch: try value("GATEHOUSE_TEST_SCRATCH"), socketDirectory: try value("PGCLUSTER_SOCKET_DIR"))
     }
 }
 
@@ -344,12 +346,12 @@ final class Gateway: @unchecked Sendable {
     /// Runs `psql` through the gateway with `password` (a token) and returns its output.
     func psql(
         connection: String = "main", user: String = "alice", password: String, sslmode: String = "require",
-        _ arguments: [String], stdin: String? = nil
+        environment: [String: String] = [:], _ arguments: [String], stdin: String? = nil
     ) async throws -> CommandResult {
         try await Command.run(
             "\(cluster.binDirectory)/psql",
             [conninfo(connection: connection, user: user, sslmode: sslmode), "-X", "-v", "ON_ERROR_STOP=1", "-At"] + arguments,
-            environment: ["PGPASSWORD": password, "PGAPPNAME": "integration-test"], stdin: stdin)
+            environment: ["PGPASSWORD": password, "PGAPPNAME": "integration-test"].merging(environment) { $1 }, stdin: stdin)
     }
 
     func startPsql(
@@ -363,6 +365,24 @@ final class Gateway: @unchecked Sendable {
 
     /// The gateway's SQLite state store.
     var storePath: String { "\(directory)/data/gatehouse.db" }
+}
+
+extension TestCluster {
+    /// Runs SQL as the superuser on database `app`, straight to the server, to set up and check state.
+    func superuser(_ sql: String) async throws -> CommandResult {
+        try await Command.run(
+            "\(binDirectory)/psql",
+            ["-h", socketDirectory, "-p", String(port), "-U", "postgres", "-d", "app", "-X", "-At", "-v", "ON_ERROR_STOP=1"],
+            environment: [:], stdin: sql)
+    }
+
+    /// `superuser`, failing the test when the SQL fails; returns its output.
+    @discardableResult
+    func must(_ sql: String) async throws -> String {
+        let result = try await superuser(sql)
+        guard result.status == 0 else { throw HarnessError("superuser SQL failed: \(sql)\n\(result)") }
+        return result.stdout
+    }
 }
 
 /// A table name no other test uses.
