@@ -183,23 +183,26 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
         }
     }
 
+    /// Set once the server reported a pinned setting changed: the session is ending.
+    private var endedByPin = false
+
     /// Server frames of the current read, gathered into one write (one pass through the pipeline).
     private var toClient: ByteBuffer?
 
     func forwardFromUpstream(_ frame: PostgresFrame) {
+        if endedByPin { return }
         if let violation = StatementGuard.pinViolation(frame) {
             // The server would now read text otherwise than the checks did (a function changed a pinned
-            // setting): nothing more may reach it.
+            // setting): nothing more may reach it, and nothing more of it reaches the client.
+            endedByPin = true
             logger.warning("ending session: a pinned setting changed", metadata: ["reason": "\(violation)"])
             endReason = "pinned setting changed: \(violation)"
-            upstream?.close()
             if let context {
-                writeGathered()
                 sendFatal(
-                    context: context, sqlState: ProxyFailure.Code.adminShutdown,
-                    message: "terminating connection: \(violation)",
+                    context: context, sqlState: ProxyFailure.Code.adminShutdown, message: "terminating connection: \(violation)",
                     hint: "Gatehouse sessions stay in UTF8 with standard_conforming_strings on")
             }
+            upstream?.close()
             return
         }
         let bytes = statementGuard.upstream(frame).bytes
@@ -505,7 +508,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
     }
 
     func upstreamClosed() {
-        guard let context else { return }
+        guard let context, !endedByPin else { return }
         endReason = endReason ?? "upstream server closed the connection"
         writeGathered()
         context.writeAndFlush(wrapOutboundOut(ByteBuffer()), promise: nil)

@@ -1,6 +1,8 @@
-import GatehouseProxy
+import NIOCore
 import PostgresWire
 import Testing
+
+@testable import GatehouseProxy
 
 @Suite("Startup settings, read as the server reads them")
 struct StartupSettingsTests {
@@ -90,5 +92,20 @@ struct StartupSettingsTests {
         // Only the last `options` applies, as in the server.
         let last = try read([("options", "-c role=x"), ("options", "-c datestyle=ISO")]).get()
         #expect(last.judged.isEmpty && last.allowed.map(\.name) == ["datestyle"])
+    }
+}
+
+@Suite("The server's reports of pinned settings")
+struct PinWatchTests {
+    @Test("a report of another encoding or string mode breaks the pins; the pinned values and other settings do not")
+    func reports() {
+        #expect(StatementGuard.pinViolation(WireMessages.parameterStatus(name: "client_encoding", value: "SJIS")) != nil)
+        #expect(
+            StatementGuard.pinViolation(WireMessages.parameterStatus(name: "standard_conforming_strings", value: "off")) != nil)
+        #expect(StatementGuard.pinViolation(WireMessages.parameterStatus(name: "client_encoding", value: "UTF8")) == nil)
+        #expect(
+            StatementGuard.pinViolation(WireMessages.parameterStatus(name: "standard_conforming_strings", value: "on")) == nil)
+        #expect(StatementGuard.pinViolation(WireMessages.parameterStatus(name: "TimeZone", value: "SJIS")) == nil)
+        #expect(StatementGuard.pinViolation(PostgresFrame(type: MessageType.parameterStatus, body: ByteBuffer())) != nil)
     }
 }

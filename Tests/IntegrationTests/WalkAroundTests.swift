@@ -276,6 +276,29 @@ struct WalkAroundTests {
         #expect(try await elevatedMarks(gateway.cluster, marks) == "0\n")
     }
 
+    @Test("a function body that changes the client encoding ends the session before anything else runs")
+    func functionBodyChangesEncoding() async throws {
+        let gateway = try await Gateway.start(extraConfig: try starterPolicy())
+        let table = try await usersTable(gateway.cluster)
+        let function = "to_sjis_\(UUID().uuidString.prefix(8).lowercased())"
+        try await gateway.cluster.must(
+            """
+            CREATE FUNCTION \(function)() RETURNS int LANGUAGE plpgsql
+                AS $$ BEGIN PERFORM set_config('client_encoding', 'SJIS', false); RETURN 1; END $$;
+            GRANT EXECUTE ON FUNCTION \(function)() TO PUBLIC;
+            """)
+        let alice = try await gateway.aliceToken()
+        let result = try await gateway.psql(
+            password: alice, [],
+            stdin: """
+                \\set ON_ERROR_STOP 0
+                SELECT \(function)();
+                SELECT E'Á\\'; DELETE FROM \(table) WHERE id = 7; --';
+                """)
+        #expect(result.stderr.contains("FATAL:  terminating connection: the server reports client_encoding SJIS"), "\(result)")
+        #expect(try await gateway.cluster.must("SELECT count(*) FROM \(table) WHERE id = 7") == "1\n")
+    }
+
     @Test("built-in operators and casts run no function the starter policy names or that runs SQL text")
     func operatorsAndCasts() async throws {
         let cluster = try TestCluster.fromEnvironment()
