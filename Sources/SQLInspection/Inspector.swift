@@ -43,9 +43,39 @@ public enum Inspector {
         return (inspection, constants)
     }
 
+    /// Texts up to this many bytes are inspected on the caller's thread: they cannot nest deeply enough
+    /// to exhaust an ordinary stack. Longer ones go to a thread with a large stack (`LargeStack`).
+    static let inlineTextBytes = 2048
+
+    /// Longer texts are refused unread: what libpg_query would build for them (hundreds of bytes of
+    /// tree for each byte of text) is more than a gateway should spend on one statement.
+    public static let longestText = 1 << 20
+
     private static func inspect(_ sql: String, constants: UnsafeMutablePointer<Set<Int>>?) -> Inspection {
+        let length = sql.utf8.count
+        if length > longestText {
+            return Inspection(
+                statements: [],
+                parseError: ParseError(
+                    message: "the text is \(length) bytes long, more than the \(longestText >> 20) MiB Gatehouse checks",
+                    position: 0))
+        }
+        guard length > inlineTextBytes else { return inspectHere(sql, constants: constants) }
+        nonisolated(unsafe) let constants = constants
+        return LargeStack.run { inspectHere(sql, constants: constants) }
+    }
+
+    private static func inspectHere(_ sql: String, constants: UnsafeMutablePointer<Set<Int>>?) -> Inspection {
         let utf8 = Array(sql.utf8)
         let outcome = PostgresParser.withParseTree(sql) { json -> Inspection in
+            if JSONTape.nestsTooDeeply(json) {
+                return Inspection(
+                    statements: [],
+                    parseError: ParseError(
+                        message:
+                            "the statement nests expressions more deeply than PostgreSQL accepts (stack depth limit exceeded, SQLSTATE 54001)",
+                        position: 0))
+            }
             guard let tape = JSONTape(json), let statements = tape.member(0, "stmts") else {
                 return Inspection(statements: [], parseError: ParseError(message: "unreadable parse tree", position: 0))
             }

@@ -21,6 +21,10 @@ struct JSONTape {
 
     let bytes: UnsafeBufferPointer<UInt8>
     private(set) var entries: [Entry] = []
+    /// Nesting deeper than this is refused: it stands for an expression nested far more deeply than
+    /// PostgreSQL itself accepts (its 2 MB `max_stack_depth` stops `1+1+…` near 5,000 terms, which is
+    /// about 10,000 levels here), and it bounds every recursive walk of the tape.
+    static let maximumDepth = 24_000
 
     /// Tokenises `bytes`, which must stay valid while the tape is used.
     init?(_ bytes: UnsafeBufferPointer<UInt8>) {
@@ -28,6 +32,32 @@ struct JSONTape {
         entries.reserveCapacity(bytes.count / 6)
         var position = 0
         guard parseValue(&position), skipSpace(position) == bytes.count else { return nil }
+    }
+
+    /// Whether `bytes` nest objects and arrays more deeply than `maximumDepth`: a cheap scan, before any
+    /// recursion, that skips string contents.
+    static func nestsTooDeeply(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+        var level = 0
+        var index = 0
+        let count = bytes.count
+        while index < count {
+            switch bytes[index] {
+            case UInt8(ascii: "\""):
+                index += 1
+                while index < count, bytes[index] != UInt8(ascii: "\"") {
+                    index += bytes[index] == UInt8(ascii: "\\") ? 2 : 1
+                }
+            case UInt8(ascii: "{"), UInt8(ascii: "["):
+                level += 1
+                if level > maximumDepth { return true }
+            case UInt8(ascii: "}"), UInt8(ascii: "]"):
+                level -= 1
+            default:
+                break
+            }
+            index += 1
+        }
+        return false
     }
 
     private func skipSpace(_ position: Int) -> Int {
