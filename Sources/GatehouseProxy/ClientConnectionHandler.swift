@@ -151,6 +151,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
     // MARK: Relay (called by the upstream handler, on this event loop)
 
     private func relayToUpstream(_ frame: PostgresFrame) {
+        if closing { return }
         if frame.type == MessageType.terminate { endReason = endReason ?? "client ended the session" }
         // While a statement is held, what follows it waits behind it, in order.
         if held != nil {
@@ -183,18 +184,15 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
         }
     }
 
-    /// Set once the server reported a pinned setting changed: the session is ending.
-    private var endedByPin = false
-
     /// Server frames of the current read, gathered into one write (one pass through the pipeline).
     private var toClient: ByteBuffer?
 
     func forwardFromUpstream(_ frame: PostgresFrame) {
-        if endedByPin { return }
+        if closing { return }
         if let violation = StatementGuard.pinViolation(frame) {
             // The server would now read text otherwise than the checks did (a function changed a pinned
             // setting): nothing more may reach it, and nothing more of it reaches the client.
-            endedByPin = true
+            closing = true
             logger.warning("ending session: a pinned setting changed", metadata: ["reason": "\(violation)"])
             endReason = "pinned setting changed: \(violation)"
             if let context {
@@ -508,21 +506,45 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
     }
 
     func upstreamClosed() {
-        guard let context, !endedByPin else { return }
+        guard let context, !closing else { return }
         endReason = endReason ?? "upstream server closed the connection"
         writeGathered()
         context.writeAndFlush(wrapOutboundOut(ByteBuffer()), promise: nil)
         context.close(promise: nil)
     }
 
-    /// Ends the session from outside (an administrator, a revoked grant).
+    /// Ends the session from outside (an administrator, a revoked grant, an expired token).
+    ///
+    /// From this moment nothing more the client sent reaches the server, whatever is in flight: what is
+    /// held or waiting is dropped, the running statement is cancelled, the upstream connection is
+    /// closed, and the session leaves the registry at once.
     func terminate(reason: String) {
-        guard let context else { return }
+        guard let context, !closing else { return }
+        closing = true
         endReason = "terminated: \(reason)"
+        held = nil
+        backlog = []
+        if let upstreamCancel {
+            Self.sendCancel(to: upstreamCancel, on: context.eventLoop, logger: logger)
+            // Queries already in the backend's receive buffer would still run after a cancel and a close:
+            // the backend itself is ended, from a session of the same upstream role.
+            if let connection {
+                Self.terminateBackend(
+                    upstreamCancel.processID, connection: connection, tlsContext: environment.upstreamTLS[connection.name],
+                    limits: environment.config.limits, eventLoop: context.eventLoop, logger: logger)
+            }
+        }
+        upstream?.close()
+        environment.registry.remove(id: sessionID)
         sendFatal(
             context: context, sqlState: ProxyFailure.Code.adminShutdown,
             message: "terminating connection: \(reason)", hint: nil)
     }
+
+    /// Set when the session is being ended by the gateway: no frame goes either way any more.
+    private var closing = false
+    /// Where to cancel the upstream backend's running statement.
+    private var upstreamCancel: UpstreamCancelTarget?
 
     // MARK: Actions
 
@@ -816,10 +838,12 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
             applicationName: request.applicationName, startedAt: started, tls: tlsActive)
         let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
         let eventLoop = context.eventLoop
+        let cancelTarget = UpstreamCancelTarget(
+            host: connection.host, port: connection.port, processID: startup.processID, secretKey: startup.secretKey)
+        upstreamCancel = cancelTarget
         let key = environment.registry.register(
             info,
-            cancelTarget: UpstreamCancelTarget(
-                host: connection.host, port: connection.port, processID: startup.processID, secretKey: startup.secretKey)
+            cancelTarget: cancelTarget
         ) { reason in
             eventLoop.execute { loopBound.value.terminate(reason: reason) }
         } cancelled: {
@@ -895,8 +919,54 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
         }
         environment.registry.notifyCancelled(id: sessionID)
         let source = self.source
-        let logger = self.logger
-        ClientBootstrap(group: context?.eventLoop ?? MultiThreadedEventLoopGroup.singleton.any())
+        Self.sendCancel(to: target, on: context?.eventLoop ?? MultiThreadedEventLoopGroup.singleton.any(), logger: logger)
+        journal(AuditRecord(.cancelRequest, session: sessionID, source: source), "a cancel request")
+    }
+
+    /// Opens a session as `connection`'s upstream role and ends backend `processID` with
+    /// `pg_terminate_backend` (a role may end its own backends).
+    static func terminateBackend(
+        _ processID: Int32, connection: Connection, tlsContext: NIOSSLContext?, limits: Limits, eventLoop: EventLoop,
+        logger: Logger
+    ) {
+        let ready = eventLoop.makePromise(of: UpstreamStartup.self)
+        let parameters = StartupSettings().upstream(defaultApplicationName: "gatehouse-terminator")
+        let bootstrap = ClientBootstrap(group: eventLoop)
+            .connectTimeout(.milliseconds(Int64(limits.upstreamConnectTimeout * 1000)))
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(
+                        ByteToMessageHandler(BackendDecoder(maxMessageLength: 1 << 20, expectingSSLResponse: tlsContext != nil)))
+                    try channel.pipeline.syncOperations.addHandler(
+                        UpstreamHandler(
+                            connection: connection, startupParameters: parameters, tlsContext: tlsContext, ready: ready))
+                }
+            }
+        bootstrap.connect(host: connection.host, port: connection.port).whenComplete { result in
+            switch result {
+            case .success(let channel):
+                ready.futureResult.whenComplete { outcome in
+                    switch outcome {
+                    case .success:
+                        var buffer = channel.allocator.buffer(capacity: 64)
+                        buffer.writeImmutableBuffer(QueryMessage(sql: "SELECT pg_terminate_backend(\(processID))").frame.bytes)
+                        buffer.writeImmutableBuffer(PostgresFrame(type: MessageType.terminate, body: ByteBuffer()).bytes)
+                        channel.writeAndFlush(buffer, promise: nil)
+                    case .failure(let error):
+                        logger.warning("cannot end a terminated session's backend", metadata: ["error": "\(error)"])
+                        channel.close(promise: nil)
+                    }
+                }
+            case .failure(let error):
+                ready.fail(error)
+                logger.warning("cannot end a terminated session's backend", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+
+    /// Sends a CancelRequest for `target`'s running statement on a connection of its own.
+    static func sendCancel(to target: UpstreamCancelTarget, on eventLoop: EventLoop, logger: Logger) {
+        ClientBootstrap(group: eventLoop)
             .connectTimeout(.seconds(5))
             .connect(host: target.host, port: target.port)
             .whenComplete { result in
@@ -909,7 +979,6 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
                     logger.warning("cannot forward a cancel request", metadata: ["error": "\(error)"])
                 }
             }
-        journal(AuditRecord(.cancelRequest, session: sessionID, source: source), "a cancel request")
     }
 
     private func sendFatal(context: ChannelHandlerContext, sqlState: String, message: String, hint: String?) {

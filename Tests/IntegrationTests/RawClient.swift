@@ -110,6 +110,9 @@ final class RawClient {
 
     func query(_ sql: String) throws -> Reply { try query(bytes: Array(sql.utf8)) }
 
+    /// Sends one simple Query without waiting for its answer (a pipeline); `readMessage` reads answers.
+    func send(query sql: String) throws { try send(Self.frame("Q", Array(sql.utf8) + [0])) }
+
     /// Reads what the server sends next without sending anything (after a FATAL, the connection's end).
     func readMessage() throws -> Message { try read() }
 
