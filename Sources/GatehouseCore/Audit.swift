@@ -61,11 +61,18 @@ public struct AuditRecord: Sendable, Equatable {
         source: String? = nil, detail: [String: String] = [:]
     ) {
         self.type = type
-        self.actor = actor
-        self.session = session
-        self.connection = connection
-        self.source = source
-        self.detail = detail
+        self.actor = actor.map(Self.storable)
+        self.session = session.map(Self.storable)
+        self.connection = connection.map(Self.storable)
+        self.source = source.map(Self.storable)
+        self.detail = Dictionary(detail.map { (Self.storable($0.key), Self.storable($0.value)) }) { $1 }
+    }
+
+    /// Text as the store keeps it byte for byte: U+0000, which a C string would end at (so the event
+    /// would read back as something else and fail `audit verify`), is written as U+2400 SYMBOL FOR NULL.
+    public static func storable(_ text: String) -> String {
+        guard text.utf8.contains(0) else { return text }
+        return text.replacingOccurrences(of: "\u{0}", with: "\u{2400}")
     }
 }
 

@@ -178,6 +178,10 @@ public struct APIRoutes: Sendable {
 
     /// Password, then the second factor when the user has one; every failure is audited and throttled.
     func signIn(_ body: API.LoginRequest, source: String?, via channel: String) async throws -> (String, TokenClaims) {
+        // No account's name has control characters: such a name is refused before it reaches anything.
+        guard !body.user.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
+            throw APIError(.badRequest, "user names cannot contain control characters")
+        }
         try loginThrottle.check(source: source, user: body.user, at: environment.identities.now())
         let user: User
         do {

@@ -79,6 +79,9 @@ public struct ClientStateMachine: Sendable {
             guard let user = parameters.removeAll(named: "user"), !user.isEmpty else {
                 return fatal("28000", "no user name in the startup packet", hint: "connect with user=YOUR_GATEHOUSE_USER")
             }
+            if user.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) {
+                return fatal("28000", "user names cannot contain control characters", hint: nil)
+            }
             if let replication = parameters["replication"], !["false", "0", "off", "no"].contains(replication.lowercased()) {
                 return fatal("28000", "replication connections are not supported through Gatehouse", hint: nil)
             }

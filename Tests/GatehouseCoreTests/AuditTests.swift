@@ -392,3 +392,16 @@ struct AuditJournalEntryTests {
         #expect(read.unreadable == 2)
     }
 }
+
+@Suite("Audit text kept byte for byte")
+struct AuditTextTests {
+    @Test("U+0000 in any field is stored as U+2400, so the event reads back as hashed")
+    func nul() {
+        let record = AuditRecord(
+            .loginFailure, actor: "a\u{0}b", session: "s\u{0}", connection: "c", source: "\u{0}",
+            detail: ["k\u{0}": "v\u{0}w"])
+        #expect(record.actor == "a\u{2400}b" && record.session == "s\u{2400}" && record.source == "\u{2400}")
+        #expect(record.detail == ["k\u{2400}": "v\u{2400}w"])
+        #expect(AuditRecord(.loginFailure, actor: "plain").actor == "plain")
+    }
+}
