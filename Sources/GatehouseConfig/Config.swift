@@ -32,6 +32,9 @@ public struct GatehouseConfig: Sendable, Equatable {
     /// The longest statement decisions gather before one commit to the audit log. They are journaled
     /// first, so a crash of the gateway loses none; a power loss may lose up to this window.
     public var auditCommitInterval: TimeInterval = 0.01
+    /// Whether statement decisions record the statement's constants (`full`) or `$n` in their place
+    /// (`masked`, for data that must not reach the audit log).
+    public var auditStatementText: AuditStatementText = .full
     /// A MaxMind-format country database (.mmdb) for rules on the source country; nil when not used.
     public var geoipDatabase: String?
 
@@ -84,6 +87,10 @@ public struct TokenSettings: Sendable, Equatable {
     public init() {}
 }
 
+public enum AuditStatementText: String, Sendable, Equatable, CaseIterable {
+    case full, masked
+}
+
 public struct Limits: Sendable, Equatable {
     /// Largest protocol message accepted from a client or a server.
     public var maxMessageBytes: Int = 256 * 1024 * 1024
@@ -91,6 +98,13 @@ public struct Limits: Sendable, Equatable {
     public var authenticationTimeout: TimeInterval = 30
     /// Time allowed to connect and authenticate to the upstream server.
     public var upstreamConnectTimeout: TimeInterval = 10
+    /// Client connections that may be waiting to authenticate at once; more are refused at once.
+    public var maxUnauthenticatedConnections = 128
+    /// Sessions one user may have open at once (across connections).
+    public var maxSessionsPerUser = 50
+    /// Sessions one connection may have open at once: below PostgreSQL's default `max_connections`
+    /// (100) so that the database keeps slots for others.
+    public var maxSessionsPerConnection = 90
 
     public init() {}
 }

@@ -312,9 +312,22 @@ struct Reader {
                 }
             case "limits":
                 for (key, _, value) in try mapping(
-                    value, "limits", allowed: ["max_message_bytes", "authentication_timeout", "upstream_connect_timeout"])
+                    value, "limits",
+                    allowed: [
+                        "max_message_bytes", "authentication_timeout", "upstream_connect_timeout",
+                        "max_unauthenticated_connections",
+                        "max_sessions_per_user", "max_sessions_per_connection",
+                    ])
                 {
                     switch key {
+                    case "max_unauthenticated_connections":
+                        config.limits.maxUnauthenticatedConnections = try int(
+                            value, "limits.max_unauthenticated_connections", range: 1...100_000)
+                    case "max_sessions_per_user":
+                        config.limits.maxSessionsPerUser = try int(value, "limits.max_sessions_per_user", range: 1...100_000)
+                    case "max_sessions_per_connection":
+                        config.limits.maxSessionsPerConnection = try int(
+                            value, "limits.max_sessions_per_connection", range: 1...100_000)
                     case "max_message_bytes":
                         config.limits.maxMessageBytes = try int(value, "limits.max_message_bytes", range: 1024...1_073_741_824)
                     case "authentication_timeout":
@@ -352,7 +365,14 @@ struct Reader {
                     config.webhooks.append(hook)
                 }
             case "audit":
-                for (_, _, value) in try mapping(value, "audit", allowed: ["commit_interval"]) {
+                for (key, _, value) in try mapping(value, "audit", allowed: ["commit_interval", "statement_text"]) {
+                    if key == "statement_text" {
+                        guard let text = AuditStatementText(rawValue: try string(value, "audit.statement_text")) else {
+                            throw fail(value, "audit.statement_text must be full or masked")
+                        }
+                        config.auditStatementText = text
+                        continue
+                    }
                     let interval = try duration(value, "audit.commit_interval")
                     guard interval <= 60 else {
                         throw fail(

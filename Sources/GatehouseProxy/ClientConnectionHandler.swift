@@ -76,6 +76,18 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
             tlsAvailable: environment.clientTLS != nil)
         logger[metadataKey: "session"] = "\(sessionID)"
         logger[metadataKey: "source"] = "\(source)"
+        let limit = environment.config.limits.maxUnauthenticatedConnections
+        guard environment.registry.beginAuthentication(limit: limit) else {
+            logger.warning("connection refused: too many waiting to authenticate", metadata: ["limit": "\(limit)"])
+            machine.peerClosed()
+            sendFatal(
+                context: context, sqlState: "53300",
+                message: "too many connections are waiting to authenticate (limits.max_unauthenticated_connections: \(limit))",
+                hint: "try again in a moment")
+            context.fireChannelActive()
+            return
+        }
+        authenticating = true
         let timeoutSeconds = environment.config.limits.authenticationTimeout
         timeout = context.eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(Int64(timeoutSeconds * 1000))) {
             self.perform(self.machine.authenticationTimedOut(), context: context)
@@ -103,6 +115,8 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         timeout?.cancel()
+        endAuthentication()
+        environment.registry.release(id: sessionID)
         if let current = held, let stepUp = environment.stepUp {
             let id = current.challenge.id
             Task { await stepUp.cancel(id: id, reason: "the client disconnected") }
@@ -134,6 +148,15 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
 
     // Backpressure: read from the client only while the upstream can take what we write to it.
     func read(context: ChannelHandlerContext) {
+        switch machine.state {
+        case .authenticating, .connectingUpstream:
+            // Between the password and the session's start nothing is read: a client not yet known
+            // cannot make the gateway buffer what it sends.
+            pendingRead = true
+            return
+        default:
+            break
+        }
         if held != nil {
             pendingRead = true
         } else if let upstream, !upstream.isWritable {
@@ -163,11 +186,11 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
             upstream?.write(frame.bytes)
         case .replace(let replacement):
             upstream?.write(replacement.bytes)
-        case .refuseUnreadable(let replacement, let reason):
+        case .refuseUnjudged(let replacement, let reason, let what):
             _ = recordDecision(
                 Decision.refusal(reason),
-                inspection: Inspection(statements: [], parseError: ParseError(message: reason, position: 0)),
-                sql: "(text that is not UTF-8)")
+                inspection: Inspection(statements: [], parseError: ParseError(message: reason, position: 0)), sql: what,
+                verbatim: true)
             upstream?.write(replacement.bytes)
         case .hold:
             guard let (challenge, inspection) = holdBeingOpened else { return }
@@ -350,7 +373,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
         }
         switch statementGuard.client(current.frame, judge: { _ in verdict }) {
         case .forward: upstream?.write(current.frame.bytes)
-        case .replace(let replacement), .refuseUnreadable(let replacement, _): upstream?.write(replacement.bytes)
+        case .replace(let replacement), .refuseUnjudged(let replacement, _, _): upstream?.write(replacement.bytes)
         case .hold, .protocolViolation: break
         }
         let waiting = backlog
@@ -437,7 +460,9 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
         hint: "the gateway's operator must free or repair the gateway's data directory")
 
     /// Records the decision in the audit log (journaled before this returns); false when it cannot be.
-    private func recordDecision(_ decision: Decision, inspection: Inspection, sql: String, note: String? = nil) -> Bool {
+    private func recordDecision(
+        _ decision: Decision, inspection: Inspection, sql: String, note: String? = nil, verbatim: Bool = false
+    ) -> Bool {
         let type: AuditEventType
         let outcome: PolicyOutcome
         switch decision.action {
@@ -454,10 +479,12 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
             "fingerprint": inspection.statements.map(\.fingerprint).joined(separator: ","),
         ]
         if !decision.matched.isEmpty { detail["rules"] = decision.matched.map(\.name).joined(separator: ",") }
-        if decision.action != .allow {
-            detail["reason"] = decision.reason
-            detail["statement"] = sql.count > 2000 ? String(sql.prefix(2000)) + "…" : sql
-        }
+        // Every decision says what the statement was: in full, or with `$n` for its constants.
+        let text =
+            verbatim || environment.config.auditStatementText == .full
+            ? sql : (PostgresParser.normalized(sql) ?? "(masked: \(sql.utf8.count) bytes that do not parse)")
+        detail["statement"] = text.utf8.count > 2000 ? String(text.prefix(2000)) + "…" : text
+        if decision.action != .allow { detail["reason"] = decision.reason }
         if !decision.shadowed.isEmpty {
             detail["shadow_rules"] = decision.shadowed.map(\.name).joined(separator: ",")
             detail["would_have"] = (decision.shadowed.map(\.action).max() ?? .allow).rawValue
@@ -539,6 +566,15 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
         sendFatal(
             context: context, sqlState: ProxyFailure.Code.adminShutdown,
             message: "terminating connection: \(reason)", hint: nil)
+    }
+
+    /// Whether this connection holds one of the places for connections waiting to authenticate.
+    private var authenticating = false
+
+    private func endAuthentication() {
+        guard authenticating else { return }
+        authenticating = false
+        environment.registry.endAuthentication()
     }
 
     /// Set when the session is being ended by the gateway: no frame goes either way any more.
@@ -668,6 +704,24 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
             case .success(.success(let (user, connection))):
                 self.user = user
                 self.connection = connection
+                self.endAuthentication()
+                let limits = self.environment.config.limits
+                if let full = self.environment.registry.admit(
+                    id: sessionID, user: user.name, connection: connection.name, perUser: limits.maxSessionsPerUser,
+                    perConnection: limits.maxSessionsPerConnection)
+                {
+                    self.journal(
+                        AuditRecord(
+                            .sessionRefused, actor: user.name, session: sessionID, connection: connection.name, source: source,
+                            detail: ["reason": full]), "a session refusal")
+                    self.logger.info("session refused: limit reached", metadata: ["reason": "\(full)"])
+                    self.perform(
+                        self.machine.authenticationFailed(
+                            sqlState: "53300", message: "too many sessions: \(full)",
+                            hint: "close a session you no longer use, or ask an administrator to raise the limit"),
+                        context: context)
+                    return
+                }
                 if let refusal = self.checkStartupSettings(request) {
                     self.journal(
                         AuditRecord(
@@ -895,6 +949,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
             context.writeAndFlush(self.wrapOutboundOut(startup.readyFrame.bytes), promise: nil)
             self.logger.info("session started", metadata: ["user": "\(user.name)", "connection": "\(connection.name)"])
             self.upstream?.link(self)
+            self.resumeReading()
         }
     }
 

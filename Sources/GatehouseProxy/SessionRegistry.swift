@@ -56,6 +56,48 @@ public final class SessionRegistry: Sendable {
 
     public init() {}
 
+    /// Sessions admitted (authenticated, possibly still connecting upstream), by id: who and where.
+    private let admitted = NIOLockedValueBox<[String: (user: String, connection: String)]>([:])
+    /// Connections that have not yet authenticated.
+    private let unauthenticated = NIOLockedValueBox<Int>(0)
+
+    /// Takes a place for a connection that has yet to authenticate; false when `limit` are waiting.
+    public func beginAuthentication(limit: Int) -> Bool {
+        unauthenticated.withLockedValue { count in
+            guard count < limit else { return false }
+            count += 1
+            return true
+        }
+    }
+
+    /// Gives the place back (authenticated, refused or gone): call once per successful `beginAuthentication`.
+    public func endAuthentication() {
+        unauthenticated.withLockedValue { $0 = max(0, $0 - 1) }
+    }
+
+    /// Admits session `id` of `user` on `connection` before its upstream connection is opened, or says
+    /// which limit it would pass.
+    public func admit(id: String, user: String, connection: String, perUser: Int, perConnection: Int) -> String? {
+        admitted.withLockedValue { sessions in
+            let mine = sessions.values.filter { $0.user == user }.count
+            if mine >= perUser {
+                return "\(user) already has \(mine) sessions open, the most allowed per user (limits.max_sessions_per_user)"
+            }
+            let there = sessions.values.filter { $0.connection == connection }.count
+            if there >= perConnection {
+                return
+                    "connection \"\(connection)\" already has \(there) sessions open, the most allowed (limits.max_sessions_per_connection)"
+            }
+            sessions[id] = (user, connection)
+            return nil
+        }
+    }
+
+    /// Frees the place `admit` took (the session ended or never started).
+    public func release(id: String) {
+        _ = admitted.withLockedValue { $0.removeValue(forKey: id) }
+    }
+
     /// Registers a session and returns the cancel key to hand to its client.
     public func register(
         _ info: SessionInfo, cancelTarget: UpstreamCancelTarget, terminate: @escaping @Sendable (String) -> Void,

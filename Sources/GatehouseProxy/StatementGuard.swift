@@ -29,8 +29,9 @@ struct StatementGuard {
         case protocolViolation(String)
         /// Held: nothing was sent and nothing counted; submit the frame again when decided.
         case hold
-        /// The statement's text cannot be read (not UTF-8): send this frame instead, and audit the refusal.
-        case refuseUnreadable(PostgresFrame, reason: String)
+        /// Refused before any judgement (text that is not UTF-8, a FunctionCall): send this frame instead,
+        /// and audit the refusal of `what`.
+        case refuseUnjudged(PostgresFrame, reason: String, what: String)
     }
 
     /// A syntax error in the server's eyes; unguessable, so a client cannot provoke a rewrite itself.
@@ -56,7 +57,8 @@ struct StatementGuard {
             } catch let error as PostgresWireError where error.code == .invalidTextEncoding {
                 refusals.append((cyclesSent, Self.unreadable(error)))
                 cyclesSent += 1
-                return .refuseUnreadable(QueryMessage(sql: marker).frame, reason: error.description)
+                return .refuseUnjudged(
+                    QueryMessage(sql: marker).frame, reason: error.description, what: "(text that is not UTF-8)")
             } catch {
                 return .protocolViolation("malformed Query message")
             }
@@ -82,7 +84,8 @@ struct StatementGuard {
                     return .protocolViolation("a Parse message's statement name is not UTF-8")
                 }
                 refusals.append((cyclesSent, Self.unreadable(error)))
-                return .refuseUnreadable(ParseMessage(name: name, sql: marker).frame, reason: error.description)
+                return .refuseUnjudged(
+                    ParseMessage(name: name, sql: marker).frame, reason: error.description, what: "(text that is not UTF-8)")
             } catch {
                 return .protocolViolation("malformed Parse message")
             }
@@ -97,16 +100,16 @@ struct StatementGuard {
             }
         case FrontendMessageType.functionCall:
             // A direct call of a function by OID bypasses SQL entirely: never passed blind.
-            defer { cyclesSent += 1 }
-            refusals.append(
-                (
-                    cyclesSent,
-                    ErrorNoticeFields(
-                        severity: "ERROR", sqlState: "42501",
-                        message: "Gatehouse does not pass the FunctionCall protocol message: call the function with SQL",
-                        hint: "use SELECT function_name(...) so the statement can be checked")
-                ))
-            return .replace(QueryMessage(sql: marker).frame)
+            var body = frame.body
+            let oid = body.readInteger(as: UInt32.self).map(String.init) ?? "?"
+            let refusal = ErrorNoticeFields(
+                severity: "ERROR", sqlState: "42501",
+                message: "Gatehouse does not pass the FunctionCall protocol message: call the function with SQL",
+                hint: "use SELECT function_name(...) so the statement can be checked")
+            refusals.append((cyclesSent, refusal))
+            cyclesSent += 1
+            return .refuseUnjudged(
+                QueryMessage(sql: marker).frame, reason: refusal.message ?? "", what: "(FunctionCall of function \(oid))")
         case FrontendMessageType.sync:
             cyclesSent += 1
             return .forward

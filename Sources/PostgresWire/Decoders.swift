@@ -17,8 +17,13 @@ public struct FrontendDecoder: SingleStepDecoder, Sendable {
     /// PostgreSQL's own limit for a startup packet.
     public static let maxStartupPacketLength = 10_000
 
+    /// The limit for the first typed message, which comes before authentication: the password (a
+    /// Gatehouse token is well under it). Nothing larger is buffered for a client no one knows yet.
+    public static let maxAuthenticationMessageLength = 16_384
+
     public let maxMessageLength: Int
     private var expectingStartup = true
+    private var framesDecoded = 0
 
     public init(maxMessageLength: Int) {
         self.maxMessageLength = maxMessageLength
@@ -43,7 +48,9 @@ public struct FrontendDecoder: SingleStepDecoder, Sendable {
             }
             return .startup(packet)
         }
-        guard let frame = try Self.decodeFrame(&buffer, maxMessageLength: maxMessageLength) else { return nil }
+        let limit = framesDecoded == 0 ? min(maxMessageLength, Self.maxAuthenticationMessageLength) : maxMessageLength
+        guard let frame = try Self.decodeFrame(&buffer, maxMessageLength: limit) else { return nil }
+        framesDecoded += 1
         return .frame(frame)
     }
 

@@ -17,6 +17,20 @@ public enum PostgresParser {
         return .success(Data(bytes: tree, count: strlen(tree)))
     }
 
+    /// `sql` with every constant replaced by `$n` (libpg_query's normalisation), or nil when it does not
+    /// parse. Texts the inspector would refuse unread are not normalised either.
+    public static func normalized(_ sql: String) -> String? {
+        let length = sql.utf8.count
+        guard length <= Inspector.longestText else { return nil }
+        let work: @Sendable () -> String? = {
+            let result = pg_query_normalize(sql)
+            defer { pg_query_free_normalize_result(result) }
+            guard result.error == nil, let text = result.normalized_query else { return nil }
+            return String(cString: text)
+        }
+        return length > Inspector.inlineTextBytes ? LargeStack.run(work) : work()
+    }
+
     /// libpg_query's fingerprint of one statement: equal for statements that differ only in constants,
     /// comments and layout.
     public static func fingerprint(_ sql: String) -> String? {

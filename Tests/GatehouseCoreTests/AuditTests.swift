@@ -372,7 +372,7 @@ struct AuditJournalEntryTests {
             var line: [UInt8] = []
             let range = AuditJournalEntry(number: 1, time: "2026-11-27T05:00:00.000Z", record: record).write(to: &line)
             let detailJSON = Array(line[range])
-            #expect(detailJSON == Array(AuditEvent.canonicalDetailJSON(detail).utf8))
+            #expect(detailJSON == Array(AuditEvent.canonicalDetailJSON(record.detail).utf8))
             let sealed = AuditEvent.seal(
                 record, seq: 4, time: "2026-11-27T05:00:00.000Z", prevHash: AuditEvent.genesisHash, detailJSON: detailJSON)
             let plain = AuditEvent.seal(record, seq: 4, time: "2026-11-27T05:00:00.000Z", prevHash: AuditEvent.genesisHash)

@@ -28,4 +28,28 @@ struct AuditIntegrityTests {
         #expect(verify.status == 0, "\(verify)")
         #expect(!verify.stdout.contains("does not match"), "\(verify)")
     }
+
+    @Test("every decision records the statement's text, masked when configured; a refused FunctionCall is an event")
+    func statementText() async throws {
+        for masked in [false, true] {
+            let gateway = try await Gateway.start(extraConfig: masked ? "audit: {statement_text: masked}\n" : "")
+            let token = try await gateway.aliceToken()
+            let raw = try RawClient(
+                port: gateway.postgresPort, parameters: [("user", "alice"), ("database", "main")], password: token)
+            #expect(try raw.query("SELECT 'secret-4111' AS card, 42").error == nil)
+            let call = try raw.functionCall(oid: 2171)  // pg_cancel_backend
+            #expect(call.error?["C"] == "42501", "\(String(describing: call.error))")
+            #expect(try raw.query("SELECT 'after'").rows == [["after"]])
+            try await gateway.loginAdmin()
+            let allowed = try await gateway.cli("admin", ["audit", "tail", "--type", "statement.allowed", "--json"])
+            if masked {
+                #expect(allowed.stdout.contains("SELECT $1 AS card, $2"), "\(allowed)")
+                #expect(!allowed.stdout.contains("secret-4111"), "\(allowed)")
+            } else {
+                #expect(allowed.stdout.contains("SELECT 'secret-4111' AS card, 42"), "\(allowed)")
+            }
+            let denied = try await gateway.cli("admin", ["audit", "tail", "--type", "statement.denied", "--json"])
+            #expect(denied.stdout.contains("FunctionCall of function 2171"), "\(denied)")
+        }
+    }
 }

@@ -110,6 +110,18 @@ final class RawClient {
 
     func query(_ sql: String) throws -> Reply { try query(bytes: Array(sql.utf8)) }
 
+    /// Sends a FunctionCall of function `oid` without arguments and reads until ReadyForQuery.
+    func functionCall(oid: UInt32) throws -> Reply {
+        let body = Self.be32(Int(oid)) + [0, 0, 0, 0, 0, 0]
+        try send(Self.frame("F", body))
+        var reply = Reply()
+        while true {
+            let message = try read()
+            if message.type == UInt8(ascii: "E"), reply.error == nil { reply.error = message.fields }
+            if message.type == UInt8(ascii: "Z") { return reply }
+        }
+    }
+
     /// Sends one simple Query without waiting for its answer (a pipeline); `readMessage` reads answers.
     func send(query sql: String) throws { try send(Self.frame("Q", Array(sql.utf8) + [0])) }
 

@@ -214,7 +214,9 @@ struct StepUpTests {
 
     @Test("200 sessions holding a statement at once: no thread each, and the gateway stays responsive")
     func manyHolds() async throws {
-        let gateway = try await Gateway.start(extraConfig: Self.policy(timeout: "40s"))
+        let gateway = try await Gateway.start(
+            extraConfig: Self.policy(timeout: "40s")
+                + "\nlimits: {max_sessions_per_user: 250, max_sessions_per_connection: 250}\n")
         let token = try await gateway.aliceToken()
         _ = try await Self.enrol(gateway, "alice")
         let pid = try #require(gateway.process?.process.processIdentifier)

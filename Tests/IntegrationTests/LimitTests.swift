@@ -1,0 +1,79 @@
+import Foundation
+import Testing
+
+@Suite("Limits before trust and per person", .timeLimit(.minutes(3)))
+struct LimitTests {
+    @Test("the session over a user's limit is refused with a clear FATAL, and a place frees when a session ends")
+    func sessionsPerUser() async throws {
+        let gateway = try await Gateway.start(extraConfig: "limits: {max_sessions_per_user: 2}\n")
+        let token = try await gateway.aliceToken()
+        let first = try RawClient(
+            port: gateway.postgresPort, parameters: [("user", "alice"), ("database", "main")], password: token)
+        var second: RawClient? = try RawClient(
+            port: gateway.postgresPort, parameters: [("user", "alice"), ("database", "trusted")], password: token)
+        let third = try await gateway.psql(password: token, ["-c", "select 1"])
+        #expect(third.status != 0)
+        #expect(third.stderr.contains("FATAL:  too many sessions: alice already has 2 sessions open"), "\(third)")
+        #expect(third.stderr.contains("limits.max_sessions_per_user"), "\(third)")
+        let bob = try await gateway.token(for: "bob", password: Gateway.bobPassword)
+        #expect(
+            try await gateway.psql(user: "bob", password: bob, ["-c", "select 1"]).status == 0, "other users are not held back")
+        _ = try second?.query("SELECT 1")
+        second = nil
+        var again = try await gateway.psql(password: token, ["-c", "select 'again'"])
+        for _ in 0..<50 where again.status != 0 {
+            try await Task.sleep(for: .milliseconds(100))
+            again = try await gateway.psql(password: token, ["-c", "select 'again'"])
+        }
+        #expect(again.stdout == "again\n", "\(again)")
+        #expect(try first.query("SELECT 'first'").rows == [["first"]])
+    }
+
+    @Test("connections waiting to authenticate are bounded; the next one is refused at once")
+    func unauthenticated() async throws {
+        let gateway = try await Gateway.start(extraConfig: "limits: {max_unauthenticated_connections: 3}\n")
+        var idle: [Int32] = []
+        defer { idle.forEach { close($0) } }
+        for _ in 0..<3 { idle.append(try openSocket(port: gateway.postgresPort)) }
+        try await Task.sleep(for: .milliseconds(300))
+        let refused = try await gateway.psql(password: "x", sslmode: "disable", ["-c", "select 1"])
+        #expect(refused.status != 0)
+        #expect(refused.stderr.contains("too many connections are waiting to authenticate"), "\(refused)")
+        close(idle.removeLast())
+        let token = try await gateway.aliceToken()
+        var result = try await gateway.psql(password: token, ["-c", "select 'in'"])
+        for _ in 0..<50 where result.status != 0 {
+            try await Task.sleep(for: .milliseconds(100))
+            result = try await gateway.psql(password: token, ["-c", "select 'in'"])
+        }
+        #expect(result.stdout == "in\n", "\(result)")
+    }
+
+    @Test("a password message over 16 KiB is refused before any token is read")
+    func largePassword() async throws {
+        let gateway = try await Gateway.start()
+        do {
+            _ = try RawClient(
+                port: gateway.postgresPort, parameters: [("user", "alice"), ("database", "main")],
+                password: String(repeating: "x", count: 20_000))
+            Issue.record("a 20 kB password was read")
+        } catch let refused as RawClient.StartupRefused {
+            #expect(refused.fields["C"] == "08P01", "\(refused)")
+            #expect(refused.fields["M"]?.contains("exceeds the limit of 16384 bytes") == true, "\(refused)")
+        }
+    }
+}
+
+/// A TCP connection to 127.0.0.1:`port` that sends nothing.
+func openSocket(port: Int) throws -> Int32 {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = UInt16(port).bigEndian
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    let connected = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    guard connected == 0 else { throw HarnessError("connect() failed") }
+    return fd
+}
