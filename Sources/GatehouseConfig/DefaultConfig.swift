@@ -41,9 +41,9 @@ public enum DefaultConfig {
 
             - name: no-dangerous-functions
               match:
-                functions: [pg_terminate_backend, pg_cancel_backend, pg_read_file, pg_read_binary_file, pg_ls_dir,
-                            pg_stat_file, lo_import, lo_export, lo_unlink, pg_reload_conf, pg_rotate_logfile,
-                            set_config, pg_promote, dblink*]
+                functions: [pg_terminate_backend, pg_cancel_backend, pg_read_*file*, pg_ls_*, pg_stat_file,
+                            lo_*, lowrite, pg_reload_conf, pg_rotate_logfile*, set_config, setval, pg_promote,
+                            dblink*]
               action: deny
               message: this function can affect the server or other sessions
 

@@ -26,6 +26,8 @@ public struct SessionContext: Sendable {
     public var lastActivityAt: Date
     /// Grants active now; the evaluator ignores any that have expired at `now`.
     public var grants: [ActiveGrant]
+    /// Where the session's unqualified table names may resolve (widened by each statement judged).
+    public var searchPath = SearchPath()
     public var now: Date
     /// The user has not yet proven a second factor from this source address with this client.
     public var newDevice: Bool
@@ -170,6 +172,9 @@ public final class CompiledPolicy: Sendable {
         if let pinned = PinnedSettings.violation(in: inspection) {
             return Decision.refusal(pinned, hint: PinnedSettings.hint)
         }
+        // A path the statement itself sets counts for its own later statements.
+        var context = context
+        context.searchPath.widen(by: inspection)
         let candidates =
             session.flatMap { $0.policy == ObjectIdentifier(self) ? $0.rules : nil }
             ?? sessionRules(for: context).rules
@@ -333,14 +338,16 @@ extension RuleMatch {
         if let kinds, kinds.isDisjoint(with: facts.kinds) { return false }
         if let objectTypes, objectTypes.isDisjoint(with: facts.objectTypes) { return false }
         if let tables {
-            let hit: (TableName) -> Bool = { table in tables.contains { $0.matches(table) } }
+            let hit: (TableName) -> Bool = { table in tables.contains { $0.matches(table, context.searchPath) } }
             if !facts.tablesRead.contains(where: hit) && !facts.tablesWritten.contains(where: hit) { return false }
         }
-        if let tablesRead, !facts.tablesRead.contains(where: { table in tablesRead.contains { $0.matches(table) } }) {
+        if let tablesRead,
+            !facts.tablesRead.contains(where: { table in tablesRead.contains { $0.matches(table, context.searchPath) } })
+        {
             return false
         }
         if let tablesWritten,
-            !facts.tablesWritten.contains(where: { table in tablesWritten.contains { $0.matches(table) } })
+            !facts.tablesWritten.contains(where: { table in tablesWritten.contains { $0.matches(table, context.searchPath) } })
         {
             return false
         }

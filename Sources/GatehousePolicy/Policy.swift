@@ -209,12 +209,13 @@ public struct TablePattern: Sendable, Equatable, CustomStringConvertible {
 
     public var description: String { schema.map { "\($0).\(table)" } ?? table.description }
 
-    /// A table named without a schema is matched as if in `public` (the usual search path) and also
-    /// by schema-less patterns.
-    public func matches(_ name: TableName) -> Bool {
+    /// A table named without a schema is matched where the session's search path may find it
+    /// (`public` unless the session set another path), and by schema-less patterns.
+    public func matches(_ name: TableName, _ searchPath: SearchPath = SearchPath()) -> Bool {
         guard table.matches(name.name) else { return false }
         guard let schema else { return true }
-        return schema.matches(name.schema ?? "public")
+        guard let named = name.schema else { return searchPath.mayResolve(to: schema) }
+        return schema.matches(named)
     }
 }
 

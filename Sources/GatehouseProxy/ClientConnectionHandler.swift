@@ -40,6 +40,8 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
     private var logger: Logger
     private var statementGuard = StatementGuard(marker: "gatehouse_refused_\(RandomSecret.hex(12))")
     private var prepared = PreparedStatements()
+    /// Where this session's unqualified table names may resolve.
+    private var searchPath = SearchPath()
     private var lastActivity = Date()
     /// The rules that apply to this session's user, connection and source, per policy version.
     private var sessionRules: CompiledPolicy.SessionRules?
@@ -255,10 +257,13 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
         let grants = (environment.grants?.activeGrants(for: user.name, on: connection.name, at: now) ?? []).compactMap { grant in
             grant.expiresAt.map { ActiveGrant(id: grant.id, role: grant.role, expiresAt: $0) }
         }
-        let context = SessionContext(
+        var context = SessionContext(
             user: user.name, groups: user.groups, connection: connection.name, sourceAddress: source, country: country,
             applicationName: request.applicationName, sessionStartedAt: started, lastActivityAt: lastActivity,
             grants: grants, now: now, newDevice: newDevice)
+        context.searchPath = searchPath
+        // Widened before the decision: a refused SET never ran, but counting it costs nothing.
+        searchPath.widen(by: inspection)
         lastActivity = now
         let policy = environment.guardrails.compiled
         if sessionRules?.policy != ObjectIdentifier(policy) { sessionRules = policy.sessionRules(for: context) }
@@ -829,6 +834,11 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
         case .failure(let refusal): return refusal
         }
         guard let user, let connection else { return nil }
+        // The name the server will show is the last one applied, from a key or from options.
+        if let name = settings.allowed.last(where: { $0.name == "application_name" })?.value {
+            self.request?.applicationName = name
+        }
+        let request = self.request ?? request
         let now = environment.now()
         let grants = (environment.grants?.activeGrants(for: user.name, on: connection.name, at: now) ?? []).compactMap { grant in
             grant.expiresAt.map { ActiveGrant(id: grant.id, role: grant.role, expiresAt: $0) }
@@ -839,6 +849,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
             newDevice: newDevice)
         let policy = environment.guardrails.compiled
         for setting in settings.judged {
+            if setting.name == "search_path" { searchPath.widen(by: [setting.value]) }
             let sql = setting.statement
             let inspection = environment.guardrails.inspect(sql)
             var decision = policy.evaluate(inspection, in: context)
@@ -855,7 +866,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
             if !decision.action.proceeds {
                 return StartupSettings.Refusal(
                     sqlState: "42501",
-                    message: "startup setting \(setting.written)=\(setting.value) is refused: \(decision.reason)",
+                    message: "startup setting \(setting.written) is refused: \(decision.reason)",
                     hint: decision.hint ?? "connect without it, or ask for a grant that allows it")
             }
         }

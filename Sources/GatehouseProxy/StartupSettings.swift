@@ -21,7 +21,7 @@ public struct StartupSettings: Sendable, Equatable {
         /// Lower case, `-` in a `--name=value` switch read as `_`, as the server reads it.
         public var name: String
         public var value: String
-        /// The key or switch as the client wrote it, for messages.
+        /// The key and value, or the switch, as the client wrote it, for messages.
         public var written: String
 
         /// The statement the policy judges for this setting.
@@ -81,14 +81,15 @@ public struct StartupSettings: Sendable, Equatable {
             }
         }
         for (key, value) in parameters.entries where key != "options" {
-            settings.append(Setting(name: key.lowercased(), value: value, written: key))
+            settings.append(Setting(name: key.lowercased(), value: value, written: "\(key)=\(value)"))
         }
         var result = StartupSettings()
         for setting in settings {
             if reserved.contains(setting.name) || setting.name.hasPrefix("_pq_.") {
                 return .failure(
                     Refusal(
-                        sqlState: "42704", message: "unrecognized configuration parameter \"\(setting.written)\"",
+                        sqlState: "42704",
+                        message: "unrecognized configuration parameter \"\(setting.name)\" (\(setting.written))",
                         hint: "connection parameters user, dbname and options are spelled in lower case"))
             }
             switch setting.name {

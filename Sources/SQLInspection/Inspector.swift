@@ -352,6 +352,8 @@ struct Walker {
             } else {
                 add(.set)
             }
+            // Libraries a session start loads: set at startup they are a LOAD.
+            if name.hasSuffix("_preload_libraries") { add(.load) }
             variableSet(f, name: name)
         case "VariableShowStmt":
             add(.show)

@@ -99,4 +99,33 @@ struct PinnedSettingsTests {
         #expect(
             PinnedSettings.normalizedEncoding("UTF-8") == "utf8" && PinnedSettings.normalizedEncoding("Shift_JIS") == "shiftjis")
     }
+
+    @Test("a table rule follows the session's search path to an unqualified name")
+    func searchPath() throws {
+        let rules = try policy(
+            "  default: allow\n  unclassified: deny\n  rules:\n    - {name: no-payroll, match: {tables: [secret.pay]}, action: deny}"
+        )
+        #expect(decide(rules, "SELECT * FROM secret.pay").action == .deny)
+        #expect(decide(rules, "SELECT * FROM pay").action == .allow, "public.pay is another table")
+        #expect(decide(rules, "SET search_path = secret; SELECT * FROM pay").action == .deny)
+        #expect(decide(rules, "SELECT set_config('search_path', 'x, secret', false); SELECT * FROM pay").action == .deny)
+        var session = context()
+        session.searchPath.widen(by: Inspector.inspect("SET search_path TO \"secret\", public"))
+        #expect(rules.evaluate(Inspector.inspect("SELECT * FROM pay"), in: session).action == .deny)
+        var unknown = context()
+        unknown.searchPath.widen(by: Inspector.inspect("SELECT set_config('search_path', current_user, false)"))
+        #expect(rules.evaluate(Inspector.inspect("SELECT * FROM pay"), in: unknown).action == .deny)
+        #expect(decide(starter, "SET local_preload_libraries = 'x'").action == .deny, "a startup LOAD")
+    }
+
+    @Test("large-object writes, setval and the *_old functions are dangerous in the starter policy")
+    func starterFunctions() {
+        for sql in [
+            "SELECT lo_from_bytea(0, 'x')", "SELECT lo_put(1, 0, 'x')", "SELECT lowrite(lo_open(1, 131072), 'x')",
+            "SELECT lo_truncate(lo_open(1, 131072), 5)", "SELECT lo_create(0)", "SELECT setval('s', 999)",
+            "SELECT pg_read_file_old('x', 0, 1)", "SELECT pg_rotate_logfile_old()", "SELECT pg_ls_waldir()",
+        ] {
+            #expect(decide(starter, sql).action == .deny, "\(sql)")
+        }
+    }
 }

@@ -299,6 +299,30 @@ struct WalkAroundTests {
         #expect(try await gateway.cluster.must("SELECT count(*) FROM \(table) WHERE id = 7") == "1\n")
     }
 
+    @Test("a table rule holds whatever search_path the session sets, at startup or later")
+    func searchPathTableRule() async throws {
+        let schema = "sec_\(UUID().uuidString.prefix(8).lowercased())"
+        let policy =
+            try starterPolicy()
+            + "\n    - name: no-payroll\n      match: {tables: [\(schema).pay]}\n      action: deny\n      message: payroll is off limits\n"
+        let gateway = try await Gateway.start(extraConfig: policy)
+        try await gateway.cluster.must(
+            """
+            CREATE SCHEMA \(schema); CREATE TABLE \(schema).pay (v int); INSERT INTO \(schema).pay VALUES (123456);
+            GRANT USAGE ON SCHEMA \(schema) TO gh_scram; GRANT SELECT ON \(schema).pay TO gh_scram;
+            """)
+        let alice = try await gateway.aliceToken()
+        let later = try await gateway.psql(
+            password: alice, [], stdin: "\\set ON_ERROR_STOP 0\nSET search_path = \(schema);\nSELECT v FROM pay;\n")
+        #expect(!later.stdout.contains("123456"), "\(later)")
+        #expect(later.stderr.contains("no-payroll"), "\(later)")
+        let together = try await gateway.psql(password: alice, ["-c", "SET search_path = \(schema); SELECT v FROM pay"])
+        #expect(!together.stdout.contains("123456") && together.stderr.contains("no-payroll"), "\(together)")
+        let startup = try await gateway.psql(
+            password: alice, environment: ["PGOPTIONS": "-c search_path=\(schema)"], ["-c", "SELECT v FROM pay"])
+        #expect(!startup.stdout.contains("123456") && startup.stderr.contains("no-payroll"), "\(startup)")
+    }
+
     @Test("built-in operators and casts run no function the starter policy names or that runs SQL text")
     func operatorsAndCasts() async throws {
         let cluster = try TestCluster.fromEnvironment()
@@ -307,7 +331,8 @@ struct WalkAroundTests {
             throw HarnessError("no function list in the starter policy")
         }
         let names = policy[start.upperBound..<end].split(separator: ",").map {
-            $0.trimmingCharacters(in: .whitespacesAndNewlines).replacingOccurrences(of: "*", with: "%")
+            $0.trimmingCharacters(in: .whitespacesAndNewlines).replacingOccurrences(of: "_", with: "\\_")
+                .replacingOccurrences(of: "*", with: "%")
         }
         let patterns = (names + Inspector.dynamicSQLFunctions.sorted()).map { "'\($0)'" }.joined(separator: ", ")
         let found = try await cluster.must(
