@@ -220,6 +220,8 @@ pidfile = {bouncer_dir}/pgbouncer.pid
   http: 127.0.0.1:{gh_http}
 data_dir: {gh_dir}/data
 tokens: {{access_ttl: 2h, max_access_ttl: 12h}}
+# The idle-session measurement opens more sessions than the per-user and per-connection defaults allow.
+limits: {{max_sessions_per_user: 5000, max_sessions_per_connection: 5000, max_unauthenticated_connections: 5000}}
 groups: [developer, dba]
 users:
   - name: bench

@@ -20,18 +20,27 @@ extension APIRoutes {
     }
 
     /// Ends a live session (the owner or an admin); audited before the session is cut.
-    func terminate(_ id: String, by caller: Caller, reason: String?, source: String?) async throws {
+    func terminate(_ id: String, by caller: Caller, reason: String?, revokeTokens: Bool = false, source: String?) async throws {
         guard let session = environment.registry.session(id: id) else {
             throw APIError(.notFound, "no live session \(id)")
         }
         guard caller.user.isAdmin || session.user == caller.user.name else {
             throw APIError(.forbidden, "only admins may terminate another user's session")
         }
-        let reason = (reason?.isEmpty == false ? reason : nil) ?? "terminated by \(caller.user.name)"
+        if revokeTokens && !caller.user.isAdmin {
+            throw APIError(.forbidden, "only admins may revoke another user's tokens with a termination")
+        }
+        let given = (reason?.isEmpty == false ? reason : nil) ?? "terminated by \(caller.user.name)"
+        // The client reads whether it may come back.
+        let reason =
+            revokeTokens
+            ? "\(given); your tokens were revoked: sign in again with `gatehouse login` before reconnecting"
+            : "\(given); you may reconnect"
+        if revokeTokens { try await environment.tokens.revokeAll(ofUser: session.user) }
         try await audit(
             AuditRecord(
                 .sessionTerminated, actor: caller.user.name, session: id, connection: session.connection, source: source,
-                detail: ["reason": reason, "owner": session.user]))
+                detail: ["reason": given, "owner": session.user, "tokens_revoked": revokeTokens ? "true" : "false"]))
         environment.registry.terminate(id: id, reason: reason)
     }
 

@@ -341,7 +341,13 @@ public struct APIRoutes: Sendable {
     @Sendable func terminateSession(_ request: Request, context: GatehouseRequestContext) async throws -> API.TerminateResponse {
         let caller = try await authenticate(request)
         let id = try context.parameters.require("id")
-        try await terminate(id, by: caller, reason: request.uri.queryParameters.get("reason"), source: Self.source(context))
+        let revoke = request.uri.queryParameters.get("revoke_tokens")
+        guard [nil, "true", "false"].contains(revoke) else {
+            throw APIError(.badRequest, "revoke_tokens must be true or false, not '\(revoke ?? "")'")
+        }
+        try await terminate(
+            id, by: caller, reason: request.uri.queryParameters.get("reason"), revokeTokens: revoke == "true",
+            source: Self.source(context))
         return API.TerminateResponse(terminated: id)
     }
 

@@ -304,6 +304,14 @@ extension OpenAPIDocument {
                   description: Why; `terminated by <caller>` when absent.
                   schema:
                     type: string
+                - name: revoke_tokens
+                  in: query
+                  required: false
+                  description: |
+                    `true`: also revoke every token of the session's user issued until now (admins only), so the
+                    client cannot reconnect with the token it holds; the user must sign in again.
+                  schema:
+                    type: boolean
               responses:
                 '200':
                   description: The session is ended.

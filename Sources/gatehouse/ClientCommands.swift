@@ -172,11 +172,16 @@ struct Sessions: AsyncParsableCommand {
         @Option(help: "Why; shown to the session's user and recorded.")
         var reason: String?
 
+        @Flag(help: "Also revoke every token of the session's user, so they must sign in again (admins only).")
+        var revokeTokens = false
+
         func run() async throws {
-            var path = "sessions/\(id)"
-            if let reason, let encoded = reason.addingPercentEncoding(withAllowedCharacters: .urlQueryAllowed) {
-                path += "?reason=\(encoded)"
+            var query: [String] = []
+            if let reason, let encoded = reason.addingPercentEncoding(withAllowedCharacters: .alphanumerics) {
+                query.append("reason=\(encoded)")
             }
+            if revokeTokens { query.append("revoke_tokens=true") }
+            let path = "sessions/\(id)" + (query.isEmpty ? "" : "?" + query.joined(separator: "&"))
             let response = try await APIClient.loggedIn(server: options.server).send(
                 "DELETE", path, as: API.TerminateResponse.self)
             if options.json { try printJSON(response) } else { print("Terminated session \(response.terminated).") }

@@ -476,11 +476,11 @@ struct APIRoutesTests {
             let own = try await client.send(.delete, "/api/v1/sessions/a1", token: alice)
             #expect(own.status == .ok)
             #expect(try own.decode(API.TerminateResponse.self).terminated == "a1")
-            #expect(reasons.withLockedValue { $0["a1"] } == ["terminated by alice"])
+            #expect(reasons.withLockedValue { $0["a1"] } == ["terminated by alice; you may reconnect"])
 
             let byAdmin = try await client.send(.delete, "/api/v1/sessions/b1?reason=maintenance%20window", token: admin)
             #expect(byAdmin.status == .ok)
-            #expect(reasons.withLockedValue { $0["b1"] } == ["maintenance window"])
+            #expect(reasons.withLockedValue { $0["b1"] } == ["maintenance window; you may reconnect"])
             #expect(reasons.withLockedValue { $0["b2"] } == nil)
 
             let event = try #require(try await harness.auditEvents().last)
@@ -488,7 +488,14 @@ struct APIRoutesTests {
             #expect(event.actor == "admin")
             #expect(event.session == "b1")
             #expect(event.connection == "app")
-            #expect(event.detail == ["reason": "maintenance window", "owner": "bob"])
+            #expect(event.detail == ["reason": "maintenance window", "owner": "bob", "tokens_revoked": "false"])
+
+            expectAPIError(
+                try await client.send(.delete, "/api/v1/sessions/a1?revoke_tokens=true", token: alice), .forbidden,
+                code: "forbidden", message: "only admins may revoke another user's tokens with a termination")
+            expectAPIError(
+                try await client.send(.delete, "/api/v1/sessions/b2?revoke_tokens=yes", token: admin), .badRequest,
+                code: "bad_request", message: "revoke_tokens must be true or false, not 'yes'")
         }
     }
 

@@ -162,7 +162,7 @@ struct ConsoleTests {
                 client, browser, .post, "/console/sessions/s1/terminate", form: ["csrf": csrf, "reason": "incident 42"])
             #expect(done.status == .seeOther)
             #expect(done.headers[.location] == "/console/sessions")
-            #expect(reasons.withLockedValue { $0 } == ["incident 42"])
+            #expect(reasons.withLockedValue { $0 } == ["incident 42; you may reconnect"])
             let page = try await Self.request(client, browser, .get, "/console/sessions")
             #expect(page.text.contains("Session s1 was terminated."))
             // The message is shown once.

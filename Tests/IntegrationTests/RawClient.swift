@@ -49,10 +49,9 @@ final class RawClient {
         let connected = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
-        guard connected == 0 else {
-            close(fd)
-            throw HarnessError("connect() to port \(port) failed")
-        }
+        // Every stored property is set, so a throw from here on runs `deinit`, which closes the socket:
+        // closing it here too would close a number another thread may have been given meanwhile.
+        guard connected == 0 else { throw HarnessError("connect() to port \(port) failed") }
         var body: [UInt8] = [0, 3, 0, 0]
         for (name, value) in parameters { body += Array(name.utf8) + [0] + Array(value.utf8) + [0] }
         body.append(0)
@@ -69,7 +68,6 @@ final class RawClient {
                     throw HarnessError("unsupported authentication request \(code)")
                 }
             case UInt8(ascii: "E"):
-                close(fd)
                 throw StartupRefused(fields: message.fields)
             case UInt8(ascii: "Z"):
                 return

@@ -58,6 +58,39 @@ struct TerminationTests {
     }
 }
 
+extension TerminationTests {
+    @Test("kill --revoke-tokens keeps the person out; a plain kill says they may come back")
+    func revokeTokens() async throws {
+        let gateway = try await Gateway.start()
+        let token = try await gateway.aliceToken()
+        for revoke in [false, true] {
+            let sleeper = try gateway.startPsql(password: token, ["-c", "select pg_sleep(60)"])
+            try await waitForSession(gateway, count: 1)
+            let list = try await gateway.cli("admin", ["sessions", "--json"])
+            let session = try #require(try JSONDecoder().decode(SessionList.self, from: Data(list.stdout.utf8)).sessions.first)
+            let kill = try await gateway.cli(
+                "admin", ["sessions", "kill", session.id, "--reason", "incident 42"] + (revoke ? ["--revoke-tokens"] : []))
+            #expect(kill.status == 0, "\(kill)")
+            let ended = try await sleeper.wait(timeout: 30)
+            #expect(ended.stderr.contains("incident 42"), "\(ended)")
+            #expect(
+                ended.stderr.contains(revoke ? "your tokens were revoked" : "you may reconnect"), "\(ended)")
+            let back = try await gateway.psql(password: token, ["-c", "select 'back'"])
+            if revoke {
+                #expect(back.status != 0)
+                #expect(back.stderr.contains("the token was revoked"), "\(back)")
+            } else {
+                #expect(back.stdout == "back\n", "\(back)")
+            }
+        }
+        // Tokens carry their issue time in whole seconds: one signed in within the second of the
+        // revocation is revoked with it.
+        try await Task.sleep(for: .milliseconds(1200))
+        let fresh = try await gateway.aliceToken()
+        #expect(try await gateway.psql(password: fresh, ["-c", "select 'signed in again'"]).stdout == "signed in again\n")
+    }
+}
+
 /// Shares a value between the test's threads, which use it one way each.
 final class SendableBox<T>: @unchecked Sendable {
     let value: T
