@@ -152,6 +152,12 @@ let package = Package(
             name: "gatehouse-bench",
             dependencies: ["GatehouseCore", "GatehousePolicy", "SQLInspection", "GatehouseStore"]
         ),
+        // A libFuzzer target when built by scripts/fuzz (-sanitize=fuzzer -DFUZZING); otherwise it replays
+        // the inputs it is given, so the suite's build keeps it compiling.
+        .executableTarget(
+            name: "gatehouse-fuzz",
+            dependencies: ["PostgresWire", "SQLInspection", "GatehouseProxy", .product(name: "NIOCore", package: "swift-nio")]
+        ),
         .testTarget(name: "SQLInspectionTests", dependencies: ["SQLInspection"]),
         // Helpers shared by test targets (e.g. writing a small GeoIP database).
         .target(name: "GatehouseTestSupport", path: "Tests/GatehouseTestSupport"),

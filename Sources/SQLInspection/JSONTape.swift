@@ -304,3 +304,12 @@ struct JSONTape {
         return negative ? -value : value
     }
 }
+
+extension Inspector {
+    /// Whether `bytes` read as a parse-tree tape (for the fuzz target: the reader must never crash,
+    /// whatever it is given).
+    @_spi(Fuzzing) public static func readsAsTape(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+        guard !JSONTape.nestsTooDeeply(bytes) else { return false }
+        return JSONTape(bytes) != nil
+    }
+}
