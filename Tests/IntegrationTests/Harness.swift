@@ -95,9 +95,7 @@ enum Command {
         } else {
             process.standardInput = FileHandle.nullDevice
         }
-        // One spawn at a time: Foundation's Process.run crashed twice in memcpy when tests spawned
-        // children from several threads at once (2 of 7 full runs).
-        try spawnLock.withLock { try process.run() }
+        try process.run()
         return RunningCommand(
             name: (executable as NSString).lastPathComponent, process: process, directory: directory, stdoutFile: out,
             stderrFile: err)
@@ -386,9 +384,6 @@ extension TestCluster {
         return result.stdout
     }
 }
-
-/// Serialises `Process.run` across the test process's threads.
-let spawnLock = NSLock()
 
 /// A table name no other test uses.
 func uniqueTable(_ prefix: String) -> String {
