@@ -134,8 +134,7 @@ struct StatementGuard {
     /// must end. nil for any other frame.
     static func pinViolation(_ frame: PostgresFrame) -> String? {
         guard frame.type == MessageType.parameterStatus else { return nil }
-        var body = frame.body
-        guard let name = body.readNullTerminatedString(), let value = body.readNullTerminatedString() else {
+        guard let (name, value) = try? WireMessages.decodeParameterStatus(frame.body) else {
             return "the server sent a malformed ParameterStatus message"
         }
         switch name.lowercased() {

@@ -34,7 +34,7 @@ struct LimitTests {
         let gateway = try await Gateway.start(extraConfig: "limits: {max_unauthenticated_connections: 3}\n")
         var idle: [Int32] = []
         defer { idle.forEach { close($0) } }
-        for _ in 0..<3 { idle.append(try openSocket(port: gateway.postgresPort)) }
+        for _ in 0..<3 { idle.append(try connectLoopback(port: gateway.postgresPort, receiveTimeout: 10)) }
         try await Task.sleep(for: .milliseconds(300))
         let refused = try await gateway.psql(password: "x", sslmode: "disable", ["-c", "select 1"])
         #expect(refused.status != 0)
@@ -62,18 +62,4 @@ struct LimitTests {
             #expect(refused.fields["M"]?.contains("exceeds the limit of 16384 bytes") == true, "\(refused)")
         }
     }
-}
-
-/// A TCP connection to 127.0.0.1:`port` that sends nothing.
-func openSocket(port: Int) throws -> Int32 {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_port = UInt16(port).bigEndian
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    let connected = withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-    }
-    guard connected == 0 else { throw HarnessError("connect() failed") }
-    return fd
 }

@@ -38,20 +38,8 @@ final class RawClient {
     /// Connects to 127.0.0.1:`port` (plaintext) and completes the startup, answering a cleartext password
     /// request with `password`. Throws with the server's FATAL fields when the startup is refused.
     init(port: Int, parameters: [(String, String)], password: String? = nil) throws {
-        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw HarnessError("socket() failed") }
-        var timeout = timeval(tv_sec: 30, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = UInt16(port).bigEndian
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        // Every stored property is set, so a throw from here on runs `deinit`, which closes the socket:
-        // closing it here too would close a number another thread may have been given meanwhile.
-        guard connected == 0 else { throw HarnessError("connect() to port \(port) failed") }
+        fd = try connectLoopback(port: port, receiveTimeout: 30)
+        // Every stored property is set, so a throw from here on runs `deinit`, which closes the socket.
         var body: [UInt8] = [0, 3, 0, 0]
         for (name, value) in parameters { body += Array(name.utf8) + [0] + Array(value.utf8) + [0] }
         body.append(0)
@@ -182,4 +170,25 @@ final class RawClient {
     static func frame(_ type: Character, _ body: [UInt8]) -> [UInt8] {
         [type.asciiValue!] + be32(4 + body.count) + body
     }
+}
+
+/// A TCP connection to 127.0.0.1:`port` whose reads give up after `receiveTimeout` seconds. The caller
+/// owns the descriptor; nothing is left open when this throws.
+func connectLoopback(port: Int, receiveTimeout: Int) throws -> Int32 {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { throw HarnessError("socket() failed") }
+    var timeout = timeval(tv_sec: receiveTimeout, tv_usec: 0)
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = UInt16(port).bigEndian
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    let connected = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    guard connected == 0 else {
+        close(fd)
+        throw HarnessError("connect() to port \(port) failed")
+    }
+    return fd
 }
