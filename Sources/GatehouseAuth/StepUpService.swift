@@ -59,22 +59,42 @@ public actor StepUpService {
 
     // MARK: Enrolment
 
+    /// What vouches for the person starting an enrolment. A stolen login token alone must not be able
+    /// to add the thief's authenticator to an account (or swap it in), and with it pass every step-up.
+    public enum EnrolmentProof: Sendable, Equatable {
+        /// A code from the confirmed factor being replaced.
+        case currentCode(String)
+        /// The user's own password, checked by the caller just now.
+        case password
+        /// An administrator enrols for the user (a lost authenticator, an account without a password).
+        case admin(String)
+    }
+
     /// Starts (or restarts) TOTP enrolment: a new secret, unconfirmed until the first valid code.
-    /// Replacing a confirmed factor needs a code from it: a stolen login token alone must not be able
-    /// to swap in the thief's authenticator (and with it pass every step-up).
-    public func enroll(user: String, currentCode: String? = nil) async throws -> (uri: String, secret: String) {
-        if try await isEnrolled(user: user) {
-            guard let currentCode, !currentCode.isEmpty else {
-                throw ChallengeError(
-                    .approverStepUpRequired,
-                    "\(user) already has a second factor: give a code from it to replace it")
-            }
-            try await verifyCode(user: user, code: currentCode)
+    /// A first factor needs the password (or an admin); replacing a confirmed one needs a code from it
+    /// (or an admin).
+    public func enroll(user: String, proof: EnrolmentProof) async throws -> (uri: String, secret: String) {
+        var detail = ["method": "totp", "user": user]
+        var actor = user
+        switch (try await isEnrolled(user: user), proof) {
+        case (_, .admin(let admin)):
+            actor = admin
+            detail["proof"] = "admin"
+        case (true, .currentCode(let code)):
+            try await verifyCode(user: user, code: code)
+            detail["proof"] = "code"
+        case (true, .password):
+            throw ChallengeError(
+                .approverStepUpRequired, "\(user) already has a second factor: give a code from it to replace it")
+        case (false, .password):
+            detail["proof"] = "password"
+        case (false, .currentCode):
+            throw ChallengeError(.passwordRequired, "\(user) has no second factor yet: give your password to enrol one")
         }
         let totp = TOTP(secret: TOTP.generateSecret())
         let sealed = try AES.GCM.seal(Data(totp.secret), using: sealingKey).combined ?? Data()
         try await store.saveMFA(StoredMFA(sealedSecret: sealed, confirmed: false, lastUsedStep: nil), forUser: user)
-        try await audit(.mfaEnrolled, actor: user, detail: ["method": "totp"])
+        try await audit(.mfaEnrolled, actor: actor, detail: detail)
         return (totp.provisioningURI(account: user, issuer: issuer), Base32.encode(totp.secret))
     }
 
@@ -127,6 +147,19 @@ public actor StepUpService {
     }
 
     // MARK: Challenges
+
+    /// Holds a statement, as `open` does; a step-up challenge of a user who has no way to prove it is
+    /// them fails at once (never registered), with the reason.
+    public func hold(_ challenge: Challenge, onFinal: @escaping @Sendable (Challenge) -> Void) async {
+        if challenge.kind == .stepUp, !((try? await canStepUp(user: challenge.user, method: challenge.method)) ?? false) {
+            var refused = challenge
+            refused.state = .failed
+            refused.decisionReason = "\(challenge.user) has no second factor: run `gatehouse mfa enroll` first"
+            onFinal(refused)
+            return
+        }
+        await open(challenge, onFinal: onFinal)
+    }
 
     /// Holds a statement: registers the challenge, calls `onFinal` once when it is decided, fails or
     /// expires (from this actor; hop to your own executor there).

@@ -110,6 +110,11 @@ public actor TokenService {
         return claims
     }
 
+    /// Whether the token these claims came from has been revoked since it was verified.
+    public func isRevoked(_ claims: TokenClaims) -> Bool {
+        revocations.isRevoked(tokenID: claims.jti, user: claims.sub, issuedAt: claims.issuedAt)
+    }
+
     /// Revokes one token by id until it would have expired anyway.
     public func revoke(tokenID: String, expiresAt: Date) async throws {
         try await store.revokeToken(id: tokenID, expiresAt: expiresAt)

@@ -65,7 +65,7 @@ public struct Challenge: Sendable, Equatable, Codable {
 public struct ChallengeError: Error, Sendable, Equatable, CustomStringConvertible {
     public enum Code: String, Sendable {
         case notFound, notYours, notPending, expired, wrongCode, tooManyAttempts, selfApproval, notAnApprover
-        case wrongKind, approverStepUpRequired, notEnrolled, lockedOut
+        case wrongKind, approverStepUpRequired, notEnrolled, lockedOut, passwordRequired
     }
 
     public var code: Code

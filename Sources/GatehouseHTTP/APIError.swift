@@ -10,6 +10,8 @@ public struct APIError: HTTPResponseError, Sendable {
         case notFound = "not_found"
         case loginFailed = "login_failed"
         case secondFactorRequired = "second_factor_required"
+        /// The action needs the caller's password again (a token alone is not enough).
+        case passwordRequired = "password_required"
         case wrongCode = "wrong_code"
         case lockedOut = "locked_out"
         case conflict
@@ -19,7 +21,7 @@ public struct APIError: HTTPResponseError, Sendable {
         var status: HTTPResponse.Status {
             switch self {
             case .badRequest: .badRequest
-            case .unauthenticated, .loginFailed, .secondFactorRequired, .wrongCode: .unauthorized
+            case .unauthenticated, .loginFailed, .secondFactorRequired, .passwordRequired, .wrongCode: .unauthorized
             case .lockedOut, .rateLimited: .tooManyRequests
             case .conflict: .conflict
             case .forbidden: .forbidden

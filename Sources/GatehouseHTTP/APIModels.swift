@@ -123,6 +123,21 @@ public enum API {
         public var sessions: Int
     }
 
+    public struct EnrolRequest: Codable, Sendable {
+        /// Your password, to enrol a first second factor (a stolen token alone cannot add one).
+        public var password: String?
+        /// A code from your confirmed second factor, to replace it.
+        public var code: String?
+        /// Admins only: enrol for this user instead of yourself (a lost authenticator, an account
+        /// without a password); the secret comes back to the admin, to hand over.
+        public var user: String?
+        public init(password: String? = nil, code: String? = nil, user: String? = nil) {
+            self.password = password
+            self.code = code
+            self.user = user
+        }
+    }
+
     public struct Enrolment: Codable, Sendable, ResponseEncodable {
         public var uri: String
         public var secret: String

@@ -42,6 +42,37 @@ extension APIRoutes {
                 .sessionTerminated, actor: caller.user.name, session: id, connection: session.connection, source: source,
                 detail: ["reason": given, "owner": session.user, "tokens_revoked": revokeTokens ? "true" : "false"]))
         environment.registry.terminate(id: id, reason: reason)
+        if revokeTokens {
+            // The person's other sessions end too: with the tokens gone, none of them may go on.
+            try await endSessions(
+                signedInWith: .allOf(user: session.user), except: id, actor: caller.user.name, source: source,
+                reason: "the tokens of \(session.user) were revoked by \(caller.user.name)")
+        }
+    }
+
+    /// Ends every live session that signed in with tokens just revoked, each audited before it is cut:
+    /// a revoked token runs nothing more. A session that registers after this call reads the
+    /// revocation itself.
+    func endSessions(
+        signedInWith revoked: SessionRegistry.RevokedTokens, except: String? = nil, actor: String, source: String?,
+        reason: String
+    ) async throws {
+        let fatal = "\(reason): sign in again with `gatehouse login` before reconnecting"
+        var audited = Set(except.map { [$0] } ?? [])
+        func record(_ session: SessionInfo) async throws {
+            try await audit(
+                AuditRecord(
+                    .sessionTerminated, actor: actor, session: session.id, connection: session.connection, source: source,
+                    detail: ["reason": reason, "owner": session.user, "tokens_revoked": "true"]))
+            audited.insert(session.id)
+        }
+        for session in environment.registry.sessions(signedInWith: revoked) where !audited.contains(session.id) {
+            try await record(session)
+        }
+        for session in environment.registry.terminateSessions(signedInWith: revoked, reason: fatal)
+        where !audited.contains(session.id) {
+            try await record(session)
+        }
     }
 
     // MARK: Audit

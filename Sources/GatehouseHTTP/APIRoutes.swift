@@ -314,6 +314,9 @@ public struct APIRoutes: Sendable {
                 AuditRecord(
                     .tokenRevoked, actor: caller.user.name, source: Self.source(context),
                     detail: ["token_id": claims.jti, "owner": claims.sub, "kind": claims.kind.rawValue]))
+            try await endSessions(
+                signedInWith: .token(id: claims.jti), actor: caller.user.name, source: Self.source(context),
+                reason: "the token \(claims.jti) was revoked by \(caller.user.name)")
             return API.RevokeResponse(revoked: "token \(claims.jti) of \(claims.sub)")
         case (nil, let user?):
             guard user == caller.user.name || caller.user.isAdmin else {
@@ -327,6 +330,9 @@ public struct APIRoutes: Sendable {
                 AuditRecord(
                     .tokenRevoked, actor: caller.user.name, source: Self.source(context), detail: ["owner": user, "scope": "all"])
             )
+            try await endSessions(
+                signedInWith: .allOf(user: user), actor: caller.user.name, source: Self.source(context),
+                reason: "the tokens of \(user) were revoked by \(caller.user.name)")
             return API.RevokeResponse(revoked: "every token of \(user) issued until now")
         default:
             throw APIError(.badRequest, "give either token or user")
@@ -382,16 +388,11 @@ public struct APIRoutes: Sendable {
             guard let current = body.current_password, !current.isEmpty else {
                 throw APIError(.badRequest, "give your current password (current_password) to change it")
             }
-            try loginThrottle.check(source: Self.source(context), user: name, at: environment.identities.now())
-            do {
-                _ = try await environment.identities.login(user: name, password: current)
-            } catch is LoginError {
-                try await audit(
-                    AuditRecord(
-                        .loginFailure, actor: name, source: Self.source(context),
-                        detail: ["reason": "wrong current password", "via": "password change"]))
-                throw APIError(.loginFailed, "the current password is wrong")
-            }
+            try await checkPassword(current, of: name, via: "password change", context, wrong: "the current password is wrong")
+        } else if caller.user.name == name && !caller.user.isAdmin {
+            // An account signed in with a token only (a service account) has no password to prove who
+            // holds the token: a first password from its token would outlive every revocation of it.
+            throw APIError(.forbidden, "\(name) has no password: only an admin sets a first password")
         }
         guard try await environment.identities.setPassword(body.password, forUser: name) else {
             throw APIError(.notFound, "user \(name) does not exist")
@@ -402,6 +403,9 @@ public struct APIRoutes: Sendable {
             AuditRecord(
                 .passwordSet, actor: caller.user.name, source: Self.source(context),
                 detail: ["user": name, "tokens_revoked": "all"]))
+        try await endSessions(
+            signedInWith: .allOf(user: name), actor: caller.user.name, source: Self.source(context),
+            reason: "the password of \(name) was changed")
         return API.Done(ok: true)
     }
 
@@ -420,6 +424,7 @@ public struct APIRoutes: Sendable {
         case .notYours, .selfApproval, .notAnApprover: APIError(.forbidden, error.description)
         case .wrongCode, .tooManyAttempts: APIError(.wrongCode, error.description)
         case .lockedOut: APIError(.lockedOut, error.description)
+        case .passwordRequired: APIError(.passwordRequired, error.description)
         case .approverStepUpRequired: APIError(.secondFactorRequired, error.description)
         case .notPending, .expired, .wrongKind, .notEnrolled: APIError(.conflict, error.description)
         }
@@ -428,15 +433,57 @@ public struct APIRoutes: Sendable {
     @Sendable func enroll(_ request: Request, context: GatehouseRequestContext) async throws -> API.Enrolment {
         let caller = try await authenticate(request)
         let stepUp = try requireStepUp()
-        let code = try await decodeOptional(API.CodeRequest.self, request, context)?.code
-        if code != nil {
-            try codeThrottle.check(source: Self.source(context), user: caller.user.name, at: environment.identities.now())
+        let body = try await decodeOptional(API.EnrolRequest.self, request, context) ?? API.EnrolRequest()
+        let user = body.user ?? caller.user.name
+        let proof: StepUpService.EnrolmentProof
+        if user != caller.user.name {
+            guard caller.user.isAdmin else { throw APIError(.forbidden, "only admins enrol a second factor for another user") }
+            guard try await environment.store.user(named: user) != nil else {
+                throw APIError(.notFound, "user \(user) does not exist")
+            }
+            proof = .admin(caller.user.name)
+        } else if try await stepUp.isEnrolled(user: user) {
+            guard let code = body.code, !code.isEmpty else {
+                throw APIError(.secondFactorRequired, "\(user) already has a second factor: give a code from it to replace it")
+            }
+            try codeThrottle.check(source: Self.source(context), user: user, at: environment.identities.now())
+            proof = .currentCode(code)
+        } else {
+            guard try await environment.store.user(named: user)?.passwordHash != nil else {
+                throw APIError(
+                    .forbidden,
+                    "\(user) has no password to confirm it is you: an admin enrols your first second factor "
+                        + "(`gatehouse mfa enroll --user \(user)`)")
+            }
+            guard let password = body.password, !password.isEmpty else {
+                throw APIError(.passwordRequired, "give your password (password) to enrol a first second factor")
+            }
+            try await checkPassword(password, of: user, via: "mfa enrolment", context)
+            proof = .password
         }
         do {
-            let enrolment = try await stepUp.enroll(user: caller.user.name, currentCode: code)
+            let enrolment = try await stepUp.enroll(user: user, proof: proof)
             return API.Enrolment(uri: enrolment.uri, secret: enrolment.secret)
         } catch let error as ChallengeError {
             throw Self.apiError(error)
+        }
+    }
+
+    /// Checks the caller's own password again (throttled like a login; a wrong one is a login failure
+    /// in the audit).
+    func checkPassword(
+        _ password: String, of name: String, via: String, _ context: GatehouseRequestContext,
+        wrong: String = "the password is wrong"
+    ) async throws {
+        try loginThrottle.check(source: Self.source(context), user: name, at: environment.identities.now())
+        do {
+            _ = try await environment.identities.login(user: name, password: password)
+        } catch is LoginError {
+            try await audit(
+                AuditRecord(
+                    .loginFailure, actor: name, source: Self.source(context),
+                    detail: ["reason": "wrong current password", "via": via]))
+            throw APIError(.loginFailed, wrong)
         }
     }
 

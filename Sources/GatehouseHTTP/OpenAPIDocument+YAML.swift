@@ -789,10 +789,21 @@ extension OpenAPIDocument {
               operationId: enrollMFA
               summary: Start enrolling a TOTP second factor
               description: |
-                Who may call: any signed-in user, for themself.
+                Who may call: any signed-in user, for themself; an admin, for another user (`user`).
 
                 Returns the secret and an `otpauth://` URI for an authenticator app; confirm with
-                `POST /api/v1/mfa/confirm`. `404` when step-up is not enabled on this gateway.
+                `POST /api/v1/mfa/confirm`. A token alone cannot add a second factor: a first one
+                needs the caller's `password` (`401 password_required` without it, `401 login_failed`
+                when it is wrong; `403` for an account without a password, whose first second factor
+                an admin enrols); replacing a confirmed one needs a `code` from it
+                (`401 second_factor_required`). `404` when step-up is not enabled on this gateway or
+                the `user` does not exist.
+              requestBody:
+                required: false
+                content:
+                  application/json:
+                    schema:
+                      $ref: '#/components/schemas/EnrolRequest'
               responses:
                 '200':
                   description: The new (unconfirmed) enrolment.
@@ -802,6 +813,8 @@ extension OpenAPIDocument {
                         $ref: '#/components/schemas/Enrolment'
                 '401':
                   $ref: '#/components/responses/Unauthorized'
+                '403':
+                  $ref: '#/components/responses/Forbidden'
                 '404':
                   $ref: '#/components/responses/NotFound'
           /api/v1/mfa/confirm:
@@ -1165,7 +1178,8 @@ extension OpenAPIDocument {
                       type: string
                       description: |
                         Stable machine-readable code. HTTP statuses: `bad_request` 400;
-                        `unauthenticated`, `login_failed`, `second_factor_required`, `wrong_code` 401;
+                        `unauthenticated`, `login_failed`, `second_factor_required`, `password_required`,
+                        `wrong_code` 401;
                         `forbidden` 403; `not_found` 404; `conflict` 409; `locked_out`, `rate_limited` 429;
                         `internal_error` 500.
                       enum:
@@ -1175,6 +1189,7 @@ extension OpenAPIDocument {
                         - not_found
                         - login_failed
                         - second_factor_required
+                        - password_required
                         - wrong_code
                         - locked_out
                         - conflict
@@ -1488,6 +1503,20 @@ extension OpenAPIDocument {
                 secret:
                   type: string
                   description: The TOTP secret (base32).
+            EnrolRequest:
+              type: object
+              properties:
+                password:
+                  type: string
+                  description: The caller's password, to enrol a first second factor.
+                code:
+                  type: string
+                  description: A code from the caller's confirmed second factor, to replace it.
+                user:
+                  type: string
+                  description: |
+                    Admins only: enrol for this user instead (a lost authenticator, an account without
+                    a password); the secret comes back to the admin, to hand over.
             CodeRequest:
               type: object
               properties:

@@ -38,7 +38,7 @@ public struct ClientStateMachine: Sendable {
         case forwardCancel(GatewayCancelKey)
         /// Send AuthenticationOk, the upstream's parameters, our cancel key and ReadyForQuery.
         case completeStartup
-        case fatal(sqlState: String, message: String, hint: String?)
+        case fatal(ClientMessage)
         /// Close without a message (after a cancel request, or when the peer is gone).
         case close
         case none
@@ -62,11 +62,11 @@ public struct ClientStateMachine: Sendable {
 
     public mutating func startupPacket(_ packet: StartupPacket) -> Action {
         guard case .awaitingStartup = state else {
-            return protocolViolation("a startup packet arrived after startup")
+            return fatal(.protocolViolation("a startup packet arrived after startup"))
         }
         switch packet {
         case .sslRequest:
-            if tlsActive { return protocolViolation("SSLRequest on an encrypted connection") }
+            if tlsActive { return fatal(.protocolViolation("SSLRequest on an encrypted connection")) }
             guard tlsAvailable else { return .refuseEncryption }
             tlsActive = true
             return .startTLS
@@ -77,13 +77,13 @@ public struct ClientStateMachine: Sendable {
             return .forwardCancel(GatewayCancelKey(processID: processID, secretKey: secretKey))
         case .startup(let version, var parameters):
             guard let user = parameters.removeAll(named: "user"), !user.isEmpty else {
-                return fatal("28000", "no user name in the startup packet", hint: "connect with user=YOUR_GATEHOUSE_USER")
+                return fatal(.noUserName)
             }
             if user.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) {
-                return fatal("28000", "user names cannot contain control characters", hint: nil)
+                return fatal(.controlCharactersInUserName)
             }
             if let replication = parameters["replication"], !["false", "0", "off", "no"].contains(replication.lowercased()) {
-                return fatal("28000", "replication connections are not supported through Gatehouse", hint: nil)
+                return fatal(.replicationNotSupported)
             }
             parameters.removeAll(named: "replication")
             let database = parameters.removeAll(named: "database")
@@ -95,9 +95,7 @@ public struct ClientStateMachine: Sendable {
             let request = StartupRequest(
                 user: user, connection: connection, applicationName: applicationName, passthrough: parameters)
             guard tlsActive || allowPlaintextPasswords else {
-                return fatal(
-                    "28000", "Gatehouse accepts tokens only over TLS from this address",
-                    hint: "connect with sslmode=require (or verify-full with the gateway's certificate)")
+                return fatal(.tokensOnlyOverTLS)
             }
             state = .awaitingPassword(request)
             if (version & 0xffff) != 0 || !unsupported.isEmpty {
@@ -116,20 +114,18 @@ public struct ClientStateMachine: Sendable {
         case .awaitingPassword(let request):
             guard frame.type == MessageType.password else {
                 if frame.type == MessageType.terminate { state = .closed; return .close }
-                return protocolViolation("expected a password message, got message type '\(frame.typeName)'")
+                return fatal(.protocolViolation("expected a password message, got message type '\(frame.typeName)'"))
             }
             guard let token = try? WireMessages.decodePassword(frame.body), !token.isEmpty else {
-                return fatal(
-                    "28P01", "empty or malformed password: the password must be a Gatehouse access token",
-                    hint: "password=$(gatehouse token)")
+                return fatal(.malformedPassword)
             }
             state = .authenticating(request)
             return .verifyToken(request, token: token)
         case .awaitingStartup:
-            return protocolViolation("a typed message arrived before the startup packet")
+            return fatal(.protocolViolation("a typed message arrived before the startup packet"))
         case .authenticating, .connectingUpstream:
             if frame.type == MessageType.terminate { state = .closed; return .close }
-            return protocolViolation("message type '\(frame.typeName)' arrived while authenticating")
+            return fatal(.protocolViolation("message type '\(frame.typeName)' arrived while authenticating"))
         case .relaying, .closed:
             return .none
         }
@@ -141,9 +137,9 @@ public struct ClientStateMachine: Sendable {
         return .connectUpstream(request)
     }
 
-    public mutating func authenticationFailed(sqlState: String, message: String, hint: String?) -> Action {
+    public mutating func authenticationFailed(_ message: ClientMessage) -> Action {
         guard case .authenticating = state else { return .none }
-        return fatal(sqlState, message, hint: hint)
+        return fatal(message)
     }
 
     public mutating func upstreamReady() -> Action {
@@ -152,15 +148,15 @@ public struct ClientStateMachine: Sendable {
         return .completeStartup
     }
 
-    public mutating func upstreamFailed(sqlState: String, message: String, hint: String?) -> Action {
+    public mutating func upstreamFailed(_ message: ClientMessage) -> Action {
         guard case .connectingUpstream = state else { return .none }
-        return fatal(sqlState, message, hint: hint)
+        return fatal(message)
     }
 
     public mutating func authenticationTimedOut() -> Action {
         switch state {
         case .relaying, .closed: return .none
-        default: return fatal("08006", "authentication timed out", hint: nil)
+        default: return fatal(.authenticationTimedOut)
         }
     }
 
@@ -168,12 +164,8 @@ public struct ClientStateMachine: Sendable {
         state = .closed
     }
 
-    private mutating func protocolViolation(_ message: String) -> Action {
-        fatal("08P01", "protocol violation: \(message)", hint: nil)
-    }
-
-    private mutating func fatal(_ sqlState: String, _ message: String, hint: String?) -> Action {
+    private mutating func fatal(_ message: ClientMessage) -> Action {
         state = .closed
-        return .fatal(sqlState: sqlState, message: message, hint: hint)
+        return .fatal(message)
     }
 }

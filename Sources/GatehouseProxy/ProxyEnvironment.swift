@@ -3,6 +3,7 @@ import GatehouseAuth
 import GatehouseConfig
 import GatehouseCore
 import GatehouseGeo
+import GatehousePolicy
 import GatehouseStore
 import Logging
 import NIOSSL
@@ -61,33 +62,19 @@ public struct ProxyEnvironment: Sendable {
     }
 }
 
-/// Errors ending a connection, mapped in one place to what the PostgreSQL client sees.
-public struct ProxyFailure: Error, Sendable, CustomStringConvertible {
-    public var sqlState: String
-    public var message: String
-    public var hint: String?
-    /// Recorded in the audit log; may say more than the client sees.
-    public var auditReason: String
-
-    public init(sqlState: String, message: String, hint: String? = nil, auditReason: String? = nil) {
-        self.sqlState = sqlState
-        self.message = message
-        self.hint = hint
-        self.auditReason = auditReason ?? message
-    }
-
-    public var description: String { message }
-
-    /// SQLSTATEs used by the gateway.
-    public enum Code {
-        public static let invalidAuthorization = "28000"
-        public static let invalidPassword = "28P01"
-        public static let unknownDatabase = "3D000"
-        public static let cannotConnect = "08001"
-        public static let connectionFailure = "08006"
-        public static let protocolViolation = "08P01"
-        public static let adminShutdown = "57P01"
-        public static let insufficientPrivilege = "42501"
-        public static let internalError = "XX000"
+extension ProxyEnvironment {
+    /// What a session's judge reads of the world now: the policy in force, the user's grants on the
+    /// connection active now, the clock, the inspector, and whether statements can be held.
+    func judgeWorld(user: String?, connection: String?) -> StatementJudge.World {
+        let now = self.now()
+        var active: [ActiveGrant] = []
+        if let user, let connection, let grants {
+            active = grants.activeGrants(for: user, on: connection, at: now).compactMap { grant in
+                grant.expiresAt.map { ActiveGrant(id: grant.id, role: grant.role, expiresAt: $0) }
+            }
+        }
+        return StatementJudge.World(
+            policy: guardrails.compiled, inspect: guardrails.inspect, grants: active, now: now,
+            holdTimeout: stepUp?.holdTimeout, newChallengeID: { RandomSecret.hex(8) })
     }
 }

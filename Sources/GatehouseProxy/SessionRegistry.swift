@@ -42,12 +42,14 @@ public struct GatewayCancelKey: Sendable, Hashable {
 ///
 /// A lock guards small synchronous state; the closures it holds hop to each session's event loop.
 public final class SessionRegistry: Sendable {
-    private struct Entry: Sendable {
+    fileprivate struct Entry: Sendable {
         var info: SessionInfo
         var cancelKey: GatewayCancelKey
         var cancelTarget: UpstreamCancelTarget
         var terminate: @Sendable (String) -> Void
         var cancelled: @Sendable () -> Void
+        /// The id of the access token the session signed in with.
+        var tokenID: String?
         /// Grants this session's statements relied on.
         var usedGrants: Set<String> = []
     }
@@ -100,7 +102,8 @@ public final class SessionRegistry: Sendable {
 
     /// Registers a session and returns the cancel key to hand to its client.
     public func register(
-        _ info: SessionInfo, cancelTarget: UpstreamCancelTarget, terminate: @escaping @Sendable (String) -> Void,
+        _ info: SessionInfo, cancelTarget: UpstreamCancelTarget, tokenID: String? = nil,
+        terminate: @escaping @Sendable (String) -> Void,
         cancelled: @escaping @Sendable () -> Void = {}
     ) -> GatewayCancelKey {
         state.withLockedValue { state in
@@ -112,7 +115,8 @@ public final class SessionRegistry: Sendable {
             // A replaced entry's key must not lead to the new session.
             if let replaced = state.sessions[info.id] { state.byCancelKey[replaced.cancelKey] = nil }
             state.sessions[info.id] = Entry(
-                info: info, cancelKey: key, cancelTarget: cancelTarget, terminate: terminate, cancelled: cancelled)
+                info: info, cancelKey: key, cancelTarget: cancelTarget, terminate: terminate, cancelled: cancelled,
+                tokenID: tokenID)
             state.byCancelKey[key] = info.id
             Telemetry.sessions.set(state.sessions.count)
             Telemetry.sessionsOpened.increment()
@@ -158,9 +162,37 @@ public final class SessionRegistry: Sendable {
     /// Terminates every session that relied on `grant`; returns their ids.
     @discardableResult
     public func terminateSessions(usingGrant grant: String, reason: String) -> [String] {
-        let entries = state.withLockedValue { state in state.sessions.values.filter { $0.usedGrants.contains(grant) } }
+        terminateAll(reason: reason) { $0.usedGrants.contains(grant) }.map(\.id)
+    }
+
+    /// Which tokens a revocation took: one token by id, or every token of a user issued until now.
+    public enum RevokedTokens: Sendable, Equatable {
+        case token(id: String)
+        case allOf(user: String)
+
+        fileprivate func took(_ entry: Entry) -> Bool {
+            switch self {
+            case .token(let id): entry.tokenID == id
+            case .allOf(let user): entry.info.user == user
+            }
+        }
+    }
+
+    /// The live sessions that signed in with `revoked` tokens.
+    public func sessions(signedInWith revoked: RevokedTokens) -> [SessionInfo] {
+        state.withLockedValue { state in state.sessions.values.filter(revoked.took).map(\.info) }
+    }
+
+    /// Terminates the sessions that signed in with `revoked` tokens; returns them.
+    @discardableResult
+    public func terminateSessions(signedInWith revoked: RevokedTokens, reason: String) -> [SessionInfo] {
+        terminateAll(reason: reason, where: revoked.took)
+    }
+
+    private func terminateAll(reason: String, where matches: (Entry) -> Bool) -> [SessionInfo] {
+        let entries = state.withLockedValue { state in state.sessions.values.filter(matches) }
         for entry in entries { entry.terminate(reason) }
-        return entries.map(\.info.id)
+        return entries.map(\.info)
     }
 
     /// Tells a session its client asked to cancel (a statement the gateway holds is the session's to end).

@@ -11,27 +11,24 @@ import PostgresWire
 /// session's usability stay exactly PostgreSQL's.
 ///
 /// Pure: frames in, frames out. The caller supplies the judgement.
-struct StatementGuard {
+struct StatementGuard: Sendable {
     /// What the caller decided about a statement text.
-    enum Verdict {
+    enum Verdict: Equatable {
         case proceed
         case refuse(ErrorNoticeFields)
-        /// Not yet: the caller keeps the frame and submits it again with the final verdict.
-        case hold
     }
 
-    enum ClientOutcome: Equatable {
+    /// What a frame of the client is.
+    enum Arrival: Equatable {
         /// Send the frame on unchanged.
         case forward
-        /// Send this frame instead (the refusal marker).
-        case replace(PostgresFrame)
-        /// Not allowed in a session at all: end the connection with this error.
-        case protocolViolation(String)
-        /// Held: nothing was sent and nothing counted; submit the frame again when decided.
-        case hold
+        /// A statement text to judge: give the verdict with `decided(_:_:)`, now or after a hold.
+        case statement(String)
         /// Refused before any judgement (text that is not UTF-8, a FunctionCall): send this frame instead,
         /// and audit the refusal of `what`.
         case refuseUnjudged(PostgresFrame, reason: String, what: String)
+        /// Not allowed in a session at all: end the connection.
+        case protocolViolation(String)
     }
 
     /// A syntax error in the server's eyes; unguessable, so a client cannot provoke a rewrite itself.
@@ -48,64 +45,39 @@ struct StatementGuard {
     /// Whether refusals are waiting for the server's answer.
     var hasPendingRefusals: Bool { !refusals.isEmpty }
 
-    mutating func client(_ frame: PostgresFrame, judge: (String) -> Verdict) -> ClientOutcome {
+    mutating func arrived(_ frame: PostgresFrame) -> Arrival {
         switch frame.type {
         case FrontendMessageType.query:
-            let query: QueryMessage
             do {
-                query = try QueryMessage.decode(frame.body)
+                return .statement(try QueryMessage.decode(frame.body).sql)
             } catch let error as PostgresWireError where error.code == .invalidTextEncoding {
-                refusals.append((cyclesSent, Self.unreadable(error)))
+                refusals.append((cyclesSent, ClientMessage.unreadableText(error.description).fields))
                 cyclesSent += 1
                 return .refuseUnjudged(
                     QueryMessage(sql: marker).frame, reason: error.description, what: "(text that is not UTF-8)")
             } catch {
                 return .protocolViolation("malformed Query message")
             }
-            switch judge(query.sql) {
-            case .hold:
-                return .hold
-            case .proceed:
-                cyclesSent += 1
-                return .forward
-            case .refuse(let error):
-                refusals.append((cyclesSent, error))
-                cyclesSent += 1
-                return .replace(QueryMessage(sql: marker).frame)
-            }
         case FrontendMessageType.parse:
-            let parse: ParseMessage
             do {
-                parse = try ParseMessage.decode(frame.body)
+                return .statement(try ParseMessage.decode(frame.body).sql)
             } catch let error as PostgresWireError where error.code == .invalidTextEncoding {
                 // The statement's name must be readable to answer in its place.
                 var body = frame.body
                 guard let name = try? body.readValidatedString() else {
                     return .protocolViolation("a Parse message's statement name is not UTF-8")
                 }
-                refusals.append((cyclesSent, Self.unreadable(error)))
+                refusals.append((cyclesSent, ClientMessage.unreadableText(error.description).fields))
                 return .refuseUnjudged(
                     ParseMessage(name: name, sql: marker).frame, reason: error.description, what: "(text that is not UTF-8)")
             } catch {
                 return .protocolViolation("malformed Parse message")
             }
-            switch judge(parse.sql) {
-            case .hold:
-                return .hold
-            case .proceed:
-                return .forward
-            case .refuse(let error):
-                refusals.append((cyclesSent, error))
-                return .replace(ParseMessage(name: parse.name, sql: marker).frame)
-            }
         case FrontendMessageType.functionCall:
             // A direct call of a function by OID bypasses SQL entirely: never passed blind.
             var body = frame.body
             let oid = body.readInteger(as: UInt32.self).map(String.init) ?? "?"
-            let refusal = ErrorNoticeFields(
-                severity: "ERROR", sqlState: "42501",
-                message: "Gatehouse does not pass the FunctionCall protocol message: call the function with SQL",
-                hint: "use SELECT function_name(...) so the statement can be checked")
+            let refusal = ClientMessage.functionCallRefused.fields
             refusals.append((cyclesSent, refusal))
             cyclesSent += 1
             return .refuseUnjudged(
@@ -122,11 +94,25 @@ struct StatementGuard {
         }
     }
 
-    /// The refusal of a text that is not UTF-8, as PostgreSQL words it (SQLSTATE 22021).
-    static func unreadable(_ error: PostgresWireError) -> ErrorNoticeFields {
-        ErrorNoticeFields(
-            severity: "ERROR", sqlState: "22021", message: error.description,
-            hint: "Gatehouse sessions use client_encoding UTF8: send UTF-8 text")
+    /// The frame to send for a statement `arrived` asked to judge: itself, or the refusal marker in its
+    /// place (the refusal is what the client reads when the server rejects the marker).
+    mutating func decided(_ frame: PostgresFrame, _ verdict: Verdict) -> PostgresFrame {
+        let isQuery = frame.type == FrontendMessageType.query
+        switch verdict {
+        case .proceed:
+            if isQuery { cyclesSent += 1 }
+            return frame
+        case .refuse(let error):
+            refusals.append((cyclesSent, error))
+            if isQuery {
+                cyclesSent += 1
+                return QueryMessage(sql: marker).frame
+            }
+            // `arrived` read this Parse message: its name is readable.
+            var body = frame.body
+            let name = (try? body.readValidatedString()) ?? ""
+            return ParseMessage(name: name, sql: marker).frame
+        }
     }
 
     /// Why a setting the server reports breaks the session's pins (UTF8, standard-conforming strings):

@@ -4,7 +4,7 @@ import NIOSSL
 import PostgresWire
 
 /// What the upstream server said once the brokered login succeeded.
-public struct UpstreamStartup: Sendable {
+public struct UpstreamStartup: Sendable, Equatable {
     /// ParameterStatus frames, relayed to the client as they are.
     public var parameterFrames: [PostgresFrame]
     public var processID: Int32
@@ -232,7 +232,7 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private func failReady(_ reason: String) {
         guard !readyCompleted else { return }
         readyCompleted = true
-        ready.fail(ProxyFailure(sqlState: ProxyFailure.Code.cannotConnect, message: reason))
+        ready.fail(UpstreamFailure(reason: reason))
     }
 
     /// Gives up on startup (the client left or time ran out).

@@ -115,7 +115,8 @@ struct Tokens: AsyncParsableCommand {
     struct Revoke: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Revoke one token, or every token of a user.",
-            discussion: "A revoked token is refused at once, for new sessions and at the API.")
+            discussion:
+                "A revoked token is refused at once, for new sessions and at the API, and every live session it signed in ends.")
 
         @OptionGroup var options: ClientOptions
 

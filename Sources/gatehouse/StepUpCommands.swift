@@ -12,8 +12,11 @@ struct MFA: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Enrol an authenticator app: shows the otpauth:// URI and a QR code, then asks for the first code.",
             discussion: """
-                Enrolling again replaces the previous secret, and needs a code from it (asked for, or --current-code);
-                until the new secret is confirmed, logins ask for no code.
+                A first second factor needs your password again (asked for, or --password-stdin): a token alone
+                cannot add one. Enrolling again replaces the previous secret, and needs a code from it (asked
+                for, or --current-code); until the new secret is confirmed, logins ask for no code.
+                An admin can enrol for another user with --user (a lost authenticator, an account without a
+                password): the secret is shown to the admin, to hand over; the user confirms it.
                 """)
         @OptionGroup var options: ClientOptions
 
@@ -23,20 +26,42 @@ struct MFA: AsyncParsableCommand {
         @Option(help: "When replacing a second factor: a code from the current one.")
         var currentCode: String?
 
+        @Flag(help: "Read your password from standard input instead of asking.")
+        var passwordStdin = false
+
+        @Option(help: "Admins: enrol for this user.")
+        var user: String?
+
         func run() async throws {
             let client = try APIClient.loggedIn(server: options.server)
-            let enrolment = try await sendAskingForCode(currentCode, prompt: "Code from your current authenticator: ") {
-                code in
-                try await client.send("POST", "mfa/enroll", body: code.map { API.CodeRequest(code: $0) }, as: API.Enrolment.self)
+            var request = API.EnrolRequest(
+                password: passwordStdin ? try readSecret(prompt: "", fromStandardInput: true) : nil, code: currentCode,
+                user: user)
+            let enrolment: API.Enrolment
+            while true {
+                do {
+                    enrolment = try await client.send("POST", "mfa/enroll", body: request, as: API.Enrolment.self)
+                    break
+                } catch let error as CLIError where error.code == "password_required" && request.password == nil {
+                    request.password = try readSecret(prompt: "Your password: ", fromStandardInput: false)
+                } catch let error as CLIError where error.code == "second_factor_required" && request.code == nil {
+                    request.code = try readCode(nil, prompt: "Code from your current authenticator: ")
+                }
             }
             if options.json {
                 try printJSON(enrolment)
             } else {
-                print("Add this account to your authenticator app (scan, or enter the secret by hand):\n")
+                print(
+                    "Add this account to \(user.map { "\($0)'s" } ?? "your") authenticator app (scan, or enter the secret by hand):\n"
+                )
                 if let qr = QRCode.terminal(enrolment.uri) { print(qr) }
                 print("  \(enrolment.uri)\n  secret: \(enrolment.secret)\n")
             }
             fflush(nil)
+            if let user, try await client.send("GET", "me", as: API.Me.self).user != user {
+                if !options.json { print("\(user) confirms it with the first code: gatehouse mfa confirm CODE") }
+                return
+            }
             guard code != nil || isatty(STDIN_FILENO) != 0 else {
                 if !options.json { print("Confirm with the first code: gatehouse mfa confirm CODE") }
                 return

@@ -4,8 +4,11 @@ import GatehouseHTTP
 import GatehouseStore
 import Hummingbird
 import HummingbirdTesting
+import NIOConcurrencyHelpers
 import Prometheus
 import Testing
+
+@testable import GatehouseProxy
 
 /// What the read routes answer, the audit filters and export, throttling, and `/metrics`.
 @Suite("API read routes, audit queries, throttles and metrics")
@@ -168,7 +171,7 @@ struct APIReadRoutesTests {
 struct HardeningTests {
     @Test func aConfirmedSecondFactorIsReplacedOnlyWithACodeFromIt() async throws {
         let harness = try await Harness.make()
-        let enrolment = try await harness.stepUp.enroll(user: "alice")
+        let enrolment = try await harness.stepUp.enroll(user: "alice", proof: .password)
         let totp = TOTP(secret: try #require(Base32.decode(enrolment.secret)))
         try await harness.stepUp.confirm(user: "alice", code: totp.code(at: harness.clock.now))
         harness.clock.advance(30)
@@ -185,6 +188,122 @@ struct HardeningTests {
                 .post, "/api/v1/mfa/enroll", token: alice, json: #"{"code":"\#(totp.code(at: harness.clock.now))"}"#)
             #expect(replaced.status == .ok)
             #expect(try replaced.decode(API.Enrolment.self).secret != enrolment.secret)
+        }
+    }
+
+    @Test("a first second factor needs the password again: a stolen token alone cannot add one")
+    func aFirstSecondFactorNeedsThePassword() async throws {
+        let harness = try await Harness.make()
+        let bob = try await harness.loginToken("bob")
+        try await harness.test { client in
+            expectAPIError(
+                try await client.send(.post, "/api/v1/mfa/enroll", token: bob), .unauthorized, code: "password_required",
+                message: "give your password (password) to enrol a first second factor")
+            expectAPIError(
+                try await client.send(.post, "/api/v1/mfa/enroll", token: bob, json: #"{"code":"123456"}"#), .unauthorized,
+                code: "password_required")
+            expectAPIError(
+                try await client.send(.post, "/api/v1/mfa/enroll", token: bob, json: #"{"password":"not-bobs-password"}"#),
+                .unauthorized, code: "login_failed", message: "the password is wrong")
+            #expect(try await harness.store.mfa(ofUser: "bob") == nil)
+            let failure = try #require(try await harness.auditEvents().last)
+            #expect(failure.type == "login.failure")
+            #expect(failure.actor == "bob")
+            #expect(failure.detail["via"] == "mfa enrolment")
+
+            let enrolled = try await client.send(
+                .post, "/api/v1/mfa/enroll", token: bob, json: #"{"password":"\#(Seed.bobPassword)"}"#)
+            #expect(enrolled.status == .ok, "\(enrolled.text)")
+            #expect(try await harness.store.mfa(ofUser: "bob")?.confirmed == false)
+            let event = try #require(try await harness.auditEvents().last)
+            #expect(event.type == "mfa.enrolled")
+            #expect(event.actor == "bob")
+            #expect(event.detail == ["method": "totp", "user": "bob", "proof": "password"])
+        }
+    }
+
+    @Test("an account without a password has its first factor enrolled by an admin, and cannot give itself a password")
+    func anAccountWithoutAPasswordNeedsAnAdmin() async throws {
+        let harness = try await Harness.make()
+        let dave = try await harness.loginToken("dave")
+        let alice = try await harness.loginToken("alice")
+        let admin = try await harness.loginToken("admin")
+        try await harness.test { client in
+            expectAPIError(
+                try await client.send(.post, "/api/v1/mfa/enroll", token: dave, json: #"{"password":"anything-at-all"}"#),
+                .forbidden, code: "forbidden",
+                message:
+                    "dave has no password to confirm it is you: an admin enrols your first second factor (`gatehouse mfa enroll --user dave`)"
+            )
+            expectAPIError(
+                try await client.send(
+                    .put, "/api/v1/users/dave/password", token: dave, json: #"{"password":"dave-picks-one-now"}"#),
+                .forbidden, code: "forbidden", message: "dave has no password: only an admin sets a first password")
+            #expect(try await harness.store.user(named: "dave")?.passwordHash == nil)
+            expectAPIError(
+                try await client.send(.post, "/api/v1/mfa/enroll", token: alice, json: #"{"user":"dave"}"#), .forbidden,
+                code: "forbidden", message: "only admins enrol a second factor for another user")
+            expectAPIError(
+                try await client.send(.post, "/api/v1/mfa/enroll", token: admin, json: #"{"user":"nobody"}"#), .notFound,
+                code: "not_found")
+            #expect(try await harness.store.mfa(ofUser: "dave") == nil)
+
+            let byAdmin = try await client.send(.post, "/api/v1/mfa/enroll", token: admin, json: #"{"user":"dave"}"#)
+            #expect(byAdmin.status == .ok, "\(byAdmin.text)")
+            let enrolment = try byAdmin.decode(API.Enrolment.self)
+            #expect(enrolment.uri.hasPrefix("otpauth://totp/Gatehouse:dave?secret="))
+            let event = try #require(try await harness.auditEvents().last)
+            #expect(event.type == "mfa.enrolled")
+            #expect(event.actor == "admin")
+            #expect(event.detail == ["method": "totp", "user": "dave", "proof": "admin"])
+            // dave confirms it with the first code, as after any enrolment.
+            let totp = TOTP(secret: try #require(Base32.decode(enrolment.secret)))
+            let confirmed = try await client.send(
+                .post, "/api/v1/mfa/confirm", token: dave, json: #"{"code":"\#(totp.code(at: harness.clock.now))"}"#)
+            #expect(confirmed.status == .ok, "\(confirmed.text)")
+            #expect(try await harness.stepUp.isEnrolled(user: "dave"))
+        }
+    }
+
+    @Test("revoking a token ends the live sessions it signed in, each audited; revoking all of a user's ends all of theirs")
+    func revokingTokensEndsTheirSessions() async throws {
+        let harness = try await Harness.make()
+        let target = UpstreamCancelTarget(host: "db", port: 5432, processID: 1, secretKey: 2)
+        let reasons = NIOLockedValueBox<[String: [String]]>([:])
+        let first = try await harness.tokens.issue(for: try await harness.user("bob"), kind: .access, ttl: 600)
+        let second = try await harness.tokens.issue(for: try await harness.user("bob"), kind: .access, ttl: 600)
+        for (id, user, token) in [("b1", "bob", first.claims.jti), ("b2", "bob", second.claims.jti), ("a1", "alice", "t-a")] {
+            _ = harness.registry.register(harness.session(id, user: user), cancelTarget: target, tokenID: token) { reason in
+                reasons.withLockedValue { $0[id, default: []].append(reason) }
+            }
+        }
+        let bob = try await harness.loginToken("bob")
+        let admin = try await harness.loginToken("admin")
+        try await harness.test { client in
+            let one = try await client.send(.post, "/api/v1/tokens/revoke", token: bob, json: #"{"token":"\#(first.token)"}"#)
+            #expect(one.status == .ok, "\(one.text)")
+            #expect(
+                reasons.withLockedValue { $0 } == [
+                    "b1": [
+                        "the token \(first.claims.jti) was revoked by bob: sign in again with `gatehouse login` before reconnecting"
+                    ]
+                ])
+            let ended = try #require(try await harness.auditEvents().last)
+            #expect(ended.type == "session.terminated")
+            #expect(ended.session == "b1")
+            #expect(ended.detail["tokens_revoked"] == "true")
+
+            let all = try await client.send(.post, "/api/v1/tokens/revoke", token: admin, json: #"{"user":"bob"}"#)
+            #expect(all.status == .ok, "\(all.text)")
+            // The registry here is only a list (no session leaves it by itself): b1 is asked again.
+            #expect(
+                reasons.withLockedValue { $0["b2"] } == [
+                    "the tokens of bob were revoked by admin: sign in again with `gatehouse login` before reconnecting"
+                ])
+            #expect(reasons.withLockedValue { $0["a1"] } == nil)
+            let terminated = try await harness.auditEvents().filter { $0.type == "session.terminated" }.map(\.session)
+            #expect(terminated.contains("b2"))
+            #expect(!terminated.contains("a1"))
         }
     }
 

@@ -90,8 +90,8 @@ struct AuthorizationMatrixTests {
             [401, 403, 200, 403, 200, 200]),
         Case("GET /api/v1/roles", signedIn),
         Case("GET /api/v1/grants", signedIn),
-        // alice has a confirmed factor: replacing it needs a code from it.
-        Case("POST /api/v1/mfa/enroll", [401, 401, 200, 200, 200, 200]),
+        // Enrolling for bob: only an admin may; bob himself is asked for his password.
+        Case("POST /api/v1/mfa/enroll", body: #"{"user":"bob"}"#, [401, 403, 401, 403, 403, 200]),
         // Each caller confirms only their own enrolment: alice's code is wrong, the others have none.
         Case("POST /api/v1/mfa/confirm", body: #"{"code":"123456"}"#, [401, 401, 409, 409, 409, 409]),
         Case("GET /api/v1/challenges", signedIn),
@@ -128,7 +128,7 @@ struct AuthorizationMatrixTests {
             let alice = try await harness.user("alice")
             let request = try await harness.grants.submit(
                 requester: alice, role: "dba", connection: "app", duration: 1800, reason: "OPS-1", startAt: nil)
-            let enrolment = try await harness.stepUp.enroll(user: "alice")
+            let enrolment = try await harness.stepUp.enroll(user: "alice", proof: .password)
             let totp = TOTP(secret: try #require(Base32.decode(enrolment.secret)))
             try await harness.stepUp.confirm(user: "alice", code: totp.code(at: harness.clock.now))
             harness.clock.advance(30)

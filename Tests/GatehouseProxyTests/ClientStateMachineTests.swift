@@ -1,3 +1,4 @@
+import GatehouseAuth
 import NIOCore
 import PostgresWire
 import Testing
@@ -55,12 +56,12 @@ struct ClientStateMachineTests {
     }
 
     func sqlState(_ action: Action) -> String? {
-        if case .fatal(let state, _, _) = action { return state }
+        if case .fatal(let message) = action { return message.fields.sqlState }
         return nil
     }
 
     func message(_ action: Action) -> String? {
-        if case .fatal(_, let message, _) = action { return message }
+        if case .fatal(let message) = action { return message.fields.message }
         return nil
     }
 
@@ -268,9 +269,12 @@ struct ClientStateMachineTests {
 
     @Test func authenticationFailureIsFatal() {
         var machine = Self.authenticating()
-        let action = machine.authenticationFailed(
-            sqlState: "28P01", message: "the token was revoked", hint: "run gatehouse token")
-        #expect(action == .fatal(sqlState: "28P01", message: "the token was revoked", hint: "run gatehouse token"))
+        let action = machine.authenticationFailed(.tokenRefused(user: "alice", TokenError(.revoked, "the token was revoked")))
+        #expect(
+            action
+                == .fatal(
+                    sqlState: "28P01", message: "password authentication failed for user \"alice\": the token was revoked",
+                    hint: "run `gatehouse token` for a new token"))
         #expect(machine.state == .closed)
         // Nothing more happens on a closed connection.
         #expect(machine.tokenVerified() == .none)
@@ -285,22 +289,24 @@ struct ClientStateMachineTests {
     @Test func upstreamFailureIsFatal() {
         var machine = Self.connecting()
         #expect(
-            machine.upstreamFailed(sqlState: "08001", message: "cannot reach db", hint: nil)
-                == .fatal(sqlState: "08001", message: "cannot reach db", hint: nil))
+            machine.upstreamFailed(.connectionUnavailable("main", reason: "cannot reach db"))
+                == .fatal(
+                    sqlState: "08001", message: "connection \"main\" is unavailable: cannot reach db",
+                    hint: "the gateway could not open a session to the database; try again or tell its administrators"))
         #expect(machine.state == .closed)
     }
 
     @Test func eventsInTheWrongStateDoNothing() {
         var waiting = Self.awaitingPassword()
         #expect(waiting.tokenVerified() == .none)
-        #expect(waiting.authenticationFailed(sqlState: "28P01", message: "x", hint: nil) == .none)
-        #expect(waiting.upstreamFailed(sqlState: "08001", message: "x", hint: nil) == .none)
+        #expect(waiting.authenticationFailed(.malformedPassword) == .none)
+        #expect(waiting.upstreamFailed(.auditUnavailable) == .none)
         #expect(waiting.upstreamReady() == .close)
         var authenticating = Self.authenticating()
-        #expect(authenticating.upstreamFailed(sqlState: "08001", message: "x", hint: nil) == .none)
+        #expect(authenticating.upstreamFailed(.auditUnavailable) == .none)
         #expect(authenticating.state == .authenticating(Self.aliceRequest))
         var connecting = Self.connecting()
-        #expect(connecting.authenticationFailed(sqlState: "28P01", message: "x", hint: nil) == .none)
+        #expect(connecting.authenticationFailed(.malformedPassword) == .none)
         #expect(connecting.tokenVerified() == .none)
         #expect(connecting.state == .connectingUpstream(Self.aliceRequest))
     }
@@ -373,11 +379,11 @@ struct ClientStateMachineTests {
         }
     }
 
-    @Test func protocolViolationCodeMatchesTheProxyFailureTable() {
-        #expect(ProxyFailure.Code.protocolViolation == "08P01")
-        #expect(ProxyFailure.Code.invalidPassword == "28P01")
-        #expect(ProxyFailure.Code.invalidAuthorization == "28000")
-        #expect(ProxyFailure.Code.connectionFailure == "08006")
+    @Test func protocolViolationCodeMatchesTheClientMessageTable() {
+        #expect(ClientMessage.Code.protocolViolation == "08P01")
+        #expect(ClientMessage.Code.invalidPassword == "28P01")
+        #expect(ClientMessage.Code.invalidAuthorization == "28000")
+        #expect(ClientMessage.Code.connectionFailure == "08006")
     }
 }
 
@@ -397,10 +403,28 @@ struct ClientStateMachineWithoutTLSTests {
         // Refused before the client can send its token in the clear.
         let action = machine.startupPacket(
             .startup(protocolVersion: StartupPacket.protocolVersion3, parameters: ["user": "ada", "database": "main"]))
-        guard case .fatal(let state, _, _) = action else {
+        guard case .fatal(let message) = action, let state = message.fields.sqlState else {
             Issue.record("expected a refusal, got \(action)")
             return
         }
         #expect(state == "28000")
     }
+}
+
+/// A FATAL as the client reads it: an action equals one when it sends exactly these fields.
+struct Fatal: Equatable {
+    var sqlState: String
+    var message: String
+    var hint: String?
+
+    static func fatal(sqlState: String, message: String, hint: String?) -> Fatal {
+        Fatal(sqlState: sqlState, message: message, hint: hint)
+    }
+}
+
+func == (action: ClientStateMachine.Action, expected: Fatal) -> Bool {
+    guard case .fatal(let message) = action else { return false }
+    let fields = message.fields
+    return fields.severity == "FATAL" && fields.sqlState == expected.sqlState && fields.message == expected.message
+        && fields["H"] == expected.hint
 }

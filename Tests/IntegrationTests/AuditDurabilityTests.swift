@@ -19,7 +19,7 @@ struct AuditDurabilityTests {
         // One open session, fed through a FIFO.
         let fifo = "\(gateway.directory)/alice.sql"
         #expect(mkfifo(fifo, 0o600) == 0)
-        let session = try gateway.startPsql(password: alice, ["-f", fifo])
+        let session = try await gateway.startPsql(password: alice, ["-f", fifo])
         let descriptor = open(fifo, O_RDWR)
         #expect(descriptor >= 0)
         let input = FileHandle(fileDescriptor: descriptor, closeOnDealloc: true)

@@ -70,7 +70,8 @@ struct ConsoleBrowserTests {
         // alice enrols a second factor; the confirming code is the previous step's, so that the next
         // two steps are left for signing in and for verifying (a code is good once).
         let token = try await gateway.aliceToken()
-        let enrol = try await gateway.cli("alice", ["mfa", "enroll", "--json"])
+        let enrol = try await gateway.cli(
+            "alice", ["mfa", "enroll", "--json", "--password-stdin"], stdin: Gateway.alicePassword + "\n")
         #expect(enrol.status == 0, "\(enrol)")
         let secret = try #require(
             (try JSONSerialization.jsonObject(with: Data(enrol.stdout.utf8)) as? [String: Any])?["secret"] as? String)
@@ -104,7 +105,8 @@ struct ConsoleBrowserTests {
         try await browser.click("#nav-inbox")
         _ = try await browser.element("#inbox-empty")
         let table = uniqueTable("console")
-        let psql = try gateway.startPsql(password: token, ["-c", "create table \(table) (id int)", "-c", "select 'released'"])
+        let psql = try await gateway.startPsql(
+            password: token, ["-c", "create table \(table) (id int)", "-c", "select 'released'"])
         let challenge = try await StepUpTests.challengeID(of: psql)
         try await browser.waitForText("id=\"challenge-\(challenge)\"")
         #expect(try await browser.text("#challenge-\(challenge)").contains("create table \(table)"))
@@ -117,18 +119,23 @@ struct ConsoleBrowserTests {
         #expect(released.stdout.contains("released"), "\(released)")
         try await Self.signOut(browser)
 
-        // 4. The administrator terminates a live session from the sessions page.
-        let sleeper = try gateway.startPsql(password: token, ["-c", "select pg_sleep(60)"])
+        // 4. The administrator terminates a live session from the sessions page, and revokes alice's
+        // tokens with it: the same token no longer opens a session.
+        let sleeper = try await gateway.startPsql(password: token, ["-c", "select pg_sleep(60)"])
         guard let adminPassword = gateway.adminPassword else { throw HarnessError("no admin password was printed") }
         try await Self.signIn(browser, gateway, user: "admin", password: adminPassword)
         try await browser.click("#nav-sessions")
         try await browser.waitForText("<td>alice</td>")
         try await browser.type("tr.session input[name=reason]", "console test")
+        try await browser.click("tr.session input[name=revoke_tokens]")
         try await browser.click("tr.session button.danger")
-        try await browser.waitForText("was terminated")
+        try await browser.waitForText("was terminated and every token of its user revoked")
         let ended = try await sleeper.wait(timeout: 30)
         #expect(ended.status != 0)
-        #expect(ended.stderr.contains("terminating connection: console test"), "\(ended)")
+        #expect(ended.stderr.contains("terminating connection: console test; your tokens were revoked"), "\(ended)")
+        let again = try await gateway.psql(password: token, ["-c", "select 1"])
+        #expect(again.status != 0)
+        #expect(again.stderr.contains("the token was revoked"), "\(again)")
 
         // 5. The audit trail shows what happened, with the chain verified.
         try await browser.click("#nav-audit")

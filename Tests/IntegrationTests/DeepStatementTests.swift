@@ -6,7 +6,7 @@ struct DeepStatementTests {
     @Test("deep statements through psql and the policy test API are refused; the gateway and another session go on")
     func deepStatements() async throws {
         let gateway = try await Gateway.start(extraConfig: try starterPolicy())
-        let pid = try #require(gateway.process?.process.processIdentifier)
+        let pid = try #require(gateway.process?.pid)
         let token = try await gateway.aliceToken()
         let bystander = try RawClient(
             port: gateway.postgresPort, parameters: [("user", "alice"), ("database", "main")], password: token)
@@ -28,7 +28,7 @@ struct DeepStatementTests {
         #expect(dryRun.stdout.contains("deeply") || dryRun.stdout.contains("cannot be parsed"), "\(dryRun.stdout.prefix(400))")
 
         #expect(try bystander.query("SELECT 'after'").rows == [["after"]])
-        #expect(gateway.process?.process.isRunning == true)
-        #expect(gateway.process?.process.processIdentifier == pid)
+        #expect(gateway.process?.isRunning == true)
+        #expect(gateway.process?.pid == pid)
     }
 }

@@ -50,7 +50,7 @@ struct GrantTests {
         // One open session, fed statement by statement through a FIFO: no step depends on timing.
         let fifo = "\(gateway.directory)/alice.sql"
         #expect(mkfifo(fifo, 0o600) == 0)
-        let session = try gateway.startPsql(password: alice, ["-v", "ON_ERROR_STOP=0", "-f", fifo])
+        let session = try await gateway.startPsql(password: alice, ["-v", "ON_ERROR_STOP=0", "-f", fifo])
         // Read-write, so opening never waits for psql and psql sees no end of input until the test is done.
         let descriptor = open(fifo, O_RDWR)
         #expect(descriptor >= 0)
@@ -100,9 +100,10 @@ struct GrantTests {
         let id = try Self.requestID(request.stdout + request.stderr)
         _ = try await gateway.cli("bob", ["approve", id])
 
-        let user = try gateway.startPsql(password: alice, ["-c", "insert into \(table) values (1)", "-c", "select pg_sleep(60)"])
+        let user = try await gateway.startPsql(
+            password: alice, ["-c", "insert into \(table) values (1)", "-c", "select pg_sleep(60)"])
         try await user.waitForOutput("INSERT 0 1", timeout: 30)
-        let bystander = try gateway.startPsql(password: alice, ["-c", "select pg_sleep(3)", "-c", "select 'still here'"])
+        let bystander = try await gateway.startPsql(password: alice, ["-c", "select pg_sleep(3)", "-c", "select 'still here'"])
         try await Task.sleep(for: .milliseconds(500))
 
         let revoke = try await gateway.cli("bob", ["revoke", id])
@@ -164,7 +165,7 @@ struct GrantTests {
         let log = "\(cluster.scratch)/webhook-\(UUID().uuidString.prefix(8)).jsonl"
         let secretFile = "\(cluster.scratch)/webhook-secret-\(UUID().uuidString.prefix(8))"
         try "s3cret-hook-key".write(toFile: secretFile, atomically: true, encoding: .utf8)
-        let receiver = try Command.start("/usr/bin/python3", ["-c", Self.receiver, log, String(port)])
+        let receiver = try await Command.start("/usr/bin/python3", ["-c", Self.receiver, log, String(port)])
         defer { receiver.signal(SIGTERM) }
         let gateway = try await Gateway.start(
             extraConfig: Self.config + """

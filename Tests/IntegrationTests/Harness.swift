@@ -1,5 +1,8 @@
 import Foundation
 import GatehouseCore
+import NIOConcurrencyHelpers
+import Subprocess
+import SystemPackage
 import Testing
 
 #if canImport(Glibc)
@@ -54,12 +57,17 @@ struct CommandResult: Sendable, CustomStringConvertible {
 }
 
 /// Runs commands with their output captured in files (no pipe can fill up and block the child).
+///
+/// Children are spawned with swift-subprocess, which closes the parent's descriptors in the child with
+/// `posix_spawn_file_actions_addclosefrom_np`; Foundation's `Process.run` walks `/proc/self/fd` with a
+/// 256-byte copy of each entry that reads past glibc's buffer now and then, and crashed the test
+/// process when it held many sockets.
 enum Command {
     static func run(
         _ executable: String, _ arguments: [String], environment: [String: String] = [:], stdin: String? = nil,
         timeout: Double = 120
     ) async throws -> CommandResult {
-        let process = try start(executable, arguments, environment: environment, stdin: stdin)
+        let process = try await start(executable, arguments, environment: environment, stdin: stdin)
         return try await process.wait(timeout: timeout)
     }
 
@@ -71,64 +79,97 @@ enum Command {
 
     static func start(
         _ executable: String, _ arguments: [String], environment: [String: String] = [:], stdin: String? = nil
-    ) throws -> RunningCommand {
+    ) async throws -> RunningCommand {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("gh-cmd-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let out = directory.appendingPathComponent("stdout")
         let err = directory.appendingPathComponent("stderr")
-        FileManager.default.createFile(atPath: out.path, contents: nil)
-        FileManager.default.createFile(atPath: err.path, contents: nil)
-        let process = Process()
+        var inputPath = "/dev/null"
+        if let stdin {
+            inputPath = directory.appendingPathComponent("stdin").path
+            try Data(stdin.utf8).write(to: URL(fileURLWithPath: inputPath))
+        }
+        let create: FileDescriptor.OpenOptions = [.create, .truncate]
+        let output = try FileDescriptor.open(out.path, .writeOnly, options: create, permissions: [.ownerReadWrite])
+        let error = try FileDescriptor.open(err.path, .writeOnly, options: create, permissions: [.ownerReadWrite])
+        let input = try FileDescriptor.open(inputPath, .readOnly)
+        var overrides: [Environment.Key: String?] = [:]
+        for (key, value) in environment { overrides[Environment.Key(stringLiteral: key)] = value }
+        let running = RunningCommand(
+            name: (executable as NSString).lastPathComponent, directory: directory, stdoutFile: out, stderrFile: err)
         // The test runner's threads block most signals and a spawned child inherits that mask, so psql
         // would never see the SIGINT a test sends. Children start through a shim that clears the mask.
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        process.arguments = ["-c", Self.unblockAndExec, executable] + arguments
-        var merged = ProcessInfo.processInfo.environment
-        for (key, value) in environment { merged[key] = value }
-        process.environment = merged
-        process.standardOutput = try FileHandle(forWritingTo: out)
-        process.standardError = try FileHandle(forWritingTo: err)
-        if let stdin {
-            let input = directory.appendingPathComponent("stdin")
-            try Data(stdin.utf8).write(to: input)
-            process.standardInput = try FileHandle(forReadingFrom: input)
-        } else {
-            process.standardInput = FileHandle.nullDevice
+        let started = AsyncThrowingStream<pid_t, any Error>.makeStream()
+        Task {
+            do {
+                let result = try await Subprocess.run(
+                    .path("/usr/bin/python3"), arguments: Arguments(["-c", Self.unblockAndExec, executable] + arguments),
+                    environment: .inherit.updating(overrides),
+                    input: .fileDescriptor(input, closeAfterSpawningProcess: true),
+                    output: .fileDescriptor(output, closeAfterSpawningProcess: true),
+                    error: .fileDescriptor(error, closeAfterSpawningProcess: true)
+                ) { execution in
+                    started.continuation.yield(execution.processIdentifier.value)
+                    started.continuation.finish()
+                }
+                running.finished(result.terminationStatus)
+            } catch {
+                started.continuation.finish(throwing: error)
+                running.finished(.exited(127))
+            }
         }
-        try process.run()
-        return RunningCommand(
-            name: (executable as NSString).lastPathComponent, process: process, directory: directory, stdoutFile: out,
-            stderrFile: err)
+        guard let pid = try await started.stream.first(where: { _ in true }) else {
+            throw HarnessError("\(executable) did not start")
+        }
+        running.pid = pid
+        return running
     }
 }
 
-/// A child process that is still running.
+/// A child process, running or finished.
 final class RunningCommand: @unchecked Sendable {
-    // Safe: `Process` is only read after start (isRunning, terminationStatus, signals), which Foundation allows
-    // from any thread; the file paths are immutable.
+    // Safe: `pid` is set once before the value is handed out; the status is behind a lock; the file
+    // paths are immutable.
     let name: String
-    let process: Process
     let directory: URL
     let stdoutFile: URL
     let stderrFile: URL
+    fileprivate(set) var pid: pid_t = 0
+    private let status = NIOLockedValueBox<TerminationStatus?>(nil)
 
-    init(name: String, process: Process, directory: URL, stdoutFile: URL, stderrFile: URL) {
+    fileprivate init(name: String, directory: URL, stdoutFile: URL, stderrFile: URL) {
         self.name = name
-        self.process = process
         self.directory = directory
         self.stdoutFile = stdoutFile
         self.stderrFile = stderrFile
     }
 
+    fileprivate func finished(_ status: TerminationStatus) {
+        self.status.withLockedValue { $0 = status }
+    }
+
+    var isRunning: Bool { status.withLockedValue { $0 == nil } }
+
+    /// The exit status, or the signal that ended the process.
+    private var terminationStatus: Int32 {
+        switch status.withLockedValue({ $0 }) {
+        case .exited(let code)?: code
+        case .signaled(let signal)?: signal
+        case nil: -1
+        }
+    }
+
     var stdout: String { (try? String(contentsOf: stdoutFile, encoding: .utf8)) ?? "" }
     var stderr: String { (try? String(contentsOf: stderrFile, encoding: .utf8)) ?? "" }
 
-    func signal(_ number: Int32) { kill(process.processIdentifier, number) }
+    func signal(_ number: Int32) {
+        if isRunning { kill(pid, number) }
+    }
 
     /// Waits for the process to exit; kills it and fails after `timeout` seconds.
     func wait(timeout: Double = 120) async throws -> CommandResult {
         let deadline = Date().addingTimeInterval(timeout)
-        while process.isRunning {
+        while isRunning {
             if Date() > deadline {
                 signal(SIGKILL)
                 throw HarnessError(
@@ -137,17 +178,18 @@ final class RunningCommand: @unchecked Sendable {
             try await Task.sleep(for: .milliseconds(20))
         }
         defer { try? FileManager.default.removeItem(at: directory) }
-        return CommandResult(status: process.terminationStatus, stdout: stdout, stderr: stderr)
+        return CommandResult(status: terminationStatus, stdout: stdout, stderr: stderr)
     }
 
     /// Waits until standard output or error contains `text`.
     func waitForOutput(_ text: String, timeout: Double = 60) async throws {
         let deadline = Date().addingTimeInterval(timeout)
         while !(stdout.contains(text) || stderr.contains(text)) {
-            guard process.isRunning else {
-                let how = process.terminationReason == .uncaughtSignal ? "was killed by signal" : "exited with status"
+            guard isRunning else {
+                let how =
+                    if case .signaled? = status.withLockedValue({ $0 }) { "was killed by signal" } else { "exited with status" }
                 throw HarnessError(
-                    "\(name) \(how) \(process.terminationStatus) before printing '\(text)'\nstdout: \(stdout)\nstderr: \(stderr)")
+                    "\(name) \(how) \(terminationStatus) before printing '\(text)'\nstdout: \(stdout)\nstderr: \(stderr)")
             }
             guard Date() < deadline else {
                 throw HarnessError("no '\(text)' after \(Int(timeout))s\nstdout: \(stdout)\nstderr: \(stderr)")
@@ -282,7 +324,7 @@ final class Gateway: @unchecked Sendable {
 
     /// Starts (or restarts) `gatehouse serve` and waits until both listeners are ready.
     func launch() async throws {
-        let process = try Command.start(
+        let process = try await Command.start(
             cluster.gatehouse, ["serve", "--config", configFile],
             environment: ["TEST_SCRAM_PASSWORD": cluster.scramPassword, "TEST_TLS_PASSWORD": cluster.tlsPassword])
         self.process = process
@@ -305,7 +347,7 @@ final class Gateway: @unchecked Sendable {
     }
 
     deinit {
-        if let process, process.process.isRunning { process.signal(SIGKILL) }
+        if let process, process.isRunning { process.signal(SIGKILL) }
     }
 
     // MARK: Clients
@@ -356,8 +398,8 @@ final class Gateway: @unchecked Sendable {
 
     func startPsql(
         connection: String = "main", user: String = "alice", password: String, _ arguments: [String]
-    ) throws -> RunningCommand {
-        try Command.start(
+    ) async throws -> RunningCommand {
+        try await Command.start(
             "\(cluster.binDirectory)/psql",
             [conninfo(connection: connection, user: user), "-X", "-v", "ON_ERROR_STOP=1", "-At"] + arguments,
             environment: ["PGPASSWORD": password, "PGAPPNAME": "integration-test"])

@@ -74,7 +74,7 @@ struct ProxyTests {
     func cancelRequest() async throws {
         let gateway = try await Gateway.start()
         let token = try await gateway.aliceToken()
-        let sleeper = try gateway.startPsql(password: token, ["-c", "select pg_sleep(60)"])
+        let sleeper = try await gateway.startPsql(password: token, ["-c", "select pg_sleep(60)"])
         try await waitForSession(gateway, count: 1)
         // Give the statement time to reach the server before cancelling it.
         try await Task.sleep(for: .milliseconds(300))
@@ -92,7 +92,7 @@ struct ProxyTests {
     func terminateSession() async throws {
         let gateway = try await Gateway.start()
         let token = try await gateway.aliceToken()
-        let sleeper = try gateway.startPsql(password: token, ["-c", "select pg_sleep(60)"])
+        let sleeper = try await gateway.startPsql(password: token, ["-c", "select pg_sleep(60)"])
         try await waitForSession(gateway, count: 1)
         try await gateway.loginAdmin()
         let list = try await gateway.cli("admin", ["sessions", "--json"])

@@ -26,8 +26,8 @@ struct StepUpTests {
     }
 
     /// Enrols `user`'s TOTP through the CLI and returns it, confirmed with the current step's code.
-    static func enrol(_ gateway: Gateway, _ user: String) async throws -> TOTP {
-        let enrol = try await gateway.cli(user, ["mfa", "enroll", "--json"])
+    static func enrol(_ gateway: Gateway, _ user: String, password: String = Gateway.alicePassword) async throws -> TOTP {
+        let enrol = try await gateway.cli(user, ["mfa", "enroll", "--json", "--password-stdin"], stdin: password + "\n")
         #expect(enrol.status == 0, "\(enrol)")
         let object = try JSONSerialization.jsonObject(with: Data(enrol.stdout.utf8)) as? [String: Any]
         let secretText = try #require(object?["secret"] as? String)
@@ -54,7 +54,7 @@ struct StepUpTests {
         let token = try await gateway.aliceToken()
         let totp = try await Self.enrol(gateway, "alice")
         let table = uniqueTable("held")
-        let psql = try gateway.startPsql(
+        let psql = try await gateway.startPsql(
             password: token, ["-c", "select 'before'", "-c", "create table \(table) (id int)", "-c", "select 'after'"])
         let id = try await Self.challengeID(of: psql)
         #expect(
@@ -87,7 +87,7 @@ struct StepUpTests {
         let token = try await gateway.aliceToken()
         _ = try await Self.enrol(gateway, "alice")
         let table = uniqueTable("wrong")
-        let psql = try gateway.startPsql(
+        let psql = try await gateway.startPsql(
             password: token, ["-v", "ON_ERROR_STOP=0", "-c", "create table \(table) (id int)", "-c", "select 'usable'"])
         let id = try await Self.challengeID(of: psql)
         for attempt in 1...3 {
@@ -122,7 +122,7 @@ struct StepUpTests {
         let gateway = try await Gateway.start(extraConfig: Self.policy())
         let token = try await gateway.aliceToken()
         _ = try await Self.enrol(gateway, "alice")
-        let psql = try gateway.startPsql(password: token, ["-c", "create table cancelled_one (id int)"])
+        let psql = try await gateway.startPsql(password: token, ["-c", "create table cancelled_one (id int)"])
         _ = try await Self.challengeID(of: psql)
         psql.signal(SIGINT)
         let result = try await psql.wait(timeout: 30)
@@ -146,7 +146,7 @@ struct StepUpTests {
         let table = uniqueTable("fresh")
         // One session: the first write is held and verified, the second passes on the fresh proof,
         // the third (after the window) is held again and left to fail.
-        let psql = try gateway.startPsql(
+        let psql = try await gateway.startPsql(
             password: token,
             [
                 "-v", "ON_ERROR_STOP=0", "-c", "create table \(table) (id int)", "-c", "insert into \(table) values (1)",
@@ -171,7 +171,7 @@ struct StepUpTests {
         let table = uniqueTable("ledger")
         _ = try await gateway.token(for: "bob", password: Gateway.bobPassword)
 
-        let psql = try gateway.startPsql(password: token, ["-c", "create table \(table) (id int)"])
+        let psql = try await gateway.startPsql(password: token, ["-c", "create table \(table) (id int)"])
         let id = try await Self.challengeID(of: psql, command: "approve")
         #expect(psql.stderr.contains("until another person approves it: rule \"ledger-four-eyes\""), "\(psql.stderr)")
 
@@ -185,7 +185,7 @@ struct StepUpTests {
         let result = try await psql.wait(timeout: 30)
         #expect(result.status == 0, "\(result)")
 
-        let second = try gateway.startPsql(password: token, ["-c", "drop table \(table)"])
+        let second = try await gateway.startPsql(password: token, ["-c", "drop table \(table)"])
         let secondID = try await Self.challengeID(of: second, command: "approve")
         let deny = try await gateway.cli("bob", ["deny", secondID, "--reason", "ledger tables are kept"])
         #expect(deny.status == 0, "\(deny)")
@@ -219,7 +219,7 @@ struct StepUpTests {
                 + "\nlimits: {max_sessions_per_user: 250, max_sessions_per_connection: 250}\n")
         let token = try await gateway.aliceToken()
         _ = try await Self.enrol(gateway, "alice")
-        let pid = try #require(gateway.process?.process.processIdentifier)
+        let pid = try #require(gateway.process?.pid)
         func threads() throws -> Int {
             let status = try String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)
             let line = try #require(status.split(separator: "\n").first { $0.hasPrefix("Threads:") })
@@ -231,7 +231,7 @@ struct StepUpTests {
 
         let script = "\(gateway.directory)/held.sql"
         try "create temporary table held_here (id int);\n".write(toFile: script, atomically: true, encoding: .utf8)
-        let pgbench = try Command.start(
+        let pgbench = try await Command.start(
             "\(gateway.cluster.binDirectory)/pgbench",
             [
                 "-n", "-c", "200", "-j", "4", "-t", "1", "-f", script, "-h", "127.0.0.1", "-p", "\(gateway.postgresPort)", "-U",
@@ -266,7 +266,7 @@ struct StepUpTests {
                 """)
         let token = try await gateway.aliceToken()
         let totp = try await Self.enrol(gateway, "alice")
-        let first = try gateway.startPsql(password: token, ["-c", "select 'first'"])
+        let first = try await gateway.startPsql(password: token, ["-c", "select 'first'"])
         let id = try await Self.challengeID(of: first)
         #expect(first.stderr.contains("rule \"new-device\""), "\(first.stderr)")
         let verify = try await gateway.cli("alice", ["verify", id, "--code", totp.code(at: Date().addingTimeInterval(30))])
@@ -278,7 +278,7 @@ struct StepUpTests {
         let again = try await gateway.psql(password: token, ["-c", "select 'known'"])
         #expect(again.stdout == "known\n", "\(again)")
         // Another client application is a new device.
-        let other = try Command.start(
+        let other = try await Command.start(
             "\(gateway.cluster.binDirectory)/psql",
             [gateway.conninfo(connection: "main", user: "alice"), "-X", "-At", "-c", "select 'other app'"],
             environment: ["PGPASSWORD": token, "PGAPPNAME": "some-new-tool"])

@@ -64,7 +64,7 @@ extension TerminationTests {
         let gateway = try await Gateway.start()
         let token = try await gateway.aliceToken()
         for revoke in [false, true] {
-            let sleeper = try gateway.startPsql(password: token, ["-c", "select pg_sleep(60)"])
+            let sleeper = try await gateway.startPsql(password: token, ["-c", "select pg_sleep(60)"])
             try await waitForSession(gateway, count: 1)
             let list = try await gateway.cli("admin", ["sessions", "--json"])
             let session = try #require(try JSONDecoder().decode(SessionList.self, from: Data(list.stdout.utf8)).sessions.first)
@@ -88,6 +88,48 @@ extension TerminationTests {
         try await Task.sleep(for: .milliseconds(1200))
         let fresh = try await gateway.aliceToken()
         #expect(try await gateway.psql(password: fresh, ["-c", "select 'signed in again'"]).stdout == "signed in again\n")
+    }
+}
+
+extension TerminationTests {
+    @Test("revoking a token ends the sessions it signed in at once, and nothing sent after runs; revoking a user's ends all")
+    func revokedTokenEndsItsSessions() async throws {
+        let gateway = try await Gateway.start()
+        let table = uniqueTable("revoked")
+        try await gateway.cluster.must("CREATE TABLE \(table) (n int); GRANT ALL ON \(table) TO gh_scram;")
+        let (first, second) = (try await gateway.aliceToken(), try await gateway.aliceToken())
+        func session(_ token: String, _ name: String) throws -> RawClient {
+            try RawClient(
+                port: gateway.postgresPort, parameters: [("user", "alice"), ("database", "main"), ("application_name", name)],
+                password: token)
+        }
+        let one = try session(first, "revoked-one-\(table)")
+        let two = try session(second, "revoked-two-\(table)")
+        #expect(try one.query("SELECT 1").error == nil)
+        #expect(try two.query("SELECT 1").error == nil)
+
+        let revoke = try await gateway.cli("alice", ["tokens", "revoke", "--token", first])
+        #expect(revoke.status == 0, "\(revoke)")
+        let fatal = try one.readMessage()
+        #expect(fatal.fields["S"] == "FATAL", "\(fatal.fields)")
+        #expect(fatal.fields["M"]?.contains("was revoked by alice") == true, "\(fatal.fields)")
+        _ = try? one.send(query: "INSERT INTO \(table) VALUES (1)")
+        #expect(try two.query("INSERT INTO \(table) VALUES (2)").error == nil, "another token's session goes on")
+
+        let all = try await gateway.cli("alice", ["tokens", "revoke", "--user", "alice"])
+        #expect(all.status == 0, "\(all)")
+        let secondFatal = try two.readMessage()
+        #expect(secondFatal.fields["M"]?.contains("the tokens of alice were revoked") == true, "\(secondFatal.fields)")
+        _ = try? two.send(query: "INSERT INTO \(table) VALUES (3)")
+
+        try await Task.sleep(for: .seconds(1))
+        #expect(try await gateway.cluster.must("SELECT coalesce(string_agg(n::text, ','), '') FROM \(table)") == "2\n")
+        #expect(
+            try await gateway.cluster.must(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'revoked-%-\(table)'") == "0\n")
+        try await gateway.loginAdmin()
+        let events = try await gateway.cli("admin", ["audit", "tail", "--type", "session.terminated", "--json"])
+        #expect(events.stdout.components(separatedBy: "\"session.terminated\"").count - 1 == 2, "\(events)")
     }
 }
 

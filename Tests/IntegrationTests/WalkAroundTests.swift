@@ -206,7 +206,7 @@ struct WalkAroundTests {
         let gateway = try await Gateway.start(extraConfig: try starterPolicy())
         let alice = try await gateway.aliceToken()
         let victim = "victim_\(UUID().uuidString.prefix(8).lowercased())"
-        let sleeper = try Command.start(
+        let sleeper = try await Command.start(
             "\(gateway.cluster.binDirectory)/psql",
             [
                 "host=127.0.0.1 port=\(gateway.cluster.port) dbname=app user=gh_scram application_name=\(victim)", "-X", "-At",

@@ -26,7 +26,7 @@ final class Browser: @unchecked Sendable {
                 "\(path) is missing: the console test needs Debian's chromium and chromium-driver (scripts/setup installs them)")
         }
         let port = try freePort()
-        let driver = try Command.start(driverPath, ["--port=\(port)"])
+        let driver = try await Command.start(driverPath, ["--port=\(port)"])
         let base = "http://127.0.0.1:\(port)"
         var ready = false
         var problem = "no answer"

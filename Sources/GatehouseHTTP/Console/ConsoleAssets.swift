@@ -69,6 +69,8 @@ enum ConsoleAssets {
         form.inline { display: inline-flex; gap: 6px; align-items: center; margin: 4px 8px 4px 0; }
         form.filters { display: flex; flex-wrap: wrap; gap: 8px; align-items: end; margin-bottom: 12px; }
         form.filters label, form.stack label { display: flex; flex-direction: column; font-size: 12px; color: var(--muted); gap: 2px; }
+        label.check { display: inline-flex; gap: 4px; align-items: center; font-size: 12px; color: var(--muted); }
+        label.check input { padding: 0; }
         form.stack { display: grid; gap: 10px; max-width: 560px; }
         input, select, textarea { font: inherit; padding: 6px 8px; border: 1px solid var(--line); border-radius: 6px; background: #fff; }
         textarea { min-height: 90px; font-family: ui-monospace, Menlo, monospace; }

@@ -158,11 +158,17 @@ extension ConsoleRoutes {
         let list = api.visibleSessions(caller).sorted { $0.startedAt < $1.startedAt }
         guard !list.isEmpty else { return "<p class=\"empty\">No live session\(caller.user.seesAll ? "" : " of yours").</p>" }
         let rows = list.map { session -> HTML in
+            // Only an admin may keep the person out as well: their tokens are revoked with the session.
+            let revoke: HTML =
+                caller.user.isAdmin
+                ? """
+                <label class="check"><input type="checkbox" name="revoke_tokens" value="true" id="revoke-tokens-\(session.id)"> and revoke \(session.user)'s tokens</label>
+                """ : .empty
             let terminate: HTML =
                 caller.user.isAdmin || session.user == caller.user.name
                 ? """
                 <form class="inline" method="post" action="/console/sessions/\(session.id)/terminate">\(html: hidden(caller))
-                <input name="reason" placeholder="reason"><button class="danger" type="submit" id="terminate-\(session.id)">Terminate</button></form>
+                <input name="reason" placeholder="reason">\(html: revoke)<button class="danger" type="submit" id="terminate-\(session.id)">Terminate</button></form>
                 """ : .empty
             return """
                 <tr id="session-\(session.id)" class="session"><td>\(session.id)</td><td>\(session.user)</td><td>\(session.connection)</td>

@@ -103,8 +103,13 @@ struct ConsoleRoutes: Sendable {
         console.post("sessions/:id/terminate") { request, context in
             try await self.action(request, context) { caller, form in
                 let id = try context.parameters.require("id")
-                try await self.api.terminate(id, by: caller, reason: form["reason"], source: APIRoutes.source(context))
-                return Self.redirect("/console/sessions", flash: "Session \(id) was terminated.")
+                let revokeTokens = form["revoke_tokens"] == "true"
+                try await self.api.terminate(
+                    id, by: caller, reason: form["reason"], revokeTokens: revokeTokens, source: APIRoutes.source(context))
+                return Self.redirect(
+                    "/console/sessions",
+                    flash: revokeTokens
+                        ? "Session \(id) was terminated and every token of its user revoked." : "Session \(id) was terminated.")
             }
         }
     }

@@ -1,0 +1,179 @@
+import Foundation
+import GatehouseAuth
+import GatehouseConfig
+import GatehouseCore
+import GatehousePolicy
+import GatehouseTelemetry
+import Logging
+import PostgresWire
+import SQLInspection
+
+/// Journals one session's audit records and says whether they were kept.
+struct SessionRecorder: Sendable {
+    let environment: ProxyEnvironment
+    let logger: Logger
+
+    /// Hands an event that has happened (or is about to) to the audit log without waiting for its commit:
+    /// journaled before this returns. False, logged and counted, when it cannot be recorded.
+    @discardableResult
+    func journal(_ record: AuditRecord, _ what: String) -> Bool {
+        let logger = self.logger
+        do {
+            try environment.store.enqueueAudit(record) { error in
+                logger.error("cannot commit \(what) to the audit log", metadata: ["error": "\(error)"])
+            }
+            return true
+        } catch {
+            Telemetry.auditFailures.increment()
+            logger.error("cannot record \(what) in the audit log", metadata: ["error": "\(error)"])
+            return false
+        }
+    }
+
+    /// Records a session's end: it has happened, so it is journaled at once (a crash cannot lose it)
+    /// and committed with the next group.
+    func sessionEnded(
+        _ session: String, user: String, connection: String, source: String, reason: String, after seconds: TimeInterval
+    ) {
+        logger.info("session ended", metadata: ["reason": "\(reason)"])
+        journal(
+            AuditRecord(
+                .sessionEnd, actor: user, session: session, connection: connection, source: source,
+                detail: ["reason": reason, "duration_seconds": String(format: "%.3f", seconds)]), "a session end")
+    }
+}
+
+/// Who a client is, once its token, account and connection name were checked.
+struct VerifiedClient: Sendable {
+    var user: User
+    var connection: Connection
+    var token: TokenClaims
+}
+
+/// A refusal at startup: what the client reads, and what the audit log says (it may say more).
+struct StartupRefusal: Error, Sendable {
+    var message: ClientMessage
+    var auditReason: String
+
+    init(_ message: ClientMessage, auditReason: String? = nil) {
+        self.message = message
+        self.auditReason = auditReason ?? message.fields.message ?? ""
+    }
+}
+
+/// Authenticates a client and admits its session: the token, the account as it stands now, the
+/// connection name, the session limits and the startup's settings, each outcome audited.
+struct SessionAuthenticator: Sendable {
+    let environment: ProxyEnvironment
+    let recorder: SessionRecorder
+
+    /// Checks the token, the user as they stand now, and the connection name; audits the outcome
+    /// (`auth.success` or `auth.failure`) before it returns. Throws when the audit log cannot record it.
+    func verify(
+        _ request: StartupRequest, token: String, session: String, source: String, tls: Bool
+    ) async throws -> Result<VerifiedClient, StartupRefusal> {
+        let outcome = await check(request, token: token)
+        var detail = ["application": request.applicationName, "tls": tls ? "true" : "false"]
+        let type: AuditEventType
+        switch outcome {
+        case .success:
+            type = .authSuccess
+        case .failure(let refusal):
+            type = .authFailure
+            detail["reason"] = refusal.auditReason
+        }
+        _ = try await environment.store.appendAudit(
+            AuditRecord(
+                type, actor: request.user, session: session, connection: request.connection, source: source, detail: detail))
+        return outcome
+    }
+
+    private func check(_ request: StartupRequest, token: String) async -> Result<VerifiedClient, StartupRefusal> {
+        do {
+            let claims = try await environment.tokens.verify(token, kind: .access)
+            guard claims.sub == request.user else {
+                return .failure(StartupRefusal(.tokenOfAnotherUser(requested: request.user, owner: claims.sub)))
+            }
+            switch try await environment.identities.activeUser(named: request.user) {
+            case .failure(let error):
+                return .failure(StartupRefusal(.accountRefused(error.description)))
+            case .success(let user):
+                guard let connection = environment.config.connection(named: request.connection) else {
+                    let names = environment.config.connections.map(\.name).sorted()
+                    return .failure(StartupRefusal(.unknownConnection(request.connection, configured: names)))
+                }
+                return .success(VerifiedClient(user: user, connection: connection, token: claims))
+            }
+        } catch let error as TokenError {
+            return .failure(StartupRefusal(.tokenRefused(user: request.user, error), auditReason: error.description))
+        } catch {
+            return .failure(StartupRefusal(.accountRefused("\(error)")))
+        }
+    }
+
+    /// Admits a verified client's session: within the session limits (its place is taken here), and
+    /// with startup settings the policy allows, each judged as a `SET` and its decision recorded. The
+    /// parameters to start the upstream session with, or the refusal (recorded as `session.refused`).
+    func admit(
+        _ client: VerifiedClient, request: StartupRequest, session id: String, source: String
+    ) -> Result<(judge: StatementJudge, upstream: StartupParameters), ClientMessage> {
+        var judge = StatementJudge(
+            session: StatementJudge.Session(
+                id: id, user: client.user.name, groups: client.user.groups, connection: client.connection.name,
+                source: source, country: environment.geoIP?.country(for: source), applicationName: request.applicationName,
+                startedAt: environment.now(), statementText: environment.config.auditStatementText))
+        let world = environment.judgeWorld(user: client.user.name, connection: client.connection.name)
+        let limits = environment.config.limits
+        let session = judge.session
+        if let full = environment.registry.admit(
+            id: session.id, user: client.user.name, connection: client.connection.name, perUser: limits.maxSessionsPerUser,
+            perConnection: limits.maxSessionsPerConnection)
+        {
+            refused(session, reason: full)
+            return .failure(.tooManySessions(full))
+        }
+        let settings: StartupSettings
+        switch StartupSettings.read(request.passthrough) {
+        case .success(let read): settings = read
+        case .failure(let refusal):
+            refused(session, reason: refusal.message)
+            return .failure(.startupSetting(refusal))
+        }
+        // The name the server will show is the last one applied, from a key or from options.
+        if let name = settings.allowed.last(where: { $0.name == "application_name" })?.value {
+            judge.session.applicationName = name
+        }
+        for setting in settings.judged {
+            let judgement = judge.judgeStartupSetting(setting, inspection: world.inspect(setting.statement), in: world)
+            Telemetry.statement(PolicyOutcome(judgement.decision.action))
+            guard recorder.journal(judgement.record, "a startup setting's decision") else {
+                return .failure(.auditCannotRecordStartupSettings)
+            }
+            if case .refuse(let message) = judgement.verdict {
+                refused(session, reason: message.fields.message ?? "")
+                return .failure(message)
+            }
+        }
+        return .success((judge, settings.upstream(defaultApplicationName: "gatehouse")))
+    }
+
+    private func refused(_ session: StatementJudge.Session, reason: String) {
+        recorder.journal(
+            AuditRecord(
+                .sessionRefused, actor: session.user, session: session.id, connection: session.connection,
+                source: session.source, detail: ["reason": reason]), "a session refusal")
+        recorder.logger.info("session refused at startup", metadata: ["reason": "\(reason)"])
+    }
+}
+
+extension PolicyOutcome {
+    init(_ action: PolicyAction) {
+        switch action {
+        case .allow: self = .allow
+        case .alert: self = .alert
+        case .stepUp: self = .stepUp
+        case .approve: self = .approve
+        case .deny: self = .deny
+        }
+    }
+}

@@ -1,0 +1,421 @@
+import Foundation
+import GatehouseCore
+import GatehousePolicy
+import PostgresWire
+import SQLInspection
+
+/// One proxied session, as a pure state machine: events in, actions out; the channel handler performs
+/// the actions and decides nothing.
+///
+/// Startup and authentication are a machine of their own (`ClientStateMachine`); once the upstream
+/// session is ready the session is live: every frame of the client goes through the `StatementGuard`,
+/// each statement text through the session's `StatementJudge`, and a statement that must wait for a
+/// second factor or an approver is held with whatever the client sent after it queued behind it, in
+/// order. From the moment the gateway ends a session nothing more goes either way.
+struct SessionStateMachine: Sendable {
+    enum State: Sendable {
+        case starting(ClientStateMachine)
+        case live(Live)
+        case closed
+    }
+
+    /// The live session.
+    struct Live: Sendable {
+        var statementGuard: StatementGuard
+        var judge: StatementJudge
+        /// The statement being recorded: its verdict is carried out once its record is journaled.
+        var recording: Pending?
+        /// A statement waiting for step-up or approval.
+        var held: Held?
+        /// What the client sent after a held (or recording) statement, in order.
+        var backlog: [PostgresFrame] = []
+        /// Set when the gateway ends the session: no frame goes either way any more.
+        var closing = false
+    }
+
+    struct Pending: Sendable {
+        var frame: PostgresFrame
+        var outcome: Outcome
+
+        enum Outcome: Sendable {
+            /// Judged: carry out the judgement's verdict.
+            case judged(StatementJudge.Judgement)
+            /// Refused before any judgement: send the marker frame in its place.
+            case unjudged(PostgresFrame)
+        }
+    }
+
+    struct Held: Sendable {
+        var frame: PostgresFrame
+        var challenge: Challenge
+        var inspection: Inspection
+    }
+
+    enum Action: Sendable, Equatable {
+        // Startup.
+        /// Answer 'S' and start the TLS handshake.
+        case startTLS
+        /// Answer 'N': the client may go on in plaintext.
+        case refuseEncryption
+        /// Tell the client which protocol features we speak, then ask for the password.
+        case negotiateProtocol(newestMinor: Int32, unsupportedOptions: [String])
+        case requestPassword
+        case verifyToken(StartupRequest, token: String)
+        case connectUpstream(StartupRequest)
+        case forwardCancel(GatewayCancelKey)
+        /// Send AuthenticationOk, the upstream's parameters, the gateway's cancel key and ReadyForQuery,
+        /// then relay.
+        case completeStartup(UpstreamStartup)
+        /// The session cannot start after all: it leaves the registry, its upstream connection is
+        /// closed, and the client gets this FATAL.
+        case refuseStart(ClientMessage)
+
+        // The live session.
+        /// Write this frame to the server.
+        case forward(PostgresFrame)
+        /// Journal this record (noting the grants the decision relied on), then report with `recorded(_:)`.
+        case journal(AuditRecord, action: PolicyAction, usedGrants: [String])
+        /// Tell the client it waits (a NoticeResponse, flushed with what came before it), then open the
+        /// challenge; its outcome comes back as `holdEnded(_:)`.
+        case hold(Challenge)
+        case cancelChallenge(id: String, reason: String)
+        /// The user proved a second factor from this source and client: remember them as a known device.
+        case rememberDevice
+        /// Flush what was written to the server, and read from the client again.
+        case resume
+        /// End the session from the gateway's side: cancel the backend's running statement and end the
+        /// backend, close the upstream connection, leave the registry, send this FATAL and close.
+        case terminate(ClientMessage)
+
+        // Either.
+        /// Send this FATAL (after what the server sent), then close; the upstream connection is closed.
+        case fatal(ClientMessage)
+        /// Close without a message.
+        case close
+        case none
+    }
+
+    /// What to do with one frame of the server.
+    enum UpstreamAction: Sendable, Equatable {
+        case toClient(PostgresFrame)
+        /// The session cannot go on (a pinned setting changed): FATAL, and close both ends.
+        case end(ClientMessage)
+        case drop
+    }
+
+    private(set) var state: State
+    /// Why the session ended, for its audit record; the first reason given wins.
+    private(set) var endReason: String?
+
+    init(allowPlaintextPasswords: Bool, tlsAvailable: Bool) {
+        state = .starting(ClientStateMachine(allowPlaintextPasswords: allowPlaintextPasswords, tlsAvailable: tlsAvailable))
+    }
+
+    var isLive: Bool {
+        if case .live(let live) = state { return !live.closing }
+        return false
+    }
+
+    /// Whether the client may be read: not before the session is live (a client not yet known cannot
+    /// make the gateway buffer what it sends), nor while a statement is held.
+    var readsClient: Bool {
+        switch state {
+        case .starting(let startup):
+            switch startup.state {
+            case .authenticating, .connectingUpstream: return false
+            case .awaitingStartup, .awaitingPassword, .relaying, .closed: return true
+            }
+        case .live(let live): return live.held == nil && live.recording == nil
+        case .closed: return true
+        }
+    }
+
+    /// The session's judge, once live.
+    var judge: StatementJudge? {
+        if case .live(let live) = state { return live.judge }
+        return nil
+    }
+
+    // MARK: Startup
+
+    mutating func startupPacket(_ packet: StartupPacket) -> Action {
+        startup { $0.startupPacket(packet) }
+    }
+
+    mutating func tokenVerified() -> Action {
+        startup { $0.tokenVerified() }
+    }
+
+    mutating func authenticationFailed(_ message: ClientMessage) -> Action {
+        startup { $0.authenticationFailed(message) }
+    }
+
+    mutating func upstreamFailed(_ message: ClientMessage) -> Action {
+        startup { $0.upstreamFailed(message) }
+    }
+
+    mutating func authenticationTimedOut() -> Action {
+        startup { $0.authenticationTimedOut() }
+    }
+
+    /// The upstream session is ready and the session's start is recorded: the session goes live, unless
+    /// the server's own settings already break the pins (a role or database setting the startup could
+    /// not override).
+    mutating func upstreamReady(_ startup: UpstreamStartup, judge: StatementJudge, marker: String) -> Action {
+        guard case .starting(var machine) = state, case .connectingUpstream = machine.state else { return .close }
+        if let violation = startup.parameterFrames.lazy.compactMap(StatementGuard.pinViolation).first {
+            return refuseStart(.upstreamPinViolation(violation))
+        }
+        _ = machine.upstreamReady()
+        state = .live(Live(statementGuard: StatementGuard(marker: marker), judge: judge))
+        return .completeStartup(startup)
+    }
+
+    /// The session's start could not be recorded: it does not start.
+    mutating func startNotRecorded() -> Action {
+        guard case .starting(let machine) = state, case .connectingUpstream = machine.state else { return .close }
+        return refuseStart(.auditUnavailable)
+    }
+
+    private mutating func refuseStart(_ message: ClientMessage) -> Action {
+        state = .closed
+        endReason = endReason ?? message.fields.message
+        return .refuseStart(message)
+    }
+
+    private mutating func startup(_ event: (inout ClientStateMachine) -> ClientStateMachine.Action) -> Action {
+        guard case .starting(var startup) = state else { return .none }
+        let action = event(&startup)
+        if case .closed = startup.state { state = .closed } else { state = .starting(startup) }
+        switch action {
+        case .startTLS: return .startTLS
+        case .refuseEncryption: return .refuseEncryption
+        case .negotiateProtocol(let minor, let unsupported):
+            return .negotiateProtocol(newestMinor: minor, unsupportedOptions: unsupported)
+        case .requestPassword: return .requestPassword
+        case .verifyToken(let request, let token): return .verifyToken(request, token: token)
+        case .connectUpstream(let request): return .connectUpstream(request)
+        case .forwardCancel(let key): return .forwardCancel(key)
+        case .completeStartup: return .none  // the session machine completes it, with the upstream's startup
+        case .fatal(let message):
+            endReason = endReason ?? message.fields.message
+            return .fatal(message)
+        case .close: return .close
+        case .none: return .none
+        }
+    }
+
+    // MARK: The client
+
+    /// A frame of the client. `world` is read only when a statement is judged.
+    mutating func clientFrame(_ frame: PostgresFrame, world: () -> StatementJudge.World) -> Action {
+        switch state {
+        case .starting:
+            return startup { $0.frame(frame) }
+        case .closed:
+            return .none
+        case .live(var live):
+            guard !live.closing else { return .none }
+            if frame.type == FrontendMessageType.terminate { endReason = endReason ?? "client ended the session" }
+            // While a statement is held or being recorded, what follows it waits behind it, in order.
+            if live.held != nil || live.recording != nil {
+                live.backlog.append(frame)
+                state = .live(live)
+                return .none
+            }
+            let action = Self.take(frame, into: &live, world: world)
+            if case .fatal(let message) = action {
+                live.closing = true
+                endReason = endReason ?? message.fields.message
+            }
+            state = .live(live)
+            return action
+        }
+    }
+
+    /// The journal took (or could not take) the record of the statement being recorded.
+    mutating func recorded(_ journaled: Bool, world: () -> StatementJudge.World) -> [Action] {
+        guard case .live(var live) = state, !live.closing, let pending = live.recording else { return [] }
+        live.recording = nil
+        var actions: [Action] = []
+        switch pending.outcome {
+        case .unjudged(let replacement):
+            actions.append(.forward(replacement))
+        case .judged(let judgement):
+            var verdict = judgement.verdict
+            // Nothing runs unaudited; a refusal is refused whether or not its record was kept.
+            if !journaled, judgement.decision.action != .deny { verdict = .refuse(.unrecorded) }
+            switch verdict {
+            case .proceed:
+                live.judge.ran(judgement.inspection)
+                actions.append(.forward(live.statementGuard.decided(pending.frame, .proceed)))
+            case .refuse(let message):
+                actions.append(.forward(live.statementGuard.decided(pending.frame, .refuse(message.fields))))
+            case .hold(let challenge):
+                live.held = Held(frame: pending.frame, challenge: challenge, inspection: judgement.inspection)
+                state = .live(live)
+                return [.hold(challenge)]
+            }
+        }
+        actions += Self.drain(&live, world: world)
+        if case .fatal(let message)? = actions.last {
+            live.closing = true
+            endReason = endReason ?? message.fields.message
+        }
+        state = .live(live)
+        return actions
+    }
+
+    /// The held statement's challenge was decided (verified, approved, denied, expired, cancelled).
+    mutating func holdEnded(_ challenge: Challenge, world: () -> StatementJudge.World) -> [Action] {
+        guard case .live(var live) = state, !live.closing, let held = live.held, held.challenge.id == challenge.id else {
+            return []
+        }
+        live.held = nil
+        var actions: [Action] = []
+        if challenge.state.releases {
+            if challenge.kind == .stepUp {
+                live.judge.steppedUp(at: world().now)
+                if live.judge.newDevice {
+                    // Proven from here: this source and client are the user's from now on.
+                    live.judge.newDevice = false
+                    actions.append(.rememberDevice)
+                }
+            }
+            live.judge.ran(held.inspection)
+            actions.append(.forward(live.statementGuard.decided(held.frame, .proceed)))
+        } else {
+            actions.append(.forward(live.statementGuard.decided(held.frame, .refuse(ClientMessage.holdEnded(challenge).fields))))
+        }
+        actions += Self.drain(&live, world: world)
+        if case .fatal(let message)? = actions.last {
+            live.closing = true
+            endReason = endReason ?? message.fields.message
+        }
+        state = .live(live)
+        return actions
+    }
+
+    /// The client sent a CancelRequest for this session: a held statement is the gateway's to cancel.
+    mutating func cancelled(world: () -> StatementJudge.World) -> [Action] {
+        guard case .live(let live) = state, !live.closing, let held = live.held else { return [] }
+        let reason = "the client cancelled the statement"
+        var cancelled = held.challenge
+        cancelled.state = .cancelled
+        cancelled.decisionReason = reason
+        // Ended here at once: the challenge service may not have registered the challenge yet.
+        return [.cancelChallenge(id: held.challenge.id, reason: reason)] + holdEnded(cancelled, world: world)
+    }
+
+    /// Takes the backlog's frames in order until one must wait (a statement to record, a hold) or the
+    /// backlog is empty; then the upstream writes are flushed and the client read again.
+    private static func drain(_ live: inout Live, world: () -> StatementJudge.World) -> [Action] {
+        var actions: [Action] = []
+        while live.recording == nil, live.held == nil, !live.backlog.isEmpty {
+            let frame = live.backlog.removeFirst()
+            let action = take(frame, into: &live, world: world)
+            if action != .none { actions.append(action) }
+            if case .fatal = action { return actions }
+        }
+        if live.recording == nil, live.held == nil { actions.append(.resume) }
+        return actions
+    }
+
+    /// One frame of the live session, when nothing is held.
+    private static func take(_ frame: PostgresFrame, into live: inout Live, world: () -> StatementJudge.World) -> Action {
+        switch live.statementGuard.arrived(frame) {
+        case .forward:
+            return .forward(frame)
+        case .protocolViolation(let reason):
+            return .fatal(.protocolViolation(reason))
+        case .refuseUnjudged(let replacement, let reason, let what):
+            live.recording = Pending(frame: frame, outcome: .unjudged(replacement))
+            return .journal(live.judge.unjudgedRecord(reason: reason, what: what), action: .deny, usedGrants: [])
+        case .statement(let sql):
+            let world = world()
+            let judgement = live.judge.judge(sql, inspection: world.inspect(sql), in: world)
+            live.recording = Pending(frame: frame, outcome: .judged(judgement))
+            return .journal(judgement.record, action: judgement.decision.action, usedGrants: judgement.decision.usedGrants)
+        }
+    }
+
+    // MARK: The server
+
+    mutating func upstreamFrame(_ frame: PostgresFrame) -> UpstreamAction {
+        guard case .live(var live) = state, !live.closing else { return .drop }
+        if let violation = StatementGuard.pinViolation(frame) {
+            // The server would now read text otherwise than the checks did (a function changed a pinned
+            // setting): nothing more may reach it, and nothing more of it reaches the client.
+            live.closing = true
+            endReason = endReason ?? "pinned setting changed: \(violation)"
+            state = .live(live)
+            return .end(.pinnedSettingChanged(violation))
+        }
+        let forwarded = live.statementGuard.upstream(frame)
+        state = .live(live)
+        return .toClient(forwarded)
+    }
+
+    /// The server closed the connection.
+    mutating func upstreamClosed() -> Action {
+        guard case .live(let live) = state, !live.closing else { return .none }
+        endReason = endReason ?? "upstream server closed the connection"
+        return .close
+    }
+
+    // MARK: Ending
+
+    /// Ends the session from outside (an administrator, a revoked grant or token).
+    ///
+    /// From this moment nothing more the client sent reaches the server, whatever is in flight: what is
+    /// held or waiting is dropped and its challenge cancelled.
+    mutating func terminated(reason: String) -> [Action] {
+        switch state {
+        case .live(var live):
+            guard !live.closing else { return [] }
+            live.closing = true
+            endReason = endReason ?? "terminated: \(reason)"
+            var actions: [Action] = []
+            if let held = live.held {
+                actions.append(.cancelChallenge(id: held.challenge.id, reason: "the session was terminated"))
+            }
+            live.held = nil
+            live.recording = nil
+            live.backlog = []
+            state = .live(live)
+            return actions + [.terminate(.terminated(reason))]
+        case .starting:
+            state = .closed
+            endReason = endReason ?? "terminated: \(reason)"
+            return [.terminate(.terminated(reason))]
+        case .closed:
+            return []
+        }
+    }
+
+    /// The client's connection is gone.
+    mutating func clientClosed() -> [Action] {
+        defer { state = .closed }
+        endReason = endReason ?? "client disconnected"
+        if case .live(let live) = state, let held = live.held {
+            return [.cancelChallenge(id: held.challenge.id, reason: "the client disconnected")]
+        }
+        return []
+    }
+
+    /// A FATAL for a failure outside the machine (a malformed frame the decoder refused).
+    mutating func failed(_ message: ClientMessage) -> Action {
+        endReason = endReason ?? message.fields.message
+        switch state {
+        case .starting(var startup):
+            startup.peerClosed()
+            state = .closed
+        case .live(var live):
+            live.closing = true
+            state = .live(live)
+        case .closed:
+            break
+        }
+        return .fatal(message)
+    }
+}

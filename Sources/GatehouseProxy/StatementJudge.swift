@@ -1,0 +1,217 @@
+import Foundation
+import GatehouseConfig
+import GatehouseCore
+import GatehousePolicy
+import SQLInspection
+
+/// Judges the statements of one live session: inspection, the session's context, the policy in force,
+/// the user's grants and step-up freshness make a decision, the audit record that says so, and a
+/// verdict (run it, refuse it, or hold it behind a challenge).
+///
+/// Pure: the session's memory (its prepared statements, search path, last step-up, device) is this
+/// value; the world at the moment of judging (policy, grants, clock) comes with each call.
+struct StatementJudge: Sendable {
+    /// Who the session is, fixed at its start.
+    struct Session: Sendable, Equatable {
+        var id: String
+        var user: String
+        var groups: [String]
+        var connection: String
+        var source: String
+        var country: String?
+        var applicationName: String
+        var startedAt: Date
+        /// Whether decisions record statements in full or with their constants masked.
+        var statementText: AuditStatementText = .full
+    }
+
+    /// What the judge reads of the world when it judges: passed in whole, read once per statement.
+    struct World {
+        var policy: CompiledPolicy
+        /// What the parser makes of a statement text (the gateway's shared, cached inspector).
+        var inspect: (String) -> Inspection
+        /// The user's grants on this connection, active now.
+        var grants: [ActiveGrant]
+        var now: Date
+        /// How long a held statement waits for its challenge; nil when step-up and approval are not
+        /// enabled on this gateway (step-up and approve rules then refuse).
+        var holdTimeout: TimeInterval?
+        /// An id for a challenge this judgement opens.
+        var newChallengeID: () -> String
+    }
+
+    struct Judgement: Sendable, Equatable {
+        enum Verdict: Sendable, Equatable {
+            case proceed
+            case refuse(ClientMessage)
+            case hold(Challenge)
+        }
+
+        var verdict: Verdict
+        var decision: Decision
+        var inspection: Inspection
+        /// The record of the decision, to journal before the verdict is carried out.
+        var record: AuditRecord
+    }
+
+    var session: Session
+    private(set) var prepared = PreparedStatements()
+    /// Where this session's unqualified table names may resolve.
+    private(set) var searchPath = SearchPath()
+    private(set) var lastActivity: Date
+    /// When this session's user last proved their second factor for a held statement.
+    private(set) var lastStepUp: Date?
+    /// The user has not yet proven a second factor from this source address with this client.
+    var newDevice: Bool
+    /// The rules that apply to this session's user, connection and source, for one policy version.
+    private var sessionRules: CompiledPolicy.SessionRules?
+
+    init(session: Session, newDevice: Bool = false, searchPath: SearchPath = SearchPath()) {
+        self.session = session
+        self.lastActivity = session.startedAt
+        self.newDevice = newDevice
+        self.searchPath = searchPath
+    }
+
+    /// The session starts now (its startup settings were judged as of its authentication).
+    mutating func begin(at now: Date) {
+        session.startedAt = now
+        lastActivity = now
+    }
+
+    func context(in world: World) -> SessionContext {
+        var context = SessionContext(
+            user: session.user, groups: session.groups, connection: session.connection, sourceAddress: session.source,
+            country: session.country, applicationName: session.applicationName, sessionStartedAt: session.startedAt,
+            lastActivityAt: lastActivity, grants: world.grants, now: world.now, newDevice: newDevice)
+        context.searchPath = searchPath
+        return context
+    }
+
+    /// Judges one statement text (inspected by the caller: `inspection` is what the parser made of `sql`).
+    mutating func judge(_ sql: String, inspection parsed: Inspection, in world: World) -> Judgement {
+        let inspection = prepared.resolve(parsed)
+        let context = self.context(in: world)
+        // Widened before the decision: a refused SET never ran, but counting it costs nothing.
+        searchPath.widen(by: inspection)
+        lastActivity = world.now
+        let policy = world.policy
+        if sessionRules?.policy != ObjectIdentifier(policy) { sessionRules = policy.sessionRules(for: context) }
+        var decision = policy.evaluate(inspection, in: context, session: sessionRules)
+        if !world.grants.isEmpty, decision.action.proceeds {
+            // A grant is used when the statement would not run without it; the session then ends with it.
+            var withoutGrants = context
+            withoutGrants.grants = []
+            if policy.evaluate(inspection, in: withoutGrants, session: sessionRules).action > decision.action {
+                decision.usedGrants = Array(Set(decision.usedGrants).union(world.grants.map(\.id))).sorted()
+            }
+        }
+        // A fresh proof in this session covers step-up rules that grant a freshness window.
+        if decision.action == .stepUp, let maxAge = decision.stepUpMaxAge, let last = lastStepUp,
+            world.now.timeIntervalSince(last) <= maxAge
+        {
+            decision.action = .allow
+            decision.reason =
+                "step-up proven \(Int(world.now.timeIntervalSince(last)))s ago, within the rule's \(DurationText.format(maxAge))"
+            return Judgement(
+                verdict: .proceed, decision: decision, inspection: inspection,
+                record: record(decision, inspection: inspection, sql: sql, note: "fresh_step_up"))
+        }
+        let record = record(decision, inspection: inspection, sql: sql)
+        let verdict: Judgement.Verdict
+        switch decision.action {
+        case .allow, .alert:
+            verdict = .proceed
+        case .stepUp, .approve:
+            if let holdTimeout = world.holdTimeout {
+                verdict = .hold(
+                    Challenge(
+                        id: world.newChallengeID(), kind: decision.action == .stepUp ? .stepUp : .approve, user: session.user,
+                        session: session.id, connection: session.connection, statement: sql,
+                        fingerprint: inspection.statements.map(\.fingerprint).joined(separator: ","),
+                        rules: decision.decidingRules.map(\.name), reason: decision.reason, approvers: decision.approvers,
+                        approverStepUp: decision.approverStepUp, createdAt: world.now,
+                        expiresAt: world.now.addingTimeInterval(holdTimeout)))
+            } else {
+                verdict = .refuse(.refused(decision))
+            }
+        case .deny:
+            verdict = .refuse(.refused(decision))
+        }
+        return Judgement(verdict: verdict, decision: decision, inspection: inspection, record: record)
+    }
+
+    /// A judged statement is on its way to the server (allowed, or released from its hold): what it
+    /// prepares or deallocates is remembered for later EXECUTEs.
+    mutating func ran(_ inspection: Inspection) {
+        prepared.record(inspection)
+    }
+
+    /// The user proved their second factor for a held statement.
+    mutating func steppedUp(at now: Date) {
+        lastStepUp = now
+    }
+
+    /// Judges one startup setting as the `SET` statement it amounts to. A startup cannot wait for a
+    /// second factor or another person: a hold is a refusal.
+    mutating func judgeStartupSetting(_ setting: StartupSettings.Setting, inspection: Inspection, in world: World) -> Judgement {
+        if setting.name == "search_path" { searchPath.widen(by: [setting.value]) }
+        var decision = world.policy.evaluate(inspection, in: context(in: world))
+        if decision.action == .stepUp || decision.action == .approve {
+            decision.reason += "; a startup setting cannot wait for it: SET it in the session instead"
+            decision.action = .deny
+        }
+        let verdict: Judgement.Verdict =
+            decision.action.proceeds
+            ? .proceed
+            : .refuse(.startupSettingRefused(written: setting.written, reason: decision.reason, hint: decision.hint))
+        return Judgement(
+            verdict: verdict, decision: decision, inspection: inspection,
+            record: record(decision, inspection: inspection, sql: setting.statement, note: "startup \(setting.written)"))
+    }
+
+    /// The record of a message refused before any judgement (text that is not UTF-8, a FunctionCall).
+    func unjudgedRecord(reason: String, what: String) -> AuditRecord {
+        record(
+            Decision.refusal(reason),
+            inspection: Inspection(statements: [], parseError: ParseError(message: reason, position: 0)),
+            sql: what, verbatim: true)
+    }
+
+    /// The audit record of a decision: what the statement was (in full, or with `$n` for its constants),
+    /// what it does, and why it was decided so.
+    func record(
+        _ decision: Decision, inspection: Inspection, sql: String, note: String? = nil, verbatim: Bool = false
+    ) -> AuditRecord {
+        let type: AuditEventType =
+            switch decision.action {
+            case .allow: .statementAllowed
+            case .alert: .statementAlert
+            case .stepUp, .approve: .statementHeld
+            case .deny: .statementDenied
+            }
+        var detail: [String: String] = [
+            "action": decision.action.rawValue,
+            "facts": inspection.unparsable ? "unparsable" : inspection.statements.map(\.summary).joined(separator: "; "),
+            "fingerprint": inspection.statements.map(\.fingerprint).joined(separator: ","),
+        ]
+        if !decision.matched.isEmpty { detail["rules"] = decision.matched.map(\.name).joined(separator: ",") }
+        let text =
+            verbatim || session.statementText == .full
+            ? sql : (PostgresParser.normalized(sql) ?? "(masked: \(sql.utf8.count) bytes that do not parse)")
+        detail["statement"] = text.utf8.count > 2000 ? String(text.prefix(2000)) + "…" : text
+        if decision.action != .allow { detail["reason"] = decision.reason }
+        if !decision.shadowed.isEmpty {
+            detail["shadow_rules"] = decision.shadowed.map(\.name).joined(separator: ",")
+            detail["would_have"] = (decision.shadowed.map(\.action).max() ?? .allow).rawValue
+        }
+        if !decision.usedGrants.isEmpty { detail["grants"] = decision.usedGrants.joined(separator: ",") }
+        if let note {
+            detail["note"] = note
+            detail["reason"] = decision.reason
+        }
+        return AuditRecord(
+            type, actor: session.user, session: session.id, connection: session.connection, source: session.source,
+            detail: detail)
+    }
+}

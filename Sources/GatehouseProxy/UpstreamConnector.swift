@@ -1,0 +1,149 @@
+import GatehouseConfig
+import GatehouseCore
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import NIOSSL
+import PostgresWire
+
+/// Why the upstream session could not be opened, in words for the client.
+struct UpstreamFailure: Error, Sendable, CustomStringConvertible {
+    var reason: String
+    var description: String { reason }
+}
+
+/// Opens sessions to one connection's upstream server with the brokered credentials, and ends them
+/// from outside: a CancelRequest for the running statement, `pg_terminate_backend` for the backend.
+struct UpstreamConnector: Sendable {
+    let connection: Connection
+    let tlsContext: NIOSSLContext?
+    let limits: Limits
+    let logger: Logger
+
+    /// Connects and logs in on `eventLoop`. `opened` gets the upstream handler as soon as the channel
+    /// exists, so the session can close it if its client leaves first. Fails with `UpstreamFailure`,
+    /// also when the server has not finished its startup within the connect timeout.
+    func open(
+        _ parameters: StartupParameters, on eventLoop: EventLoop, opened: @escaping (UpstreamHandler) -> Void
+    ) -> EventLoopFuture<UpstreamStartup> {
+        let ready = eventLoop.makePromise(of: UpstreamStartup.self)
+        let (connection, tlsContext, limits) = (connection, tlsContext, limits)
+        let timeout = DurationText.format(limits.upstreamConnectTimeout)
+        let bootstrap = ClientBootstrap(group: eventLoop)
+            .connectTimeout(.milliseconds(Int64(limits.upstreamConnectTimeout * 1000)))
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(
+                        ByteToMessageHandler(
+                            BackendDecoder(maxMessageLength: limits.maxMessageBytes, expectingSSLResponse: tlsContext != nil)))
+                    try channel.pipeline.syncOperations.addHandler(
+                        UpstreamHandler(
+                            connection: connection, startupParameters: parameters, tlsContext: tlsContext, ready: ready))
+                }
+            }
+        let handler = NIOLoopBoundBox<UpstreamHandler?>(nil, eventLoop: eventLoop)
+        let deadline = eventLoop.scheduleTask(in: .milliseconds(Int64(limits.upstreamConnectTimeout * 1000))) {
+            let reason = "timed out after \(timeout) waiting for the upstream server"
+            handler.value?.abandon(reason)
+            ready.fail(UpstreamFailure(reason: reason))
+        }
+        bootstrap.connect(host: connection.host, port: connection.port).assumeIsolated().whenComplete { result in
+            switch result {
+            case .success(let channel):
+                if let upstream = try? channel.pipeline.syncOperations.handler(type: UpstreamHandler.self) {
+                    handler.value = upstream
+                    opened(upstream)
+                }
+            case .failure(let error):
+                ready.fail(
+                    UpstreamFailure(
+                        reason: "cannot reach the upstream server \(connection.host):\(connection.port): \(Self.describe(error))")
+                )
+            }
+        }
+        ready.futureResult.whenComplete { _ in deadline.cancel() }
+        return ready.futureResult
+    }
+
+    /// Ends a session's backend at once, from wherever the request comes (an HTTP thread, another
+    /// session's loop): a CancelRequest stops the running statement, and `pg_terminate_backend`, from a
+    /// session of the same upstream role, ends the backend, so that statements already in its receive
+    /// buffer never run. Runs on an event loop of its own, not the session's, which may be busy.
+    func end(_ target: UpstreamCancelTarget) {
+        let eventLoop = MultiThreadedEventLoopGroup.singleton.next()
+        cancel(target, on: eventLoop)
+        let ready = eventLoop.makePromise(of: UpstreamStartup.self)
+        let (connection, tlsContext, logger) = (connection, tlsContext, logger)
+        let parameters = StartupSettings().upstream(defaultApplicationName: "gatehouse-terminator")
+        let bootstrap = ClientBootstrap(group: eventLoop)
+            .connectTimeout(.milliseconds(Int64(limits.upstreamConnectTimeout * 1000)))
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(
+                        ByteToMessageHandler(BackendDecoder(maxMessageLength: 1 << 20, expectingSSLResponse: tlsContext != nil)))
+                    try channel.pipeline.syncOperations.addHandler(
+                        UpstreamHandler(
+                            connection: connection, startupParameters: parameters, tlsContext: tlsContext, ready: ready))
+                }
+            }
+        bootstrap.connect(host: connection.host, port: connection.port).whenComplete { result in
+            switch result {
+            case .success(let channel):
+                ready.futureResult.whenComplete { outcome in
+                    switch outcome {
+                    case .success:
+                        var buffer = channel.allocator.buffer(capacity: 64)
+                        buffer.writeImmutableBuffer(
+                            QueryMessage(sql: "SELECT pg_terminate_backend(\(target.processID))").frame.bytes)
+                        buffer.writeImmutableBuffer(PostgresFrame(type: MessageType.terminate, body: ByteBuffer()).bytes)
+                        channel.writeAndFlush(buffer, promise: nil)
+                    case .failure(let error):
+                        logger.warning("cannot end a terminated session's backend", metadata: ["error": "\(error)"])
+                        channel.close(promise: nil)
+                    }
+                }
+            case .failure(let error):
+                ready.fail(error)
+                logger.warning("cannot end a terminated session's backend", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+
+    /// Sends a CancelRequest for `target`'s running statement on a connection of its own.
+    func cancel(_ target: UpstreamCancelTarget, on eventLoop: EventLoop = MultiThreadedEventLoopGroup.singleton.next()) {
+        Self.sendCancel(to: target, on: eventLoop, logger: logger)
+    }
+
+    static func sendCancel(to target: UpstreamCancelTarget, on eventLoop: EventLoop, logger: Logger) {
+        ClientBootstrap(group: eventLoop)
+            .connectTimeout(.seconds(5))
+            .connect(host: target.host, port: target.port)
+            .whenComplete { result in
+                switch result {
+                case .success(let channel):
+                    var buffer = channel.allocator.buffer(capacity: 16)
+                    StartupPacket.cancel(processID: target.processID, secretKey: target.secretKey).encode(into: &buffer)
+                    channel.writeAndFlush(buffer).whenComplete { _ in channel.close(promise: nil) }
+                case .failure(let error):
+                    logger.warning("cannot forward a cancel request", metadata: ["error": "\(error)"])
+                }
+            }
+    }
+
+    static func describe(_ error: Error) -> String {
+        if let error = error as? NIOConnectionError, let first = error.connectionErrors.first {
+            return describe(first.error)
+        }
+        if let error = error as? IOError {
+            switch error.errnoCode {
+            case ECONNREFUSED: return "connection refused"
+            case ETIMEDOUT: return "timed out"
+            case EHOSTUNREACH: return "host unreachable"
+            default: return error.description
+            }
+        }
+        return "\(error)"
+    }
+}
