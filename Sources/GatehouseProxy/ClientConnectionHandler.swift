@@ -382,29 +382,17 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
             eventLoop.execute { loopBound.value.clientCancelled() }
         }
         sessionStarted = started
-        let record = AuditRecord(
-            .sessionStart, actor: session.user, session: sessionID, connection: session.connection, source: source,
-            detail: [
-                "application": session.applicationName, "tls": tlsActive ? "true" : "false",
-                "upstream": "\(client.connection.host):\(client.connection.port)/\(client.connection.database)",
-            ])
-        let (store, tokens, claims) = (environment.store, environment.tokens, client.token)
-        runAsync { () async throws -> (known: Bool, revoked: Bool) in
-            _ = try await store.appendAudit(record)
-            let known = try await store.isKnownDevice(
-                user: session.user, source: session.source, application: session.applicationName)
-            // A revocation between the token check and the registration found no session to end: it is
-            // read again now that the session is registered.
-            return (known, await tokens.isRevoked(claims))
+        let authenticator = SessionAuthenticator(environment: environment, recorder: recorder)
+        let tls = tlsActive
+        runAsync {
+            try await authenticator.recordStart(session, of: client, tls: tls)
         } then: { result in
             switch result {
             case .success(let outcome):
-                judge.newDevice = !outcome.known
+                judge.newDevice = !outcome.knownDevice
+                let marker = "gatehouse_refused_\(RandomSecret.hex(12))"
                 self.perform(
-                    self.machine.upstreamReady(startup, judge: judge, marker: "gatehouse_refused_\(RandomSecret.hex(12))"))
-                if outcome.revoked {
-                    self.terminate(reason: "the token was revoked; sign in again with `gatehouse login` before reconnecting")
-                }
+                    self.machine.upstreamReady(startup, judge: judge, marker: marker, tokenRevoked: outcome.tokenRevoked))
             case .failure(let error):
                 self.logger.error("cannot record session start in the audit log", metadata: ["error": "\(error)"])
                 self.perform(self.machine.startNotRecorded())

@@ -1,4 +1,5 @@
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import PostgresWire
@@ -19,8 +20,12 @@ public final class PostgresListener: Service, Sendable {
         self.onBound = onBound
     }
 
+    /// Client connections open now (authenticating or live).
+    private let open = NIOLockedValueBox(0)
+
     public func run() async throws {
         let environment = self.environment
+        let open = self.open
         let listen = environment.config.postgresListen
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
@@ -28,7 +33,10 @@ public final class PostgresListener: Service, Sendable {
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(.maxMessagesPerRead, value: 16)
             .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
+                open.withLockedValue { $0 += 1 }
+                // Completed once the handler has seen the connection end (and journaled the session's end).
+                channel.closeFuture.whenComplete { _ in open.withLockedValue { $0 -= 1 } }
+                return channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(
                         ByteToMessageHandler(FrontendDecoder(maxMessageLength: environment.config.limits.maxMessageBytes)))
                     try channel.pipeline.syncOperations.addHandler(ClientConnectionHandler(environment: environment))
@@ -46,5 +54,18 @@ public final class PostgresListener: Service, Sendable {
                 environment.registry.terminate(id: session.id, reason: "the gateway is shutting down")
             }
         }
+        // The store closes after this returns: every connection's end (and its session.ended event) first.
+        let deadline = ContinuousClock.now + Self.drainTimeout
+        while open.withLockedValue({ $0 }) > 0, ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        let left = open.withLockedValue { $0 }
+        if left > 0 {
+            environment.logger.warning(
+                "stopping with client connections still closing", metadata: ["connections": "\(left)"])
+        }
     }
+
+    /// How long a stopping gateway waits for its client connections to close.
+    static let drainTimeout: Duration = .seconds(10)
 }

@@ -157,6 +157,27 @@ struct SessionAuthenticator: Sendable {
         return .success((judge, settings.upstream(defaultApplicationName: "gatehouse")))
     }
 
+    /// Records the session's start (committed before it returns), and reads what the session needs to
+    /// know now that it is registered: whether this source and client are a device the user proved a
+    /// second factor from, and whether the token was revoked in the gap after it was checked (a
+    /// revocation then found no session to end).
+    func recordStart(
+        _ session: StatementJudge.Session, of client: VerifiedClient, tls: Bool
+    ) async throws -> (knownDevice: Bool, tokenRevoked: Bool) {
+        let upstream = client.connection
+        _ = try await environment.store.appendAudit(
+            AuditRecord(
+                .sessionStart, actor: session.user, session: session.id, connection: session.connection,
+                source: session.source,
+                detail: [
+                    "application": session.applicationName, "tls": tls ? "true" : "false",
+                    "upstream": "\(upstream.host):\(upstream.port)/\(upstream.database)",
+                ]))
+        let known = try await environment.store.isKnownDevice(
+            user: session.user, source: session.source, application: session.applicationName)
+        return (known, await environment.tokens.isRevoked(client.token))
+    }
+
     private func refused(_ session: StatementJudge.Session, reason: String) {
         recorder.journal(
             AuditRecord(

@@ -161,8 +161,16 @@ struct SessionStateMachine: Sendable {
     /// The upstream session is ready and the session's start is recorded: the session goes live, unless
     /// the server's own settings already break the pins (a role or database setting the startup could
     /// not override).
-    mutating func upstreamReady(_ startup: UpstreamStartup, judge: StatementJudge, marker: String) -> Action {
+    mutating func upstreamReady(
+        _ startup: UpstreamStartup, judge: StatementJudge, marker: String, tokenRevoked: Bool = false
+    ) -> Action {
         guard case .starting(var machine) = state, case .connectingUpstream = machine.state else { return .close }
+        if tokenRevoked {
+            let reason = "the token was revoked; sign in again with `gatehouse login` before reconnecting"
+            state = .closed
+            endReason = endReason ?? "terminated: \(reason)"
+            return .terminate(.terminated(reason))
+        }
         if let violation = startup.parameterFrames.lazy.compactMap(StatementGuard.pinViolation).first {
             return refuseStart(.upstreamPinViolation(violation))
         }

@@ -522,6 +522,19 @@ struct SessionStateMachineTests {
         #expect(!machine.isLive)
     }
 
+    @Test func aTokenRevokedWhileTheSessionStartedEndsItBeforeTheClientIsLetIn() {
+        var machine = Bench.connecting()
+        let action = machine.upstreamReady(
+            Bench.ready(), judge: StatementJudge(session: Bench.session), marker: "m", tokenRevoked: true)
+        guard case .terminate(let message) = action else {
+            Issue.record("the session must not start: \(action)")
+            return
+        }
+        #expect(message.fields.message?.contains("sign in again with `gatehouse login`") == true)
+        #expect(!machine.isLive)
+        #expect(machine.clientFrame(Bench.query("select 1"), world: { Bench.world() }) == .none)
+    }
+
     @Test func aTerminationDuringStartupEndsTheConnectionAndNothingStarts() {
         var machine = Bench.connecting()
         #expect(machine.terminated(reason: "token revoked") == [.terminate(.terminated("token revoked"))])

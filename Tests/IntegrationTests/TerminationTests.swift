@@ -138,3 +138,36 @@ final class SendableBox<T>: @unchecked Sendable {
     let value: T
     init(_ value: T) { self.value = value }
 }
+
+extension TerminationTests {
+    @Test("SIGTERM ends every live session with a clear FATAL, and every session's end is in the audit log")
+    func shutdownDrainsSessions() async throws {
+        let gateway = try await Gateway.start()
+        let token = try await gateway.aliceToken()
+        var sleepers: [RunningCommand] = []
+        for _ in 0..<3 { sleepers.append(try await gateway.startPsql(password: token, ["-c", "select pg_sleep(60)"])) }
+        try await waitForSession(gateway, count: 3)
+        let stopped = try await gateway.stop()
+        #expect(stopped.status == 0, "\(stopped)")
+        for sleeper in sleepers {
+            let ended = try await sleeper.wait(timeout: 30)
+            #expect(ended.stderr.contains("terminating connection: the gateway is shutting down"), "\(ended)")
+        }
+        // Read straight from the store the stopped gateway left: committed, not only journaled.
+        let counts = try await Command.run(
+            "/usr/bin/sqlite3",
+            [
+                gateway.storePath,
+                "select type, count(*) from audit_events where actor = 'alice' and type in ('session.start', 'session.end', "
+                    + "'session.terminated') group by type order by type",
+            ])
+        #expect(counts.stdout == "session.end|3\nsession.start|3\n", "\(counts)")
+        let reasons = try await Command.run(
+            "/usr/bin/sqlite3",
+            [gateway.storePath, "select count(*) from audit_events where type = 'session.end' and detail like '%shutting down%'"])
+        #expect(reasons.stdout == "3\n", "\(reasons)")
+        let last = try await Command.run(
+            "/usr/bin/sqlite3", [gateway.storePath, "select type from audit_events order by seq desc limit 1"])
+        #expect(last.stdout == "gateway.stop\n", "the store closes last: \(last)")
+    }
+}
