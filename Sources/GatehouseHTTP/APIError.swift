@@ -1,4 +1,6 @@
 import Foundation
+import GatehouseAuth
+import GatehouseCore
 import Hummingbird
 
 /// An API failure with a stable machine-readable code. All HTTP status mapping happens here.
@@ -62,4 +64,55 @@ public struct APIErrorBody: Codable, Sendable {
     }
 
     public var error: Detail
+}
+
+/// An error the API answers with its own status, code and message (the console shows the message).
+protocol APIErrorConvertible: Error {
+    var apiError: APIError { get }
+}
+
+extension APIError: APIErrorConvertible {
+    var apiError: APIError { self }
+}
+
+// The domain errors the API passes on as they are, mapped here to their status and code: routes throw
+// them without catching and rethrowing.
+
+extension ChallengeError: HTTPResponseError, APIErrorConvertible {
+    public var status: HTTPResponse.Status { apiError.status }
+
+    public func response(from request: Request, context: some RequestContext) throws -> Response {
+        try apiError.response(from: request, context: context)
+    }
+
+    var apiError: APIError {
+        switch code {
+        case .notFound: APIError(.notFound, description)
+        case .notYours, .selfApproval, .notAnApprover: APIError(.forbidden, description)
+        case .wrongCode, .tooManyAttempts: APIError(.wrongCode, description)
+        case .lockedOut: APIError(.lockedOut, description)
+        case .passwordRequired: APIError(.passwordRequired, description)
+        case .approverStepUpRequired: APIError(.secondFactorRequired, description)
+        case .notPending, .expired, .wrongKind, .notEnrolled: APIError(.conflict, description)
+        }
+    }
+}
+
+extension GrantError: HTTPResponseError, APIErrorConvertible {
+    public var status: HTTPResponse.Status { apiError.status }
+
+    public func response(from request: Request, context: some RequestContext) throws -> Response {
+        try apiError.response(from: request, context: context)
+    }
+
+    var apiError: APIError {
+        switch code {
+        case .notFound, .unknownRole: APIError(.notFound, description)
+        case .notARequester, .selfApproval, .notAnApprover, .notAllowed: APIError(.forbidden, description)
+        case .stepUpRequired: APIError(.secondFactorRequired, description)
+        case .notPending, .alreadyApproved: APIError(.conflict, description)
+        case .wrongConnection, .tooLong, .reasonRequired, .reasonMismatch, .breakGlassUnavailable:
+            APIError(.badRequest, description)
+        }
+    }
 }

@@ -141,23 +141,15 @@ extension APIRoutes {
 
     func verifyChallenge(_ id: String, by caller: Caller, code: String, source: String?) async throws -> Challenge {
         try codeThrottle.check(source: source, user: caller.user.name, at: environment.identities.now())
-        do {
-            return try await requireStepUp().verify(id: id, user: caller.user.name, code: code)
-        } catch let error as ChallengeError {
-            throw Self.apiError(error)
-        }
+        return try await requireStepUp().verify(id: id, user: caller.user.name, code: code)
     }
 
     func decideChallenge(
         _ id: String, approve: Bool, by caller: Caller, code: String?, reason: String?, source: String?
     ) async throws -> Challenge {
         if code != nil { try codeThrottle.check(source: source, user: caller.user.name, at: environment.identities.now()) }
-        do {
-            return try await requireStepUp().decide(
-                id: id, approve: approve, approver: caller.user.name, groups: caller.user.groups, reason: reason, code: code)
-        } catch let error as ChallengeError {
-            throw Self.apiError(error)
-        }
+        return try await requireStepUp().decide(
+            id: id, approve: approve, approver: caller.user.name, groups: caller.user.groups, reason: reason, code: code)
     }
 
     // MARK: Access requests
@@ -173,35 +165,27 @@ extension APIRoutes {
         }
         let grants = try requireGrants()
         let connection = body.connection?.isEmpty == true ? nil : body.connection
-        do {
-            if body.break_glass == true {
-                guard let code = body.code, !code.isEmpty else {
-                    throw APIError(.secondFactorRequired, "break-glass needs your code: give --code")
-                }
-                return try await grants.breakGlass(
-                    requester: caller.user, role: body.role, connection: connection, duration: duration,
-                    reason: body.reason ?? "", code: code)
+        if body.break_glass == true {
+            guard let code = body.code, !code.isEmpty else {
+                throw APIError(.secondFactorRequired, "break-glass needs your code: give --code")
             }
-            return try await grants.submit(
+            return try await grants.breakGlass(
                 requester: caller.user, role: body.role, connection: connection, duration: duration,
-                reason: body.reason ?? "", startAt: startAt)
-        } catch let error as GrantError {
-            throw Self.apiError(error)
+                reason: body.reason ?? "", code: code)
         }
+        return try await grants.submit(
+            requester: caller.user, role: body.role, connection: connection, duration: duration,
+            reason: body.reason ?? "", startAt: startAt)
     }
 
     func decideAccessRequest(
         _ id: String, action: String, by caller: Caller, code: String?, reason: String?
     ) async throws -> AccessRequest {
         let grants = try requireGrants()
-        do {
-            switch action {
-            case "approve": return try await grants.approve(id, by: caller.user, code: code)
-            case "deny": return try await grants.deny(id, by: caller.user, reason: reason)
-            default: return try await grants.revoke(id, by: caller.user)
-            }
-        } catch let error as GrantError {
-            throw Self.apiError(error)
+        switch action {
+        case "approve": return try await grants.approve(id, by: caller.user, code: code)
+        case "deny": return try await grants.deny(id, by: caller.user, reason: reason)
+        default: return try await grants.revoke(id, by: caller.user)
         }
     }
 

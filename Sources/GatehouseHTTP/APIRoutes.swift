@@ -207,7 +207,7 @@ public struct APIRoutes: Sendable {
                 try await audit(
                     AuditRecord(
                         .loginFailure, actor: body.user, source: source, detail: ["reason": error.description, "via": channel]))
-                throw Self.apiError(error)
+                throw error
             }
             methods.append("otp")
         }
@@ -418,18 +418,6 @@ public struct APIRoutes: Sendable {
         return stepUp
     }
 
-    static func apiError(_ error: ChallengeError) -> APIError {
-        switch error.code {
-        case .notFound: APIError(.notFound, error.description)
-        case .notYours, .selfApproval, .notAnApprover: APIError(.forbidden, error.description)
-        case .wrongCode, .tooManyAttempts: APIError(.wrongCode, error.description)
-        case .lockedOut: APIError(.lockedOut, error.description)
-        case .passwordRequired: APIError(.passwordRequired, error.description)
-        case .approverStepUpRequired: APIError(.secondFactorRequired, error.description)
-        case .notPending, .expired, .wrongKind, .notEnrolled: APIError(.conflict, error.description)
-        }
-    }
-
     @Sendable func enroll(_ request: Request, context: GatehouseRequestContext) async throws -> API.Enrolment {
         let caller = try await authenticate(request)
         let stepUp = try requireStepUp()
@@ -461,12 +449,8 @@ public struct APIRoutes: Sendable {
             try await checkPassword(password, of: user, via: "mfa enrolment", context)
             proof = .password
         }
-        do {
-            let enrolment = try await stepUp.enroll(user: user, proof: proof)
-            return API.Enrolment(uri: enrolment.uri, secret: enrolment.secret)
-        } catch let error as ChallengeError {
-            throw Self.apiError(error)
-        }
+        let enrolment = try await stepUp.enroll(user: user, proof: proof)
+        return API.Enrolment(uri: enrolment.uri, secret: enrolment.secret)
     }
 
     /// Checks the caller's own password again (throttled like a login; a wrong one is a login failure
@@ -491,11 +475,7 @@ public struct APIRoutes: Sendable {
         let caller = try await authenticate(request)
         let body = try await decode(API.CodeRequest.self, request, context)
         guard let code = body.code else { throw APIError(.badRequest, "give the code from the authenticator") }
-        do {
-            try await requireStepUp().confirm(user: caller.user.name, code: code)
-        } catch let error as ChallengeError {
-            throw Self.apiError(error)
-        }
+        try await requireStepUp().confirm(user: caller.user.name, code: code)
         return API.Done(ok: true)
     }
 
@@ -529,17 +509,6 @@ public struct APIRoutes: Sendable {
     func requireGrants() throws -> GrantService {
         guard let grants = environment.grants else { throw APIError(.notFound, "no requestable roles are configured") }
         return grants
-    }
-
-    static func apiError(_ error: GrantError) -> APIError {
-        switch error.code {
-        case .notFound, .unknownRole: APIError(.notFound, error.description)
-        case .notARequester, .selfApproval, .notAnApprover, .notAllowed: APIError(.forbidden, error.description)
-        case .stepUpRequired: APIError(.secondFactorRequired, error.description)
-        case .notPending, .alreadyApproved: APIError(.conflict, error.description)
-        case .wrongConnection, .tooLong, .reasonRequired, .reasonMismatch, .breakGlassUnavailable:
-            APIError(.badRequest, error.description)
-        }
     }
 
     @Sendable func submitRequest(_ request: Request, context: GatehouseRequestContext) async throws -> API.AccessRequestView {

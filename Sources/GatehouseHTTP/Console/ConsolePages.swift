@@ -190,7 +190,8 @@ extension ConsoleRoutes {
         var problem: HTML = .empty
         do {
             query = try APIRoutes.auditQuery(parameters, defaultLimit: 50)
-        } catch let error as APIError {
+        } catch let failure as any APIErrorConvertible {
+            let error = failure.apiError
             query = AuditQuery(limit: 50, newestFirst: true)
             problem = "<div class=\"flash error\">\(error.message)</div>"
         }
@@ -199,7 +200,8 @@ extension ConsoleRoutes {
         var events: [AuditEvent] = []
         do {
             events = try await api.auditEvents(query, for: caller)
-        } catch let error as APIError {
+        } catch let failure as any APIErrorConvertible {
+            let error = failure.apiError
             problem = "<div class=\"flash error\">\(error.message)</div>"
         }
         var chain: HTML = .empty

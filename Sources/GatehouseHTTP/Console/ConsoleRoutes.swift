@@ -52,7 +52,10 @@ struct ConsoleRoutes: Sendable {
                     source: form["source"].flatMap { $0.isEmpty ? nil : $0 },
                     application: form["application"].flatMap { $0.isEmpty ? nil : $0 })
                 let result: Result<API.PolicyTestResult, APIError>
-                do { result = .success(try await self.api.testPolicy(body, by: caller)) } catch let error as APIError {
+                do { result = .success(try await self.api.testPolicy(body, by: caller)) } catch let failure
+                    as any APIErrorConvertible
+                {
+                    let error = failure.apiError
                     result = .failure(error)
                 }
                 return try await self.policyPage(request, context, result: (body, result))
@@ -195,7 +198,8 @@ struct ConsoleRoutes: Sendable {
                 Self.cookie(Self.sessionCookie, token, maxAge: max(1, Int(claims.expiresAt.timeIntervalSinceNow))))
             response.setCookie(Self.cookie(Self.loginCookie, "", maxAge: 0))
             return response
-        } catch let error as APIError {
+        } catch let failure as any APIErrorConvertible {
+            let error = failure.apiError
             return try await loginPage(request, error: error.message, user: user, status: error.status)
         }
     }
@@ -204,7 +208,7 @@ struct ConsoleRoutes: Sendable {
 
     func caller(_ request: Request) async throws -> APIRoutes.Caller? {
         guard let token = request.cookies[Self.sessionCookie]?.value, !token.isEmpty else { return nil }
-        do { return try await api.authenticate(token: token) } catch is APIError { return nil }
+        do { return try await api.authenticate(token: token) } catch is any APIErrorConvertible { return nil }
     }
 
     func csrfToken(for caller: APIRoutes.Caller) -> String {
@@ -226,7 +230,8 @@ struct ConsoleRoutes: Sendable {
         }
         do {
             return try await body(caller, form)
-        } catch let error as APIError where error.code != .internalError {
+        } catch let failure as any APIErrorConvertible where failure.apiError.code != .internalError {
+            let error = failure.apiError
             return Self.redirect(Self.back(request), flash: error.message, isError: true)
         }
     }
