@@ -100,6 +100,8 @@ public struct Limits: Sendable, Equatable {
     public var upstreamConnectTimeout: TimeInterval = 10
     /// Client connections that may be waiting to authenticate at once; more are refused at once.
     public var maxUnauthenticatedConnections = 128
+    /// Of those, how many one source address may hold: one address cannot lock everyone else out.
+    public var maxUnauthenticatedPerSource = 32
     /// Sessions one user may have open at once (across connections).
     public var maxSessionsPerUser = 50
     /// Sessions one connection may have open at once: below PostgreSQL's default `max_connections`

@@ -315,7 +315,7 @@ struct Reader {
                     value, "limits",
                     allowed: [
                         "max_message_bytes", "authentication_timeout", "upstream_connect_timeout",
-                        "max_unauthenticated_connections",
+                        "max_unauthenticated_connections", "max_unauthenticated_per_source",
                         "max_sessions_per_user", "max_sessions_per_connection",
                     ])
                 {
@@ -323,6 +323,9 @@ struct Reader {
                     case "max_unauthenticated_connections":
                         config.limits.maxUnauthenticatedConnections = try int(
                             value, "limits.max_unauthenticated_connections", range: 1...100_000)
+                    case "max_unauthenticated_per_source":
+                        config.limits.maxUnauthenticatedPerSource = try int(
+                            value, "limits.max_unauthenticated_per_source", range: 1...100_000)
                     case "max_sessions_per_user":
                         config.limits.maxSessionsPerUser = try int(value, "limits.max_sessions_per_user", range: 1...100_000)
                     case "max_sessions_per_connection":

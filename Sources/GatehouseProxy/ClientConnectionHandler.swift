@@ -5,7 +5,6 @@ import GatehouseCore
 import GatehousePolicy
 import GatehouseTelemetry
 import Logging
-import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import NIOSSL
@@ -21,6 +20,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
     typealias OutboundOut = ByteBuffer
 
     private let environment: ProxyEnvironment
+    private let worldSource: WorldSource
     private var machine: SessionStateMachine
     private var context: ChannelHandlerContext?
     private var upstream: UpstreamHandler?
@@ -32,19 +32,16 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
     /// Whether this connection holds one of the places for connections waiting to authenticate.
     private var authenticating = false
     private var logger: Logger
-    private var recorder: SessionRecorder { SessionRecorder(environment: environment, logger: logger) }
+    /// Made once the logger carries the session's id and source (`channelActive`).
+    private var recorder: SessionRecorder
     /// Who the client is, once verified; the judge and upstream settings wait here for the session's start.
     private var client: VerifiedClient?
     private var judge: StatementJudge?
     private var upstreamParameters: StartupParameters?
     private var connector: UpstreamConnector?
-    private var cancelTarget: UpstreamCancelTarget?
     private var gatewayKey: GatewayCancelKey?
-    /// Set once the backend was ended, from this loop or straight from a terminating caller.
-    private let backendEnded = NIOLockedValueBox(false)
-    /// Why the session is being terminated, set by the terminating caller before anything reaches this
-    /// loop: from then on no frame goes either way, even before the loop runs the termination.
-    private let terminationRequested = NIOLockedValueBox<String?>(nil)
+    /// Shared with whoever terminates the session; `terminationSeen` once this loop has acted on it.
+    private var ending: SessionEnding?
     private var terminationSeen = false
     private var sessionStarted: Date?
     /// Server frames of the current read, gathered into one write (one pass through the pipeline).
@@ -52,8 +49,10 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
 
     init(environment: ProxyEnvironment) {
         self.environment = environment
+        self.worldSource = environment.worldSource
         self.machine = SessionStateMachine(allowPlaintextPasswords: false, tlsAvailable: environment.clientTLS != nil)
         self.logger = environment.logger
+        self.recorder = SessionRecorder(store: environment.store, logger: environment.logger)
     }
 
     // MARK: Channel events
@@ -69,16 +68,19 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
             tlsAvailable: environment.clientTLS != nil)
         logger[metadataKey: "session"] = "\(sessionID)"
         logger[metadataKey: "source"] = "\(source)"
-        let limit = environment.config.limits.maxUnauthenticatedConnections
-        if environment.registry.beginAuthentication(limit: limit) {
+        recorder = SessionRecorder(store: environment.store, logger: logger)
+        let limits = environment.config.limits
+        if let full = environment.registry.beginAuthentication(
+            source: source, limit: limits.maxUnauthenticatedConnections, perSource: limits.maxUnauthenticatedPerSource)
+        {
+            logger.warning("connection refused: too many waiting to authenticate", metadata: ["limit": "\(full)"])
+            perform(machine.failed(.tooManyAuthenticating(full)))
+        } else {
             authenticating = true
             let seconds = environment.config.limits.authenticationTimeout
             timeout = context.eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(Int64(seconds * 1000))) {
                 self.perform(self.machine.authenticationTimedOut())
             }
-        } else {
-            logger.warning("connection refused: too many waiting to authenticate", metadata: ["limit": "\(limit)"])
-            perform(machine.failed(.tooManyAuthenticating(limit: limit)))
         }
         context.fireChannelActive()
     }
@@ -86,10 +88,12 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
         case .frame(let frame):
-            if !terminationSeen, let reason = terminationRequested.withLockedValue({ $0 }) { terminate(reason: reason) }
-            let began = DispatchTime.now().uptimeNanoseconds
+            if !terminationSeen, let reason = ending?.requested { terminate(reason: reason) }
+            // Only a statement text is judged: the clock is read for those alone.
+            let judged = frame.type == FrontendMessageType.query || frame.type == FrontendMessageType.parse
+            let began = judged ? DispatchTime.now().uptimeNanoseconds : 0
             let action = machine.clientFrame(frame, world: world)
-            if case .journal = action {
+            if judged, case .journal = action {
                 Telemetry.decisionLatency.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds &- began))
             }
             perform(action)
@@ -140,7 +144,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
     // MARK: The upstream handler's calls (on this event loop)
 
     func forwardFromUpstream(_ frame: PostgresFrame) {
-        if !terminationSeen, let reason = terminationRequested.withLockedValue({ $0 }) { terminate(reason: reason) }
+        if !terminationSeen, let reason = ending?.requested { terminate(reason: reason) }
         switch machine.upstreamFrame(frame) {
         case .toClient(let frame):
             if toClient == nil { toClient = frame.bytes } else { toClient!.writeImmutableBuffer(frame.bytes) }
@@ -208,12 +212,8 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
         case .refuseEncryption:
             context.writeAndFlush(wrapOutboundOut(ByteBuffer(integer: UInt8(ascii: "N"))), promise: nil)
         case .negotiateProtocol(let newestMinor, let unsupported):
-            var body = ByteBuffer()
-            body.writeInteger(StartupPacket.protocolVersion3 | newestMinor)
-            body.writeInteger(Int32(unsupported.count))
-            for option in unsupported { body.writeNullTerminatedString(option) }
-            context.write(
-                wrapOutboundOut(PostgresFrame(type: MessageType.negotiateProtocolVersion, body: body).bytes), promise: nil)
+            let frame = WireMessages.negotiateProtocolVersion(newestMinor: newestMinor, unsupportedOptions: unsupported)
+            context.write(wrapOutboundOut(frame.bytes), promise: nil)
             perform(.requestPassword)
         case .requestPassword:
             context.writeAndFlush(wrapOutboundOut(AuthenticationMessage.cleartextPassword.frame.bytes), promise: nil)
@@ -246,7 +246,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
             upstream?.flush()
             resumeReading()
         case .terminate(let message):
-            endBackend()
+            ending?.endBackend()
             upstream?.close()
             environment.registry.remove(id: sessionID)
             sendFatal(message)
@@ -261,7 +261,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
 
     /// What the judge reads of the world now.
     private func world() -> StatementJudge.World {
-        environment.judgeWorld(user: client?.user.name, connection: client?.connection.name)
+        worldSource.world(user: client?.user.name, connection: client?.connection.name)
     }
 
     private func journal(_ record: AuditRecord, _ decided: PolicyAction, _ grants: [String]) -> Bool {
@@ -369,14 +369,12 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
         let target = UpstreamCancelTarget(
             host: client.connection.host, port: client.connection.port, processID: startup.processID,
             secretKey: startup.secretKey)
-        cancelTarget = target
-        let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
-        let (eventLoop, ended, requested) = (context.eventLoop, backendEnded, terminationRequested)
+        let ending = SessionEnding(connector: connector, target: target)
+        self.ending = ending
+        let (loopBound, eventLoop) = (NIOLoopBound(self, eventLoop: context.eventLoop), context.eventLoop)
         gatewayKey = environment.registry.register(info, cancelTarget: target, tokenID: client.token.jti) { reason in
-            // The backend is ended at once, whatever this session's event loop is busy with; the loop
-            // passes nothing more either way from now on.
-            requested.withLockedValue { $0 = $0 ?? reason }
-            if Self.claim(ended) { connector.end(target) }
+            // The backend is ended at once, whatever this session's event loop is busy with.
+            ending.request(reason)
             eventLoop.execute { loopBound.value.terminate(reason: reason) }
         } cancelled: {
             eventLoop.execute { loopBound.value.clientCancelled() }
@@ -432,19 +430,6 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
             reason: machine.endReason ?? "client disconnected", after: environment.now().timeIntervalSince(started))
     }
 
-    private func endBackend() {
-        guard let connector, let cancelTarget, Self.claim(backendEnded) else { return }
-        connector.end(cancelTarget)
-    }
-
-    /// Sets the flag; true for the one caller that set it.
-    private static func claim(_ flag: NIOLockedValueBox<Bool>) -> Bool {
-        flag.withLockedValue { done in
-            defer { done = true }
-            return !done
-        }
-    }
-
     private func forwardCancel(_ key: GatewayCancelKey) {
         guard let (session, target) = environment.registry.cancelTarget(for: key) else {
             logger.info("cancel request for an unknown session ignored")
@@ -459,7 +444,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
     private func endAuthentication() {
         guard authenticating else { return }
         authenticating = false
-        environment.registry.endAuthentication()
+        environment.registry.endAuthentication(source: source)
     }
 
     /// Writes what was gathered from the server, keeping order with the gateway's own messages.

@@ -17,7 +17,7 @@ public enum ClientMessage: Error, Sendable, Equatable {
     case protocolViolation(String)
     case malformedPassword
     case authenticationTimedOut
-    case tooManyAuthenticating(limit: Int)
+    case tooManyAuthenticating(SessionRegistry.AuthenticationLimit)
     case tokenOfAnotherUser(requested: String, owner: String)
     case tokenRefused(user: String, TokenError)
     case accountRefused(String)
@@ -102,11 +102,17 @@ public enum ClientMessage: Error, Sendable, Equatable {
             )
         case .authenticationTimedOut:
             return (Code.connectionFailure, "authentication timed out", nil, nil)
-        case .tooManyAuthenticating(let limit):
+        case .tooManyAuthenticating(.total(let limit)):
             return (
                 Code.tooManyConnections,
                 "too many connections are waiting to authenticate (limits.max_unauthenticated_connections: \(limit))", nil,
                 "try again in a moment"
+            )
+        case .tooManyAuthenticating(.perSource(let limit)):
+            return (
+                Code.tooManyConnections,
+                "too many connections from this address are waiting to authenticate (limits.max_unauthenticated_per_source: \(limit))",
+                nil, "finish or close the connections already open, then try again"
             )
         case .tokenOfAnotherUser(let requested, let owner):
             return (

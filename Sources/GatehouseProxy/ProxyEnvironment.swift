@@ -66,6 +66,25 @@ extension ProxyEnvironment {
     /// What a session's judge reads of the world now: the policy in force, the user's grants on the
     /// connection active now, the clock, the inspector, and whether statements can be held.
     func judgeWorld(user: String?, connection: String?) -> StatementJudge.World {
+        worldSource.world(user: user, connection: connection)
+    }
+
+    /// The few parts of the environment the judge reads, to keep per session (the environment itself
+    /// is large: copying it per statement costs every reference it holds).
+    var worldSource: WorldSource {
+        WorldSource(guardrails: guardrails, grants: grants, holdTimeout: stepUp?.holdTimeout, now: now)
+    }
+}
+
+/// Where a session's judge reads the world from.
+struct WorldSource: Sendable {
+    let guardrails: Guardrails
+    let grants: GrantService?
+    /// nil when step-up and approval are not enabled.
+    let holdTimeout: TimeInterval?
+    let now: @Sendable () -> Date
+
+    func world(user: String?, connection: String?) -> StatementJudge.World {
         let now = self.now()
         var active: [ActiveGrant] = []
         if let user, let connection, let grants {
@@ -74,7 +93,7 @@ extension ProxyEnvironment {
             }
         }
         return StatementJudge.World(
-            policy: guardrails.compiled, inspect: guardrails.inspect, grants: active, now: now,
-            holdTimeout: stepUp?.holdTimeout, newChallengeID: { RandomSecret.hex(8) })
+            policy: guardrails.compiled, inspect: guardrails.inspect, grants: active, now: now, holdTimeout: holdTimeout,
+            newChallengeID: { RandomSecret.hex(8) })
     }
 }

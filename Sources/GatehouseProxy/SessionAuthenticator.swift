@@ -3,6 +3,7 @@ import GatehouseAuth
 import GatehouseConfig
 import GatehouseCore
 import GatehousePolicy
+import GatehouseStore
 import GatehouseTelemetry
 import Logging
 import PostgresWire
@@ -10,7 +11,7 @@ import SQLInspection
 
 /// Journals one session's audit records and says whether they were kept.
 struct SessionRecorder: Sendable {
-    let environment: ProxyEnvironment
+    let store: any GatehouseStore
     let logger: Logger
 
     /// Hands an event that has happened (or is about to) to the audit log without waiting for its commit:
@@ -19,7 +20,7 @@ struct SessionRecorder: Sendable {
     func journal(_ record: AuditRecord, _ what: String) -> Bool {
         let logger = self.logger
         do {
-            try environment.store.enqueueAudit(record) { error in
+            try store.enqueueAudit(record) { error in
                 logger.error("cannot commit \(what) to the audit log", metadata: ["error": "\(error)"])
             }
             return true

@@ -60,21 +60,37 @@ public final class SessionRegistry: Sendable {
 
     /// Sessions admitted (authenticated, possibly still connecting upstream), by id: who and where.
     private let admitted = NIOLockedValueBox<[String: (user: String, connection: String)]>([:])
-    /// Connections that have not yet authenticated.
-    private let unauthenticated = NIOLockedValueBox<Int>(0)
+    /// Connections that have not yet authenticated: in all, and by source address.
+    private let unauthenticated = NIOLockedValueBox<(total: Int, bySource: [String: Int])>((0, [:]))
 
-    /// Takes a place for a connection that has yet to authenticate; false when `limit` are waiting.
-    public func beginAuthentication(limit: Int) -> Bool {
-        unauthenticated.withLockedValue { count in
-            guard count < limit else { return false }
-            count += 1
-            return true
+    /// Which limit refused a connection waiting to authenticate.
+    public enum AuthenticationLimit: Sendable, Equatable {
+        /// `limits.max_unauthenticated_connections`
+        case total(Int)
+        /// `limits.max_unauthenticated_per_source`
+        case perSource(Int)
+    }
+
+    /// Takes a place for a connection from `source` that has yet to authenticate; the limit it would
+    /// pass otherwise. One address cannot take every place, so others can still sign in.
+    public func beginAuthentication(source: String, limit: Int, perSource: Int) -> AuthenticationLimit? {
+        unauthenticated.withLockedValue { state in
+            guard state.total < limit else { return .total(limit) }
+            let mine = state.bySource[source, default: 0]
+            guard mine < perSource else { return .perSource(perSource) }
+            state.total += 1
+            state.bySource[source] = mine + 1
+            return nil
         }
     }
 
-    /// Gives the place back (authenticated, refused or gone): call once per successful `beginAuthentication`.
-    public func endAuthentication() {
-        unauthenticated.withLockedValue { $0 = max(0, $0 - 1) }
+    /// Gives the place back (authenticated, refused or gone): once per place `beginAuthentication` gave.
+    public func endAuthentication(source: String) {
+        unauthenticated.withLockedValue { state in
+            state.total = max(0, state.total - 1)
+            let left = state.bySource[source, default: 1] - 1
+            state.bySource[source] = left > 0 ? left : nil
+        }
     }
 
     /// Admits session `id` of `user` on `connection` before its upstream connection is opened, or says

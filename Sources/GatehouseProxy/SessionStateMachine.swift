@@ -13,9 +13,11 @@ import SQLInspection
 /// second factor or an approver is held with whatever the client sent after it queued behind it, in
 /// order. From the moment the gateway ends a session nothing more goes either way.
 struct SessionStateMachine: Sendable {
-    enum State: Sendable {
-        case starting(ClientStateMachine)
-        case live(Live)
+    enum State: Sendable, Equatable {
+        /// Startup and authentication, in `startup`.
+        case starting
+        /// In `live`.
+        case live
         case closed
     }
 
@@ -31,6 +33,9 @@ struct SessionStateMachine: Sendable {
         var backlog: [PostgresFrame] = []
         /// Set when the gateway ends the session: no frame goes either way any more.
         var closing = false
+
+        /// A statement is held or being recorded: what the client sends waits.
+        var isWaiting: Bool { held != nil || recording != nil }
     }
 
     struct Pending: Sendable {
@@ -103,38 +108,35 @@ struct SessionStateMachine: Sendable {
         case drop
     }
 
-    private(set) var state: State
+    private(set) var state = State.starting
+    private var startup: ClientStateMachine
+    /// The live session, mutated in place (a copy per frame would cost every reference it holds).
+    private var live: Live?
     /// Why the session ended, for its audit record; the first reason given wins.
     private(set) var endReason: String?
 
     init(allowPlaintextPasswords: Bool, tlsAvailable: Bool) {
-        state = .starting(ClientStateMachine(allowPlaintextPasswords: allowPlaintextPasswords, tlsAvailable: tlsAvailable))
+        startup = ClientStateMachine(allowPlaintextPasswords: allowPlaintextPasswords, tlsAvailable: tlsAvailable)
     }
 
-    var isLive: Bool {
-        if case .live(let live) = state { return !live.closing }
-        return false
-    }
+    var isLive: Bool { state == .live && live?.closing == false }
 
     /// Whether the client may be read: not before the session is live (a client not yet known cannot
     /// make the gateway buffer what it sends), nor while a statement is held.
     var readsClient: Bool {
         switch state {
-        case .starting(let startup):
+        case .starting:
             switch startup.state {
             case .authenticating, .connectingUpstream: return false
             case .awaitingStartup, .awaitingPassword, .relaying, .closed: return true
             }
-        case .live(let live): return live.held == nil && live.recording == nil
+        case .live: return live?.isWaiting == false
         case .closed: return true
         }
     }
 
     /// The session's judge, once live.
-    var judge: StatementJudge? {
-        if case .live(let live) = state { return live.judge }
-        return nil
-    }
+    var judge: StatementJudge? { live?.judge }
 
     // MARK: Startup
 
@@ -164,7 +166,7 @@ struct SessionStateMachine: Sendable {
     mutating func upstreamReady(
         _ startup: UpstreamStartup, judge: StatementJudge, marker: String, tokenRevoked: Bool = false
     ) -> Action {
-        guard case .starting(var machine) = state, case .connectingUpstream = machine.state else { return .close }
+        guard state == .starting, case .connectingUpstream = self.startup.state else { return .close }
         if tokenRevoked {
             let reason = "the token was revoked; sign in again with `gatehouse login` before reconnecting"
             state = .closed
@@ -174,14 +176,15 @@ struct SessionStateMachine: Sendable {
         if let violation = startup.parameterFrames.lazy.compactMap(StatementGuard.pinViolation).first {
             return refuseStart(.upstreamPinViolation(violation))
         }
-        _ = machine.upstreamReady()
-        state = .live(Live(statementGuard: StatementGuard(marker: marker), judge: judge))
+        _ = self.startup.upstreamReady()
+        live = Live(statementGuard: StatementGuard(marker: marker), judge: judge)
+        state = .live
         return .completeStartup(startup)
     }
 
     /// The session's start could not be recorded: it does not start.
     mutating func startNotRecorded() -> Action {
-        guard case .starting(let machine) = state, case .connectingUpstream = machine.state else { return .close }
+        guard state == .starting, case .connectingUpstream = startup.state else { return .close }
         return refuseStart(.auditUnavailable)
     }
 
@@ -192,9 +195,9 @@ struct SessionStateMachine: Sendable {
     }
 
     private mutating func startup(_ event: (inout ClientStateMachine) -> ClientStateMachine.Action) -> Action {
-        guard case .starting(var startup) = state else { return .none }
+        guard state == .starting else { return .none }
         let action = event(&startup)
-        if case .closed = startup.state { state = .closed } else { state = .starting(startup) }
+        if case .closed = startup.state { state = .closed }
         switch action {
         case .startTLS: return .startTLS
         case .refuseEncryption: return .refuseEncryption
@@ -222,29 +225,26 @@ struct SessionStateMachine: Sendable {
             return startup { $0.frame(frame) }
         case .closed:
             return .none
-        case .live(var live):
-            guard !live.closing else { return .none }
+        case .live:
+            guard live?.closing == false else { return .none }
             if frame.type == FrontendMessageType.terminate { endReason = endReason ?? "client ended the session" }
             // While a statement is held or being recorded, what follows it waits behind it, in order.
-            if live.held != nil || live.recording != nil {
-                live.backlog.append(frame)
-                state = .live(live)
+            if live!.isWaiting {
+                live!.backlog.append(frame)
                 return .none
             }
-            let action = Self.take(frame, into: &live, world: world)
+            let action = Self.take(frame, into: &live!, world: world)
             if case .fatal(let message) = action {
-                live.closing = true
+                live!.closing = true
                 endReason = endReason ?? message.fields.message
             }
-            state = .live(live)
             return action
         }
     }
 
     /// The journal took (or could not take) the record of the statement being recorded.
     mutating func recorded(_ journaled: Bool, world: () -> StatementJudge.World) -> [Action] {
-        guard case .live(var live) = state, !live.closing, let pending = live.recording else { return [] }
-        live.recording = nil
+        guard state == .live, live?.closing == false, let pending = live!.recording.take() else { return [] }
         var actions: [Action] = []
         switch pending.outcome {
         case .unjudged(let replacement):
@@ -255,58 +255,55 @@ struct SessionStateMachine: Sendable {
             if !journaled, judgement.decision.action != .deny { verdict = .refuse(.unrecorded) }
             switch verdict {
             case .proceed:
-                live.judge.ran(judgement.inspection)
-                actions.append(.forward(live.statementGuard.decided(pending.frame, .proceed)))
+                live!.judge.ran(judgement.inspection)
+                actions.append(.forward(live!.statementGuard.decided(pending.frame, .proceed)))
             case .refuse(let message):
-                actions.append(.forward(live.statementGuard.decided(pending.frame, .refuse(message.fields))))
+                actions.append(.forward(live!.statementGuard.decided(pending.frame, .refuse(message.fields))))
             case .hold(let challenge):
-                live.held = Held(frame: pending.frame, challenge: challenge, inspection: judgement.inspection)
-                state = .live(live)
+                live!.held = Held(frame: pending.frame, challenge: challenge, inspection: judgement.inspection)
                 return [.hold(challenge)]
             }
         }
-        actions += Self.drain(&live, world: world)
+        actions += Self.drain(&live!, world: world)
         if case .fatal(let message)? = actions.last {
-            live.closing = true
+            live!.closing = true
             endReason = endReason ?? message.fields.message
         }
-        state = .live(live)
         return actions
     }
 
     /// The held statement's challenge was decided (verified, approved, denied, expired, cancelled).
     mutating func holdEnded(_ challenge: Challenge, world: () -> StatementJudge.World) -> [Action] {
-        guard case .live(var live) = state, !live.closing, let held = live.held, held.challenge.id == challenge.id else {
+        guard state == .live, live?.closing == false, let held = live?.held, held.challenge.id == challenge.id else {
             return []
         }
-        live.held = nil
+        live!.held = nil
         var actions: [Action] = []
         if challenge.state.releases {
             if challenge.kind == .stepUp {
-                live.judge.steppedUp(at: world().now)
-                if live.judge.newDevice {
+                live!.judge.steppedUp(at: world().now)
+                if live!.judge.newDevice {
                     // Proven from here: this source and client are the user's from now on.
-                    live.judge.newDevice = false
+                    live!.judge.newDevice = false
                     actions.append(.rememberDevice)
                 }
             }
-            live.judge.ran(held.inspection)
-            actions.append(.forward(live.statementGuard.decided(held.frame, .proceed)))
+            live!.judge.ran(held.inspection)
+            actions.append(.forward(live!.statementGuard.decided(held.frame, .proceed)))
         } else {
-            actions.append(.forward(live.statementGuard.decided(held.frame, .refuse(ClientMessage.holdEnded(challenge).fields))))
+            actions.append(.forward(live!.statementGuard.decided(held.frame, .refuse(ClientMessage.holdEnded(challenge).fields))))
         }
-        actions += Self.drain(&live, world: world)
+        actions += Self.drain(&live!, world: world)
         if case .fatal(let message)? = actions.last {
-            live.closing = true
+            live!.closing = true
             endReason = endReason ?? message.fields.message
         }
-        state = .live(live)
         return actions
     }
 
     /// The client sent a CancelRequest for this session: a held statement is the gateway's to cancel.
     mutating func cancelled(world: () -> StatementJudge.World) -> [Action] {
-        guard case .live(let live) = state, !live.closing, let held = live.held else { return [] }
+        guard state == .live, live?.closing == false, let held = live?.held else { return [] }
         let reason = "the client cancelled the statement"
         var cancelled = held.challenge
         cancelled.state = .cancelled
@@ -350,23 +347,21 @@ struct SessionStateMachine: Sendable {
     // MARK: The server
 
     mutating func upstreamFrame(_ frame: PostgresFrame) -> UpstreamAction {
-        guard case .live(var live) = state, !live.closing else { return .drop }
+        guard state == .live, live?.closing == false else { return .drop }
         if let violation = StatementGuard.pinViolation(frame) {
             // The server would now read text otherwise than the checks did (a function changed a pinned
             // setting): nothing more may reach it, and nothing more of it reaches the client.
-            live.closing = true
+            live!.closing = true
             endReason = endReason ?? "pinned setting changed: \(violation)"
-            state = .live(live)
             return .end(.pinnedSettingChanged(violation))
         }
-        let forwarded = live.statementGuard.upstream(frame)
-        state = .live(live)
+        let forwarded = live!.statementGuard.upstream(frame)
         return .toClient(forwarded)
     }
 
     /// The server closed the connection.
     mutating func upstreamClosed() -> Action {
-        guard case .live(let live) = state, !live.closing else { return .none }
+        guard state == .live, live?.closing == false else { return .none }
         endReason = endReason ?? "upstream server closed the connection"
         return .close
     }
@@ -379,18 +374,17 @@ struct SessionStateMachine: Sendable {
     /// held or waiting is dropped and its challenge cancelled.
     mutating func terminated(reason: String) -> [Action] {
         switch state {
-        case .live(var live):
-            guard !live.closing else { return [] }
-            live.closing = true
+        case .live:
+            guard live?.closing == false else { return [] }
+            live!.closing = true
             endReason = endReason ?? "terminated: \(reason)"
             var actions: [Action] = []
-            if let held = live.held {
+            if let held = live?.held {
                 actions.append(.cancelChallenge(id: held.challenge.id, reason: "the session was terminated"))
             }
-            live.held = nil
-            live.recording = nil
-            live.backlog = []
-            state = .live(live)
+            live!.held = nil
+            live!.recording = nil
+            live!.backlog = []
             return actions + [.terminate(.terminated(reason))]
         case .starting:
             state = .closed
@@ -405,7 +399,7 @@ struct SessionStateMachine: Sendable {
     mutating func clientClosed() -> [Action] {
         defer { state = .closed }
         endReason = endReason ?? "client disconnected"
-        if case .live(let live) = state, let held = live.held {
+        if state == .live, let held = live?.held {
             return [.cancelChallenge(id: held.challenge.id, reason: "the client disconnected")]
         }
         return []
@@ -415,12 +409,11 @@ struct SessionStateMachine: Sendable {
     mutating func failed(_ message: ClientMessage) -> Action {
         endReason = endReason ?? message.fields.message
         switch state {
-        case .starting(var startup):
+        case .starting:
             startup.peerClosed()
             state = .closed
-        case .live(var live):
-            live.closing = true
-            state = .live(live)
+        case .live:
+            live?.closing = true
         case .closed:
             break
         }

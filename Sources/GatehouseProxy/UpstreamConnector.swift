@@ -147,3 +147,39 @@ struct UpstreamConnector: Sendable {
         return "\(error)"
     }
 }
+
+/// How a live session is ended from outside, shared by the terminating caller (any thread) and the
+/// session's event loop: the first request ends the backend at once, and records why, so the loop
+/// passes no frame either way from then on, even before it runs the termination itself.
+final class SessionEnding: Sendable {
+    private let connector: UpstreamConnector
+    private let target: UpstreamCancelTarget
+    private let state = NIOLockedValueBox<(reason: String?, backendEnded: Bool)>((nil, false))
+
+    init(connector: UpstreamConnector, target: UpstreamCancelTarget) {
+        self.connector = connector
+        self.target = target
+    }
+
+    /// Asks for the session's end: the backend is ended now (once), from an event loop of its own.
+    func request(_ reason: String) {
+        let first = state.withLockedValue { state in
+            state.reason = state.reason ?? reason
+            defer { state.backendEnded = true }
+            return !state.backendEnded
+        }
+        if first { connector.end(target) }
+    }
+
+    /// Ends the backend, unless that was done already.
+    func endBackend() {
+        let first = state.withLockedValue { state in
+            defer { state.backendEnded = true }
+            return !state.backendEnded
+        }
+        if first { connector.end(target) }
+    }
+
+    /// Why an end was requested, if it was.
+    var requested: String? { state.withLockedValue { $0.reason } }
+}

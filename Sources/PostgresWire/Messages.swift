@@ -160,6 +160,16 @@ public enum WireMessages {
         return (processID, secretKey)
     }
 
+    /// NegotiateProtocolVersion: the newest minor version of protocol 3 spoken, and the protocol options
+    /// (`_pq_.*`) of the startup packet that are not.
+    public static func negotiateProtocolVersion(newestMinor: Int32, unsupportedOptions: [String]) -> PostgresFrame {
+        var body = ByteBuffer()
+        body.writeInteger(StartupPacket.protocolVersion3 | newestMinor)
+        body.writeInteger(Int32(unsupportedOptions.count))
+        for option in unsupportedOptions { body.writeNullTerminatedString(option) }
+        return PostgresFrame(type: MessageType.negotiateProtocolVersion, body: body)
+    }
+
     /// ReadyForQuery with a transaction status: `I` idle, `T` in a transaction, `E` in a failed one.
     public static func readyForQuery(status: UInt8) -> PostgresFrame {
         var body = ByteBuffer()

@@ -199,6 +199,25 @@ final class RunningCommand: @unchecked Sendable {
     }
 }
 
+/// A loopback port that refuses connections for the whole test run: bound, so nothing else can take it
+/// (a port found free and released could be another gateway's by the time it is dialled), and never
+/// listening, so a connection to it is refused.
+let refusingPort: Int = {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = 0
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    _ = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    _ = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+    }
+    return Int(UInt16(bigEndian: address.sin_port))
+}()
+
 /// A free TCP port on 127.0.0.1, found by binding port 0.
 func freePort() throws -> Int {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
@@ -269,7 +288,7 @@ final class Gateway: @unchecked Sendable {
     private func writeConfig(extraConfig: String) throws {
         let aliceHash = try PasswordHash.make(password: Self.alicePassword, rounds: PasswordHash.minimumRounds)
         let bobHash = try PasswordHash.make(password: Self.bobPassword, rounds: PasswordHash.minimumRounds)
-        let downPort = try freePort()
+        let downPort = refusingPort
         try cluster.md5Password.write(toFile: "\(directory)/md5.secret", atomically: true, encoding: .utf8)
         let yaml = """
             listen:

@@ -49,6 +49,32 @@ struct LimitTests {
         #expect(result.stdout == "in\n", "\(result)")
     }
 
+    @Test("one address cannot hold every place: the next from it is refused, another address still signs in")
+    func unauthenticatedPerSource() async throws {
+        let gateway = try await Gateway.start(
+            extraConfig: "limits: {max_unauthenticated_connections: 10, max_unauthenticated_per_source: 2}\n")
+        var idle: [Int32] = []
+        defer { idle.forEach { close($0) } }
+        for _ in 0..<2 { idle.append(try connectLoopback(port: gateway.postgresPort, receiveTimeout: 10)) }
+        try await Task.sleep(for: .milliseconds(300))
+        let refused = try await gateway.psql(password: "x", sslmode: "disable", ["-c", "select 1"])
+        #expect(refused.status != 0)
+        #expect(
+            refused.stderr.contains("too many connections from this address are waiting to authenticate"), "\(refused)")
+        #expect(refused.stderr.contains("limits.max_unauthenticated_per_source: 2"), "\(refused)")
+        // From another address the same person signs in and works while those two still wait.
+        let token = try await gateway.aliceToken()
+        let other = try RawClient(
+            port: gateway.postgresPort, parameters: [("user", "alice"), ("database", "main")], password: token,
+            from: "127.0.0.2")
+        #expect(try other.query("SELECT 'from elsewhere'").rows == [["from elsewhere"]])
+        // The database saw the statement: it ran, through the gateway, for alice.
+        let audit = try await Command.run(
+            "/usr/bin/sqlite3",
+            [gateway.storePath, "select source from audit_events where type = 'session.start' and actor = 'alice'"])
+        #expect(audit.stdout == "127.0.0.2\n", "\(audit)")
+    }
+
     @Test("a password message over 16 KiB is refused before any token is read")
     func largePassword() async throws {
         let gateway = try await Gateway.start()

@@ -37,8 +37,8 @@ final class RawClient {
 
     /// Connects to 127.0.0.1:`port` (plaintext) and completes the startup, answering a cleartext password
     /// request with `password`. Throws with the server's FATAL fields when the startup is refused.
-    init(port: Int, parameters: [(String, String)], password: String? = nil) throws {
-        fd = try connectLoopback(port: port, receiveTimeout: 30)
+    init(port: Int, parameters: [(String, String)], password: String? = nil, from source: String = "127.0.0.1") throws {
+        fd = try connectLoopback(port: port, receiveTimeout: 30, from: source)
         // Every stored property is set, so a throw from here on runs `deinit`, which closes the socket.
         var body: [UInt8] = [0, 3, 0, 0]
         for (name, value) in parameters { body += Array(name.utf8) + [0] + Array(value.utf8) + [0] }
@@ -174,11 +174,24 @@ final class RawClient {
 
 /// A TCP connection to 127.0.0.1:`port` whose reads give up after `receiveTimeout` seconds. The caller
 /// owns the descriptor; nothing is left open when this throws.
-func connectLoopback(port: Int, receiveTimeout: Int) throws -> Int32 {
+func connectLoopback(port: Int, receiveTimeout: Int, from source: String = "127.0.0.1") throws -> Int32 {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     guard fd >= 0 else { throw HarnessError("socket() failed") }
     var timeout = timeval(tv_sec: receiveTimeout, tv_usec: 0)
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    if source != "127.0.0.1" {
+        // Another loopback address (all of 127/8 is this machine): the gateway sees another source.
+        var local = sockaddr_in()
+        local.sin_family = sa_family_t(AF_INET)
+        local.sin_addr.s_addr = inet_addr(source)
+        let bound = withUnsafePointer(to: &local) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard bound == 0 else {
+            close(fd)
+            throw HarnessError("bind() to \(source) failed")
+        }
+    }
     var address = sockaddr_in()
     address.sin_family = sa_family_t(AF_INET)
     address.sin_port = UInt16(port).bigEndian
