@@ -18,17 +18,28 @@ import sys
 import tempfile
 import time
 
+import bounds
+from bounds import rss_kib
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
 IDLE_SESSIONS = int(os.environ.get("BENCH_IDLE_SESSIONS", "1000"))
-# For tuning: only workloads whose label contains this text, only these targets, and a perf profile of the
-# gateway (perf record -g) written to bench/results/perf-*.data while it runs.
+# For tuning: only workloads (and memory-bound sections) whose label contains this text, only these targets,
+# and a perf profile of the gateway (perf record -g) written to bench/results/perf-*.data while it runs.
 ONLY = os.environ.get("BENCH_ONLY", "")
 TARGETS = [t for t in os.environ.get("BENCH_TARGETS", "direct,pgbouncer,gatehouse").split(",") if t]
 PERF = os.environ.get("BENCH_PERF", "") == "1"
 # More gateway configuration (YAML), e.g. BENCH_GATEHOUSE_EXTRA="audit: {commit_interval: 50ms}"
 GATEHOUSE_EXTRA = os.environ.get("BENCH_GATEHOUSE_EXTRA", "")
 BENCH_PASSWORD = "bench-password-not-secret-1"
+# The memory-bound sections: how many connections flood the gateway before login, how many bytes each
+# sends after its first message, how long they are held once all are open; the statement sizes inspected.
+FLOOD_CONNECTIONS = int(os.environ.get("BENCH_FLOOD_CONNECTIONS", "200"))
+FLOOD_BYTES = int(float(os.environ.get("BENCH_FLOOD_MIB", "4")) * (1 << 20))
+FLOOD_HOLD_SECONDS = float(os.environ.get("BENCH_FLOOD_HOLD", "2"))
+INSPECTION_SIZES = [64 << 10, 256 << 10, 1 << 20, 4 << 20]
+FLOOD_LABEL = "memory bound: pre-authentication flood"
+INSPECTION_LABEL = "memory bound: inspection"
 
 
 def run(cmd, env=None, check=True, capture=True, **kw):
@@ -116,13 +127,6 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def rss_kib(pid):
-    for line in open(f"/proc/{pid}/status"):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
-
-
 def open_idle_session(port, user, token, database):
     """A minimal protocol-3 client: startup, cleartext password (the token), wait for ReadyForQuery."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=30)
@@ -148,6 +152,91 @@ def open_idle_session(port, user, token, database):
                 raise RuntimeError(body.decode(errors="replace"))
             elif kind == b"Z":
                 return sock
+
+
+def start_gateway(gatehouse, gh_dir, direct, processes, limits):
+    """Gatehouse enforcing the starter rule pack in front of `direct`, with `limits` (a YAML line), signed in
+    as the bench user: (process, target, client environment, HTTP port)."""
+    os.makedirs(gh_dir)
+    gh_pg, gh_http = free_port(), free_port()
+    password_hash = run([gatehouse, "hash-password", "--password-stdin"], input=BENCH_PASSWORD + "\n").stdout.strip()
+    starter = open(os.path.join(ROOT, "examples/starter-policy.yaml")).read()
+    # Office hours all week, so the after-hours step-up rule is evaluated but never holds a write.
+    policy = starter[starter.index("policy:"):].replace(
+        'outside: {days: [mon-fri], hours: "08:00-19:00", timezone: UTC}', "outside: {days: [mon-sun]}")
+    with open(os.path.join(gh_dir, "gatehouse.yaml"), "w") as f:
+        f.write(f"""listen:
+  postgres: 127.0.0.1:{gh_pg}
+  http: 127.0.0.1:{gh_http}
+data_dir: {gh_dir}/data
+tokens: {{access_ttl: 2h, max_access_ttl: 12h}}
+{limits}
+groups: [developer, dba]
+users:
+  - name: bench
+    groups: [dba, auditors]
+    password_hash: "{password_hash}"
+connections:
+  - name: app
+    host: 127.0.0.1
+    port: {direct['port']}
+    database: app
+    user: gh_scram
+    password_env: BENCH_PG_PASSWORD
+{policy}
+{GATEHOUSE_EXTRA}
+""")
+    gh_log = open(os.path.join(gh_dir, "gatehouse.log"), "w")
+    gateway = subprocess.Popen([gatehouse, "serve", "--config", os.path.join(gh_dir, "gatehouse.yaml"),
+                                "--log-level", "warning"],
+                               env=dict(os.environ, BENCH_PG_PASSWORD=direct["password"]), stdout=gh_log, stderr=gh_log)
+    processes.append(gateway)
+    wait_port(gh_pg)
+    wait_port(gh_http)
+    home = {"GATEHOUSE_HOME": os.path.join(gh_dir, "home"), "GATEHOUSE_SERVER": f"http://127.0.0.1:{gh_http}"}
+    run([gatehouse, "login", "--user", "bench", "--password-stdin"], env=home, input=BENCH_PASSWORD + "\n")
+    token = run([gatehouse, "token", "--ttl", "2h"], env=home).stdout.strip()
+    gate = {"name": "gatehouse", "port": gh_pg, "user": "bench", "password": token, "database": "app",
+            "pid": gateway.pid}
+    return gateway, gate, home, gh_http
+
+
+def memory_bounds(gatehouse, work, direct, bindir, processes):
+    """Both memory-bound sections, against a gateway of their own with the default limits (a fresh process,
+    so its memory is its own): the sections BENCH_ONLY selects, or both."""
+    gateway, gate, _, _ = start_gateway(gatehouse, os.path.join(work, "gatehouse-bounds"), direct, processes,
+                                        "# limits: the defaults")
+    psql = os.path.join(bindir, "psql")
+    time.sleep(1)
+    result = {"rss_at_start_kib": rss_kib(gateway.pid)}
+    try:
+        if not ONLY or ONLY in FLOOD_LABEL:
+            result["flood"] = {"connections": FLOOD_CONNECTIONS, "bytes_per_connection": FLOOD_BYTES,
+                               "hold_seconds": FLOOD_HOLD_SECONDS, "variants": []}
+            for label, first_and_junk in bounds.flood_variants(gate["user"], gate["database"]):
+                print(f"bench: {FLOOD_LABEL}: {label}", file=sys.stderr)
+                figures = bounds.flood(
+                    gateway.pid, gate["port"], first_and_junk, FLOOD_CONNECTIONS, FLOOD_BYTES, FLOOD_HOLD_SECONDS,
+                    lambda: bounds.RealSession(psql, gate["port"], gate["user"], gate["password"], gate["database"]))
+                figures["gateway_running"] = gateway.poll() is None
+                result["flood"]["variants"].append(dict(sends=label, **figures))
+                if gateway.poll() is not None:
+                    return result
+        if not ONLY or ONLY in INSPECTION_LABEL:
+            print(f"bench: {INSPECTION_LABEL}", file=sys.stderr)
+            result["inspection"] = bounds.inspection(
+                gateway.pid, lambda: open_idle_session(gate["port"], gate["user"], gate["password"], gate["database"]),
+                psql, direct, work, INSPECTION_SIZES)
+            result["inspection_gateway_running"] = gateway.poll() is None
+        return result
+    finally:
+        result["gateway_exit"] = gateway.poll()
+        processes.remove(gateway)
+        gateway.terminate()
+        try:
+            gateway.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            gateway.kill()
 
 
 def main():
@@ -205,50 +294,13 @@ pidfile = {bouncer_dir}/pgbouncer.pid
                 time.sleep(0.1)
         bouncer = dict(direct, name="pgbouncer", port=bouncer_port, pid=bouncer_pid)
 
-        # Gatehouse with the starter rule pack enforcing.
-        gh_dir = os.path.join(work, "gatehouse")
-        os.makedirs(gh_dir)
-        gh_pg, gh_http = free_port(), free_port()
-        password_hash = run([gatehouse, "hash-password", "--password-stdin"], input=BENCH_PASSWORD + "\n").stdout.strip()
-        starter = open(os.path.join(ROOT, "examples/starter-policy.yaml")).read()
-        # Office hours all week, so the after-hours step-up rule is evaluated but never holds a write.
-        policy = starter[starter.index("policy:"):].replace(
-            'outside: {days: [mon-fri], hours: "08:00-19:00", timezone: UTC}', "outside: {days: [mon-sun]}")
-        with open(os.path.join(gh_dir, "gatehouse.yaml"), "w") as f:
-            f.write(f"""listen:
-  postgres: 127.0.0.1:{gh_pg}
-  http: 127.0.0.1:{gh_http}
-data_dir: {gh_dir}/data
-tokens: {{access_ttl: 2h, max_access_ttl: 12h}}
-# The idle-session measurement opens more sessions than the per-user and per-connection defaults allow.
-limits: {{max_sessions_per_user: 5000, max_sessions_per_connection: 5000, max_unauthenticated_connections: 5000}}
-groups: [developer, dba]
-users:
-  - name: bench
-    groups: [dba, auditors]
-    password_hash: "{password_hash}"
-connections:
-  - name: app
-    host: 127.0.0.1
-    port: {direct['port']}
-    database: app
-    user: gh_scram
-    password_env: BENCH_PG_PASSWORD
-{policy}
-{GATEHOUSE_EXTRA}
-""")
-        gh_log = open(os.path.join(gh_dir, "gatehouse.log"), "w")
-        gateway = subprocess.Popen([gatehouse, "serve", "--config", os.path.join(gh_dir, "gatehouse.yaml"),
-                                    "--log-level", "warning"],
-                                   env=dict(os.environ, BENCH_PG_PASSWORD=direct["password"]), stdout=gh_log, stderr=gh_log)
-        processes.append(gateway)
-        wait_port(gh_pg)
-        wait_port(gh_http)
-        home = {"GATEHOUSE_HOME": os.path.join(gh_dir, "home"), "GATEHOUSE_SERVER": f"http://127.0.0.1:{gh_http}"}
-        run([gatehouse, "login", "--user", "bench", "--password-stdin"], env=home, input=BENCH_PASSWORD + "\n")
-        token = run([gatehouse, "token", "--ttl", "2h"], env=home).stdout.strip()
-        gate = {"name": "gatehouse", "port": gh_pg, "user": "bench", "password": token, "database": "app",
-                "pid": gateway.pid}
+        # Gatehouse with the starter rule pack enforcing. The idle-session measurement opens more sessions than
+        # the per-user and per-connection defaults allow.
+        gateway, gate, home, gh_http = start_gateway(
+            gatehouse, os.path.join(work, "gatehouse"), direct, processes,
+            "limits: {max_sessions_per_user: 5000, max_sessions_per_connection: 5000, "
+            "max_unauthenticated_connections: 5000, max_unauthenticated_per_source: 5000}")
+        gh_pg, token = gate["port"], gate["password"]
 
         workloads = [
             ("select-only, simple, 1 client", ["-S", "-M", "simple", "-c", "1", "-j", "1"]),
@@ -287,9 +339,15 @@ connections:
                     profiler.send_signal(2)
                     profiler.wait(timeout=30)
             results.append(row)
+        limits = None
+        if "gatehouse" in TARGETS and (not ONLY or ONLY in FLOOD_LABEL or ONLY in INSPECTION_LABEL):
+            limits = memory_bounds(gatehouse, work, direct, bindir, processes)
         if ONLY or TARGETS != ["direct", "pgbouncer", "gatehouse"]:
             for row in results:
                 print(row, file=sys.stderr)
+            if limits:
+                print(json.dumps(limits), file=sys.stderr)
+                print("\n".join(memory_bounds_markdown(limits)))
             try:
                 print({"gateway_metrics": gateway_metrics(gh_http, home["GATEHOUSE_HOME"])}, file=sys.stderr)
             except Exception as error:  # noqa: BLE001 - reported, not fatal
@@ -332,6 +390,7 @@ connections:
             "seconds_per_run": SECONDS,
             "pgbench": results,
             "idle_sessions": memory,
+            "memory_bounds": limits,
             "gateway_metrics": inside,
             "micro": micro,
         }
@@ -360,6 +419,67 @@ def ratio(a, b):
     return f"{a['tps'] / b['tps']:.2f}"
 
 
+def mib(kib):
+    return f"{kib / 1024:.1f}"
+
+
+def real_session(check):
+    if not check:
+        return "-"
+    return f"yes ({check['ms']:.0f} ms)" if check["worked"] else f"no ({check.get('error', '')})"
+
+
+def memory_bounds_markdown(limits):
+    """The memory-bound sections of the report, as Markdown lines."""
+    lines = ["", "## Memory bounds", "",
+             f"A gateway of its own with the default limits (at most 128 clients authenticating, 32 from one address, the first message "
+             f"before login at most 16 KiB, statement text inspected up to 1 MiB); resident memory (VmRSS) sampled "
+             f"every 5 ms; {mib(limits['rss_at_start_kib'])} MiB at its start."]
+    if limits.get("gateway_exit") not in (None, -15, 0):
+        lines += ["", f"**The gateway exited during the section (status {limits['gateway_exit']}).**"]
+    flood = limits.get("flood")
+    if flood:
+        lines += [
+            "",
+            f"Pre-authentication flood: {flood['connections']} connections from one address (127.0.0.2) opened at once (20 at a time), each sending "
+            f"what the row says and then up to {flood['bytes_per_connection'] >> 20} MiB more, held "
+            f"{flood['hold_seconds']:g} s once all were open. A real session (psql with a token, `select 1`, from 127.0.0.1) runs when "
+            "half are open and again when all are.",
+            "",
+            "| each connection sends | asked for a password | ErrorResponse (SQLSTATE) | closed without one | held to the "
+            "end | MiB sent | RSS MiB before / peak / after | real session, half open | real session, all open |",
+            "|---|---:|---|---:|---:|---:|---|---|---|",
+        ]
+        for v in flood["variants"]:
+            states = ", ".join(f"{code} ×{n}" for code, n in sorted(v["error_sqlstates"].items())) or "-"
+            lines.append(
+                f"| {v['sends']} | {v['asked_for_password']} | {v['error_response']} ({states}) | "
+                f"{v['closed_without_error']} | {v['held_to_the_end']} | {v['bytes_sent'] / (1 << 20):.1f} | "
+                f"{mib(v['rss_before_kib'])} / {mib(v['rss_peak_kib'])} / {mib(v['rss_after_kib'])} | "
+                f"{real_session(v['real_session_half_open'])} | {real_session(v['real_session_all_open'])} |")
+    inspection = limits.get("inspection")
+    if inspection:
+        lines += [
+            "",
+            "Inspection: statements of growing size, simple protocol; the gateway's peak memory while each is "
+            "inspected, judged and relayed, the round trip (the same statement straight to PostgreSQL for "
+            "comparison, psql's \\timing; not for texts over the limit), and the longest `select 1` of four other "
+            "sessions meanwhile. The last row sends the 1 MiB AND chain from several sessions at the same moment.",
+            "",
+            "| statement | KiB | sessions | through the gateway ms | direct ms | others' longest select 1, ms "
+            "| RSS MiB before / peak / after | outcome |",
+            "|---|---:|---:|---:|---:|---:|---|---|",
+        ]
+        for row in inspection:
+            direct = "-" if row["direct_ms"] is None else f"{row['direct_ms']:.1f}"
+            outcome = row["outcome"].replace("|", "\\|")
+            lines.append(
+                f"| {row['shape']} | {row['bytes'] >> 10} | {row['sessions']} | {row['gateway_ms']:.1f} | {direct} | "
+                f"{row['bystander_worst_ms']:.1f} | "
+                f"{mib(row['rss_before_kib'])} / {mib(row['rss_peak_kib'])} / {mib(row['rss_after_kib'])} | {outcome} |")
+    return lines
+
+
 def write_report(report):
     lines = [
         f"# Gatehouse benchmark, {report['date']}",
@@ -386,6 +506,10 @@ def write_report(report):
         "",
         f"Inside the gateway over all runs (its /metrics): {report.get('gateway_metrics')}. A decision is inspection, "
         "policy and the audit record for one statement; an audit commit is one group of events made durable.",
+    ]
+    if report.get("memory_bounds"):
+        lines += memory_bounds_markdown(report["memory_bounds"])
+    lines += [
         "",
         "## Micro-benchmarks",
         "",
