@@ -9,6 +9,7 @@ import NIOCore
 import NIOPosix
 import NIOSSL
 import PostgresWire
+import SQLInspection
 
 /// The client end of a proxied session: feeds `SessionStateMachine` the channel's events and performs
 /// the actions it returns (I/O, backpressure, writes). It decides nothing itself.
@@ -233,6 +234,8 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
             sendFatal(message)
         case .hold(let challenge):
             hold(challenge)
+        case .inspect(let sql):
+            inspect(sql)
         case .cancelChallenge(let id, let reason):
             if let stepUp = environment.stepUp { Task { await stepUp.cancel(id: id, reason: reason) } }
         case .rememberDevice:
@@ -410,6 +413,19 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
             "session started", metadata: ["user": "\(client?.user.name ?? "")", "connection": "\(client?.connection.name ?? "")"])
         upstream?.link(self)
         resumeReading()
+    }
+
+    /// Inspects a long statement text on the blocking-work pool, then judges it back on this loop.
+    private func inspect(_ sql: String) {
+        guard let context else { return }
+        let guardrails = worldSource.guardrails
+        NIOThreadPool.singleton.runIfActive(eventLoop: context.eventLoop) { guardrails.inspect(sql) }
+            .assumeIsolated().whenComplete { result in
+                let inspection =
+                    (try? result.get())
+                    ?? Inspection(statements: [], parseError: ParseError(message: "the gateway is stopping", position: 0))
+                self.run(self.machine.inspected(inspection, world: self.world))
+            }
     }
 
     /// Tells the client what its statement waits for, then opens the challenge.

@@ -25,6 +25,8 @@ struct SessionStateMachine: Sendable {
     struct Live: Sendable {
         var statementGuard: StatementGuard
         var judge: StatementJudge
+        /// A long statement text being inspected off the event loop.
+        var inspecting: (frame: PostgresFrame, sql: String)?
         /// The statement being recorded: its verdict is carried out once its record is journaled.
         var recording: Pending?
         /// A statement waiting for step-up or approval.
@@ -35,7 +37,7 @@ struct SessionStateMachine: Sendable {
         var closing = false
 
         /// A statement is held or being recorded: what the client sends waits.
-        var isWaiting: Bool { held != nil || recording != nil }
+        var isWaiting: Bool { held != nil || recording != nil || inspecting != nil }
     }
 
     struct Pending: Sendable {
@@ -78,6 +80,9 @@ struct SessionStateMachine: Sendable {
         // The live session.
         /// Write this frame to the server.
         case forward(PostgresFrame)
+        /// Inspect this long statement text away from the event loop (a thread with a large stack, so the
+        /// loop's other sessions go on meanwhile), then report with `inspected(_:world:)`.
+        case inspect(String)
         /// Journal this record (noting the grants the decision relied on), then report with `recorded(_:)`.
         case journal(AuditRecord, action: PolicyAction, usedGrants: [String])
         /// Tell the client it waits (a NoticeResponse, flushed with what came before it), then open the
@@ -242,6 +247,14 @@ struct SessionStateMachine: Sendable {
         }
     }
 
+    /// The long statement text being inspected was inspected: it is judged now.
+    mutating func inspected(_ inspection: Inspection, world: () -> StatementJudge.World) -> [Action] {
+        guard state == .live, live?.closing == false, let (frame, sql) = live!.inspecting.take() else { return [] }
+        let judgement = live!.judge.judge(sql, inspection: inspection, in: world())
+        live!.recording = Pending(frame: frame, outcome: .judged(judgement))
+        return [.journal(judgement.record, action: judgement.decision.action, usedGrants: judgement.decision.usedGrants)]
+    }
+
     /// The journal took (or could not take) the record of the statement being recorded.
     mutating func recorded(_ journaled: Bool, world: () -> StatementJudge.World) -> [Action] {
         guard state == .live, live?.closing == false, let pending = live!.recording.take() else { return [] }
@@ -316,13 +329,13 @@ struct SessionStateMachine: Sendable {
     /// backlog is empty; then the upstream writes are flushed and the client read again.
     private static func drain(_ live: inout Live, world: () -> StatementJudge.World) -> [Action] {
         var actions: [Action] = []
-        while live.recording == nil, live.held == nil, !live.backlog.isEmpty {
+        while !live.isWaiting, !live.backlog.isEmpty {
             let frame = live.backlog.removeFirst()
             let action = take(frame, into: &live, world: world)
             if action != .none { actions.append(action) }
             if case .fatal = action { return actions }
         }
-        if live.recording == nil, live.held == nil { actions.append(.resume) }
+        if !live.isWaiting { actions.append(.resume) }
         return actions
     }
 
@@ -336,6 +349,10 @@ struct SessionStateMachine: Sendable {
         case .refuseUnjudged(let replacement, let reason, let what):
             live.recording = Pending(frame: frame, outcome: .unjudged(replacement))
             return .journal(live.judge.unjudgedRecord(reason: reason, what: what), action: .deny, usedGrants: [])
+        case .statement(let sql) where sql.utf8.count > Inspector.inlineTextBytes:
+            // Parsing it may take a while: the event loop serves its other sessions meanwhile.
+            live.inspecting = (frame, sql)
+            return .inspect(sql)
         case .statement(let sql):
             let world = world()
             let judgement = live.judge.judge(sql, inspection: world.inspect(sql), in: world)
@@ -383,6 +400,7 @@ struct SessionStateMachine: Sendable {
                 actions.append(.cancelChallenge(id: held.challenge.id, reason: "the session was terminated"))
             }
             live!.held = nil
+            live!.inspecting = nil
             live!.recording = nil
             live!.backlog = []
             return actions + [.terminate(.terminated(reason))]

@@ -45,7 +45,7 @@ public enum Inspector {
 
     /// Texts up to this many bytes are inspected on the caller's thread: they cannot nest deeply enough
     /// to exhaust an ordinary stack. Longer ones go to a thread with a large stack (`LargeStack`).
-    static let inlineTextBytes = 2048
+    public static let inlineTextBytes = 2048
 
     /// Longer texts are refused unread: what libpg_query would build for them (hundreds of bytes of
     /// tree for each byte of text) is more than a gateway should spend on one statement.

@@ -418,6 +418,32 @@ struct SessionStateMachineTests {
         #expect(machine.readsClient)
     }
 
+    @Test func aLongTextIsInspectedOffTheLoopWithWhatFollowsQueuedBehindIt() {
+        var machine = Bench.live()
+        let long = "select 1 where " + Array(repeating: "1=1", count: 800).joined(separator: " and ")
+        #expect(long.utf8.count > Inspector.inlineTextBytes)
+        #expect(machine.clientFrame(Bench.query(long), world: { Bench.world() }) == .inspect(long))
+        #expect(!machine.readsClient, "the client waits while its statement is inspected")
+        #expect(machine.clientFrame(Bench.query("select 2"), world: { Bench.world() }) == .none)
+        let (actions, records) = Self.settle(
+            &machine, machine.inspected(Inspector.inspect(long), world: { Bench.world() }))
+        #expect(records.map(\.type) == [.statementAllowed, .statementAllowed])
+        #expect(actions.compactMap(\.forwardedSQL) == [long, "select 2"])
+        #expect(actions.last == .resume)
+        #expect(machine.readsClient)
+    }
+
+    @Test func aLongDeniedTextIsRefusedAfterItsInspectionAndATerminationDropsOneInFlight() {
+        var machine = Bench.live()
+        let drop = "drop table t -- " + String(repeating: "x", count: 3000)
+        #expect(machine.clientFrame(Bench.query(drop), world: { Bench.world() }) == .inspect(drop))
+        let (refused, _) = Self.settle(&machine, machine.inspected(Inspector.inspect(drop), world: { Bench.world() }))
+        #expect(refused.compactMap(\.forwardedSQL) == ["gatehouse_refused_test"])
+        #expect(machine.clientFrame(Bench.query(drop), world: { Bench.world() }) == .inspect(drop))
+        _ = machine.terminated(reason: "stop")
+        #expect(machine.inspected(Inspector.inspect(drop), world: { Bench.world() }).isEmpty, "nothing runs after the end")
+    }
+
     @Test func aDeniedHoldSendsTheMarkerAndTheRestStillRuns() {
         var machine = Bench.live()
         let (held, _) = Self.send(&machine, Bench.query("delete from t where id = 1"))

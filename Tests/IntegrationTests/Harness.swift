@@ -273,6 +273,13 @@ final class Gateway: @unchecked Sendable {
                 return gateway
             } catch let error as HarnessError where attempt < 3 && error.description.contains("address already in use") {
                 continue
+            } catch let error as HarnessError where attempt < 3 && error.description.contains("no 'Gatehouse is running.'") {
+                // Under the suite's load a gateway now and then never finishes starting: its HTTP listener
+                // is never bound, and a thread dump shows no libdispatch worker thread left to run the
+                // tasks waiting (a known defect of the gateway's start, not what these tests are about).
+                // The hung process is killed (deinit) and the start tried again, loudly.
+                print("harness: gateway start hung, retrying (attempt \(attempt)): \(error.description.prefix(300))")
+                continue
             }
         }
     }
@@ -348,7 +355,7 @@ final class Gateway: @unchecked Sendable {
             environment: ["TEST_SCRAM_PASSWORD": cluster.scramPassword, "TEST_TLS_PASSWORD": cluster.tlsPassword])
         self.process = process
         // A hang guard, generous: the whole suite (browsers, pgbench, 40 gateways) shares two cores.
-        try await process.waitForOutput("Gatehouse is running.", timeout: 120)
+        try await process.waitForOutput("Gatehouse is running.", timeout: 60)
         let output = process.stdout
         if let range = output.range(of: "created administrator 'admin' with password: ") {
             adminPassword = String(output[range.upperBound...].prefix { !$0.isWhitespace })
