@@ -67,25 +67,28 @@ public struct APIErrorBody: Codable, Sendable {
 }
 
 /// An error the API answers with its own status, code and message (the console shows the message).
-protocol APIErrorConvertible: Error {
+public protocol APIErrorConvertible: Error {
     var apiError: APIError { get }
 }
 
 extension APIError: APIErrorConvertible {
-    var apiError: APIError { self }
+    public var apiError: APIError { self }
+}
+
+/// A domain error answers as the API error it maps to.
+extension HTTPResponseError where Self: APIErrorConvertible {
+    public var status: HTTPResponse.Status { apiError.status }
+
+    public func response(from request: Request, context: some RequestContext) throws -> Response {
+        try apiError.response(from: request, context: context)
+    }
 }
 
 // The domain errors the API passes on as they are, mapped here to their status and code: routes throw
 // them without catching and rethrowing.
 
 extension ChallengeError: HTTPResponseError, APIErrorConvertible {
-    public var status: HTTPResponse.Status { apiError.status }
-
-    public func response(from request: Request, context: some RequestContext) throws -> Response {
-        try apiError.response(from: request, context: context)
-    }
-
-    var apiError: APIError {
+    public var apiError: APIError {
         switch code {
         case .notFound: APIError(.notFound, description)
         case .notYours, .selfApproval, .notAnApprover: APIError(.forbidden, description)
@@ -99,13 +102,7 @@ extension ChallengeError: HTTPResponseError, APIErrorConvertible {
 }
 
 extension GrantError: HTTPResponseError, APIErrorConvertible {
-    public var status: HTTPResponse.Status { apiError.status }
-
-    public func response(from request: Request, context: some RequestContext) throws -> Response {
-        try apiError.response(from: request, context: context)
-    }
-
-    var apiError: APIError {
+    public var apiError: APIError {
         switch code {
         case .notFound, .unknownRole: APIError(.notFound, description)
         case .notARequester, .selfApproval, .notAnApprover, .notAllowed: APIError(.forbidden, description)
