@@ -180,11 +180,7 @@ public actor StepUpService {
                 "fingerprint": challenge.fingerprint, "statement": String(challenge.statement.prefix(2000)),
                 "approvers": challenge.approvers.joined(separator: ","), "expires_at": Timestamp.format(challenge.expiresAt),
             ])
-        let deadline = challenge.expiresAt.timeIntervalSince(now())
-        Task {
-            try? await Task.sleep(for: .milliseconds(Int64(max(0, deadline) * 1000) + 5))
-            await self.expireDue()
-        }
+        // Its expiry is `ChallengeExpiry`'s, one loop for every challenge.
     }
 
     /// The user answers their own step-up challenge with a code (or the proof its method takes).
@@ -252,7 +248,8 @@ public actor StepUpService {
 
     public func challenge(_ id: String) -> Challenge? { book.challenge(id) }
 
-    private func expireDue() async {
+    /// Ends the challenges whose time ran out (the held statement is refused), and forgets old ones.
+    public func expireDue() async {
         for challenge in book.expire(at: now()) {
             try? await finish(challenge, event: .challengeExpired)
         }

@@ -191,7 +191,7 @@ struct Serve: AsyncParsableCommand {
                 metadata: ["recovered": "\(recovered)", "unreadable_lines": "\(unreadable)"])
         }
         _ = try await store.appendAudit(AuditRecord(.gatewayStart, actor: "gatehouse", detail: startDetail))
-        var services: [any Service] = [listener, app]
+        var services: [any Service] = [listener, app, ChallengeExpiry(stepUp)]
         if let path = config {
             services.append(
                 PolicyWatcher(path: path, initial: gatewayConfig, guardrails: guardrails, store: store, logger: logger))
