@@ -103,12 +103,18 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        // What the proxy, HTTP and (later) MCP share about live sessions: the registry and the policy in
+        // force. No NIO.
+        .target(
+            name: "GatehouseSessions",
+            dependencies: ["GatehouseTelemetry", "GatehousePolicy", "SQLInspection"]
+        ),
         // The PostgreSQL proxy: per-connection state machine, handlers, listener service.
         .target(
             name: "GatehouseProxy",
             dependencies: [
                 "GatehouseCore", "GatehouseConfig", "GatehouseAuth", "PostgresWire", "GatehouseStore",
-                "GatehousePolicy", "SQLInspection", "GatehouseGeo", "GatehouseTelemetry",
+                "GatehousePolicy", "SQLInspection", "GatehouseGeo", "GatehouseTelemetry", "GatehouseSessions",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -125,7 +131,7 @@ let package = Package(
         .target(
             name: "GatehouseHTTP",
             dependencies: [
-                "GatehouseCore", "GatehouseAuth", "GatehouseStore", "GatehouseProxy", "GatehousePolicy", "SQLInspection",
+                "GatehouseCore", "GatehouseAuth", "GatehouseStore", "GatehouseSessions", "GatehousePolicy", "SQLInspection",
                 "GatehouseConfig",
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -140,7 +146,7 @@ let package = Package(
         .executableTarget(
             name: "gatehouse",
             dependencies: [
-                "GatehouseCore", "GatehouseConfig", "GatehouseStore", "GatehouseAuth", "GatehouseProxy",
+                "GatehouseCore", "GatehouseConfig", "GatehouseStore", "GatehouseAuth", "GatehouseProxy", "GatehouseSessions",
                 "GatehouseHTTP", "GatehousePolicy", "SQLInspection", "GatehouseGeo", "CQREncode",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -186,7 +192,8 @@ let package = Package(
         .testTarget(
             name: "GatehouseProxyTests",
             dependencies: [
-                "GatehouseProxy", "PostgresWire", "GatehouseAuth", "GatehouseCore", "GatehouseConfig", "GatehousePolicy",
+                "GatehouseProxy", "GatehouseSessions", "PostgresWire", "GatehouseAuth", "GatehouseCore", "GatehouseConfig",
+                "GatehousePolicy",
                 "SQLInspection",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
@@ -198,6 +205,7 @@ let package = Package(
             name: "GatehouseHTTPTests",
             dependencies: [
                 "GatehouseHTTP", "GatehouseStore", "GatehouseAuth", "GatehouseConfig", "GatehouseCore", "GatehouseProxy",
+                "GatehouseSessions",
                 "GatehousePolicy",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Prometheus", package: "swift-prometheus"),

@@ -1,7 +1,7 @@
 import Foundation
 import GatehouseCore
 import GatehousePolicy
-import GatehouseProxy
+import GatehouseSessions
 import Hummingbird
 import SQLInspection
 

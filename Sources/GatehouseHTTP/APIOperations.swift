@@ -3,7 +3,7 @@ import GatehouseAuth
 import GatehouseConfig
 import GatehouseCore
 import GatehousePolicy
-import GatehouseProxy
+import GatehouseSessions
 import GatehouseStore
 import Hummingbird
 import SQLInspection

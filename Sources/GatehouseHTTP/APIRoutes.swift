@@ -2,7 +2,7 @@ import Foundation
 import GatehouseAuth
 import GatehouseConfig
 import GatehouseCore
-import GatehouseProxy
+import GatehouseSessions
 import GatehouseStore
 import Hummingbird
 import Logging

@@ -3,6 +3,7 @@ import GatehouseAuth
 import GatehouseConfig
 import GatehouseCore
 import GatehousePolicy
+import GatehouseSessions
 import GatehouseTelemetry
 import Logging
 import NIOCore

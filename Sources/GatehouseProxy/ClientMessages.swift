@@ -2,6 +2,7 @@ import Foundation
 import GatehouseAuth
 import GatehouseCore
 import GatehousePolicy
+import GatehouseSessions
 import PostgresWire
 
 /// Everything the gateway itself tells a PostgreSQL client: each FATAL, ERROR and NOTICE it sends, with

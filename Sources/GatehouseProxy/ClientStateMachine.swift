@@ -1,3 +1,4 @@
+import GatehouseSessions
 import PostgresWire
 
 /// What a client asked for at startup.

@@ -4,6 +4,7 @@ import GatehouseConfig
 import GatehouseCore
 import GatehouseGeo
 import GatehousePolicy
+import GatehouseSessions
 import GatehouseStore
 import Logging
 import NIOSSL

@@ -1,6 +1,7 @@
 import Foundation
 import GatehouseCore
 import GatehousePolicy
+import GatehouseSessions
 import PostgresWire
 import SQLInspection
 

@@ -1,5 +1,6 @@
 import GatehouseConfig
 import GatehouseCore
+import GatehouseSessions
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore

@@ -3,6 +3,7 @@ import GatehouseConfig
 import GatehouseCore
 import GatehousePolicy
 import GatehouseProxy
+import GatehouseSessions
 import GatehouseStore
 import Logging
 import ServiceLifecycle

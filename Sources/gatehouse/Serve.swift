@@ -6,6 +6,7 @@ import GatehouseCore
 import GatehouseGeo
 import GatehouseHTTP
 import GatehouseProxy
+import GatehouseSessions
 import GatehouseStore
 import GatehouseTelemetry
 import Hummingbird

@@ -9,6 +9,7 @@ import Prometheus
 import Testing
 
 @testable import GatehouseProxy
+@testable import GatehouseSessions
 
 /// What the read routes answer, the audit filters and export, throttling, and `/metrics`.
 @Suite("API read routes, audit queries, throttles and metrics")

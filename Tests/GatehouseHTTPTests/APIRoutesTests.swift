@@ -10,6 +10,7 @@ import NIOConcurrencyHelpers
 import Testing
 
 @testable import GatehouseProxy
+@testable import GatehouseSessions
 
 @Suite("HTTP API routes")
 struct APIRoutesTests {

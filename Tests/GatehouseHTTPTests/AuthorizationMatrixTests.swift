@@ -8,6 +8,7 @@ import HummingbirdTesting
 import Testing
 
 @testable import GatehouseProxy
+@testable import GatehouseSessions
 
 /// Who may see and do what: every API route, called by six principals on a fresh gateway each time.
 @Suite("Authorization matrix")

@@ -9,6 +9,7 @@ import NIOConcurrencyHelpers
 import Testing
 
 @testable import GatehouseProxy
+@testable import GatehouseSessions
 
 /// The web console over the router: sign-in, cookies, form tokens, origins, escaping, pages.
 @Suite("Web console")

@@ -4,6 +4,7 @@ import GatehouseConfig
 import GatehouseCore
 import GatehouseHTTP
 import GatehouseProxy
+import GatehouseSessions
 import GatehouseStore
 import Hummingbird
 import HummingbirdTesting

@@ -4,6 +4,7 @@ import PostgresWire
 import Testing
 
 @testable import GatehouseProxy
+@testable import GatehouseSessions
 
 @Suite("Client state machine")
 struct ClientStateMachineTests {

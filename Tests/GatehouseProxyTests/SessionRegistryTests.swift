@@ -3,6 +3,7 @@ import NIOConcurrencyHelpers
 import Testing
 
 @testable import GatehouseProxy
+@testable import GatehouseSessions
 
 /// Records the reasons a terminate closure was called with.
 final class TerminationLog: Sendable {

@@ -1,7 +1,7 @@
 import Foundation
 import GatehouseAuth
 import GatehouseCore
-import GatehouseProxy
+import GatehouseSessions
 import Hummingbird
 
 /// The console's pages. Each renders the part that changes (the live fragment); `page` wraps it.

@@ -2,7 +2,7 @@ import Crypto
 import Foundation
 import GatehouseAuth
 import GatehouseCore
-import GatehouseProxy
+import GatehouseSessions
 import HTTPTypes
 import Hummingbird
 import NIOCore

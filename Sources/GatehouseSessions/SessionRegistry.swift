@@ -1,6 +1,6 @@
 import Foundation
 import GatehouseTelemetry
-import NIOConcurrencyHelpers
+import Synchronization
 
 /// What the gateway knows about one live proxied session.
 public struct SessionInfo: Sendable, Equatable, Codable {
@@ -30,12 +30,24 @@ public struct UpstreamCancelTarget: Sendable, Equatable {
     public var port: Int
     public var processID: Int32
     public var secretKey: Int32
+
+    public init(host: String, port: Int, processID: Int32, secretKey: Int32) {
+        self.host = host
+        self.port = port
+        self.processID = processID
+        self.secretKey = secretKey
+    }
 }
 
 /// The key Gatehouse gives a client in BackendKeyData; never the upstream's own key.
 public struct GatewayCancelKey: Sendable, Hashable {
     public var processID: Int32
     public var secretKey: Int32
+
+    public init(processID: Int32, secretKey: Int32) {
+        self.processID = processID
+        self.secretKey = secretKey
+    }
 }
 
 /// Live sessions: listed, terminated on demand, and found by cancel key.
@@ -54,14 +66,14 @@ public final class SessionRegistry: Sendable {
         var usedGrants: Set<String> = []
     }
 
-    private let state = NIOLockedValueBox<(sessions: [String: Entry], byCancelKey: [GatewayCancelKey: String])>(([:], [:]))
+    private let state = Mutex<(sessions: [String: Entry], byCancelKey: [GatewayCancelKey: String])>(([:], [:]))
 
     public init() {}
 
     /// Sessions admitted (authenticated, possibly still connecting upstream), by id: who and where.
-    private let admitted = NIOLockedValueBox<[String: (user: String, connection: String)]>([:])
+    private let admitted = Mutex<[String: (user: String, connection: String)]>([:])
     /// Connections that have not yet authenticated: in all, and by source address.
-    private let unauthenticated = NIOLockedValueBox<(total: Int, bySource: [String: Int])>((0, [:]))
+    private let unauthenticated = Mutex<(total: Int, bySource: [String: Int])>((0, [:]))
 
     /// Which limit refused a connection waiting to authenticate.
     public enum AuthenticationLimit: Sendable, Equatable {
@@ -74,7 +86,7 @@ public final class SessionRegistry: Sendable {
     /// Takes a place for a connection from `source` that has yet to authenticate; the limit it would
     /// pass otherwise. One address cannot take every place, so others can still sign in.
     public func beginAuthentication(source: String, limit: Int, perSource: Int) -> AuthenticationLimit? {
-        unauthenticated.withLockedValue { state in
+        unauthenticated.withLock { state in
             guard state.total < limit else { return .total(limit) }
             let mine = state.bySource[source, default: 0]
             guard mine < perSource else { return .perSource(perSource) }
@@ -86,7 +98,7 @@ public final class SessionRegistry: Sendable {
 
     /// Gives the place back (authenticated, refused or gone): once per place `beginAuthentication` gave.
     public func endAuthentication(source: String) {
-        unauthenticated.withLockedValue { state in
+        unauthenticated.withLock { state in
             state.total = max(0, state.total - 1)
             let left = state.bySource[source, default: 1] - 1
             state.bySource[source] = left > 0 ? left : nil
@@ -96,7 +108,7 @@ public final class SessionRegistry: Sendable {
     /// Admits session `id` of `user` on `connection` before its upstream connection is opened, or says
     /// which limit it would pass.
     public func admit(id: String, user: String, connection: String, perUser: Int, perConnection: Int) -> String? {
-        admitted.withLockedValue { sessions in
+        admitted.withLock { sessions in
             let mine = sessions.values.filter { $0.user == user }.count
             if mine >= perUser {
                 return "\(user) already has \(mine) sessions open, the most allowed per user (limits.max_sessions_per_user)"
@@ -113,7 +125,7 @@ public final class SessionRegistry: Sendable {
 
     /// Frees the place `admit` took (the session ended or never started).
     public func release(id: String) {
-        _ = admitted.withLockedValue { $0.removeValue(forKey: id) }
+        _ = admitted.withLock { $0.removeValue(forKey: id) }
     }
 
     /// Registers a session and returns the cancel key to hand to its client.
@@ -122,7 +134,7 @@ public final class SessionRegistry: Sendable {
         terminate: @escaping @Sendable (String) -> Void,
         cancelled: @escaping @Sendable () -> Void = {}
     ) -> GatewayCancelKey {
-        state.withLockedValue { state in
+        state.withLock { state in
             var key: GatewayCancelKey
             repeat {
                 key = GatewayCancelKey(
@@ -141,30 +153,30 @@ public final class SessionRegistry: Sendable {
     }
 
     public func remove(id: String) {
-        state.withLockedValue { state in
+        state.withLock { state in
             if let entry = state.sessions.removeValue(forKey: id) { state.byCancelKey[entry.cancelKey] = nil }
             Telemetry.sessions.set(state.sessions.count)
         }
     }
 
     public func list() -> [SessionInfo] {
-        state.withLockedValue { $0.sessions.values.map(\.info) }.sorted { $0.startedAt < $1.startedAt }
+        state.withLock { $0.sessions.values.map(\.info) }.sorted { $0.startedAt < $1.startedAt }
     }
 
     public func session(id: String) -> SessionInfo? {
-        state.withLockedValue { $0.sessions[id]?.info }
+        state.withLock { $0.sessions[id]?.info }
     }
 
     /// Ends a session with a FATAL error that tells its client why. Returns false when it is not live.
     @discardableResult
     public func terminate(id: String, reason: String) -> Bool {
-        guard let entry = state.withLockedValue({ $0.sessions[id] }) else { return false }
+        guard let entry = state.withLock({ $0.sessions[id] }) else { return false }
         entry.terminate(reason)
         return true
     }
 
     public func cancelTarget(for key: GatewayCancelKey) -> (sessionID: String, target: UpstreamCancelTarget)? {
-        state.withLockedValue { state in
+        state.withLock { state in
             guard let id = state.byCancelKey[key], let entry = state.sessions[id] else { return nil }
             return (id, entry.cancelTarget)
         }
@@ -172,7 +184,7 @@ public final class SessionRegistry: Sendable {
 
     /// Records that a session relied on these grants (it ends when any of them does).
     public func noteGrantUse(id: String, grants: [String]) {
-        state.withLockedValue { state in state.sessions[id]?.usedGrants.formUnion(grants) }
+        state.withLock { state in state.sessions[id]?.usedGrants.formUnion(grants) }
     }
 
     /// Terminates every session that relied on `grant`; returns their ids.
@@ -196,7 +208,7 @@ public final class SessionRegistry: Sendable {
 
     /// The live sessions that signed in with `revoked` tokens.
     public func sessions(signedInWith revoked: RevokedTokens) -> [SessionInfo] {
-        state.withLockedValue { state in state.sessions.values.filter(revoked.took).map(\.info) }
+        state.withLock { state in state.sessions.values.filter(revoked.took).map(\.info) }
     }
 
     /// Terminates the sessions that signed in with `revoked` tokens; returns them.
@@ -206,15 +218,15 @@ public final class SessionRegistry: Sendable {
     }
 
     private func terminateAll(reason: String, where matches: (Entry) -> Bool) -> [SessionInfo] {
-        let entries = state.withLockedValue { state in state.sessions.values.filter(matches) }
+        let entries = state.withLock { state in state.sessions.values.filter(matches) }
         for entry in entries { entry.terminate(reason) }
         return entries.map(\.info)
     }
 
     /// Tells a session its client asked to cancel (a statement the gateway holds is the session's to end).
     public func notifyCancelled(id: String) {
-        state.withLockedValue { $0.sessions[id]?.cancelled }?()
+        state.withLock { $0.sessions[id]?.cancelled }?()
     }
 
-    public var count: Int { state.withLockedValue { $0.sessions.count } }
+    public var count: Int { state.withLock { $0.sessions.count } }
 }
