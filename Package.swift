@@ -109,6 +109,16 @@ let package = Package(
             name: "GatehouseSessions",
             dependencies: ["GatehouseTelemetry", "GatehousePolicy", "SQLInspection"]
         ),
+        // Long-running services of the gateway beside the listeners: webhook delivery, the policy watcher.
+        .target(
+            name: "GatehouseServices",
+            dependencies: [
+                "GatehouseCore", "GatehouseConfig", "GatehouseStore", "GatehousePolicy", "GatehouseSessions",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         // The PostgreSQL proxy: per-connection state machine, handlers, listener service.
         .target(
             name: "GatehouseProxy",
@@ -147,6 +157,7 @@ let package = Package(
             name: "gatehouse",
             dependencies: [
                 "GatehouseCore", "GatehouseConfig", "GatehouseStore", "GatehouseAuth", "GatehouseProxy", "GatehouseSessions",
+                "GatehouseServices",
                 "GatehouseHTTP", "GatehousePolicy", "SQLInspection", "GatehouseGeo", "CQREncode",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -199,6 +210,13 @@ let package = Package(
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ]
+        ),
+        .testTarget(
+            name: "GatehouseServicesTests",
+            dependencies: [
+                "GatehouseServices", "GatehouseConfig", "GatehouseCore", "GatehouseStore",
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .testTarget(

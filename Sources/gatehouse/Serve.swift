@@ -6,6 +6,7 @@ import GatehouseCore
 import GatehouseGeo
 import GatehouseHTTP
 import GatehouseProxy
+import GatehouseServices
 import GatehouseSessions
 import GatehouseStore
 import GatehouseTelemetry
@@ -133,9 +134,11 @@ struct Serve: AsyncParsableCommand {
         if let path = gatewayConfig.geoipDatabase {
             do { geoIP = try GeoIPDatabase(path: path) } catch { throw CLIError("configuration refused: \(error)") }
         }
+        var notifier: WebhookNotifier?
         if !gatewayConfig.webhooks.isEmpty {
-            let notifier = WebhookNotifier(hooks: gatewayConfig.webhooks, store: store, logger: logger)
-            store.observeCommits { events in notifier.notify(events) }
+            let webhooks = WebhookNotifier(hooks: gatewayConfig.webhooks, store: store, logger: logger)
+            store.observeCommits { events in webhooks.notify(events) }
+            notifier = webhooks
         }
         let grants = GrantService(roles: gatewayConfig.roles, store: store, stepUp: stepUp, logger: logger)
         try await grants.start { grant, reason in
@@ -193,6 +196,7 @@ struct Serve: AsyncParsableCommand {
         }
         _ = try await store.appendAudit(AuditRecord(.gatewayStart, actor: "gatehouse", detail: startDetail))
         var services: [any Service] = [listener, app, ChallengeExpiry(stepUp)]
+        if let notifier { services.append(notifier) }
         if let path = config {
             services.append(
                 PolicyWatcher(path: path, initial: gatewayConfig, guardrails: guardrails, store: store, logger: logger))

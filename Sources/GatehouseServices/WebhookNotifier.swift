@@ -4,39 +4,78 @@ import GatehouseConfig
 import GatehouseCore
 import GatehouseStore
 import Logging
+import ServiceLifecycle
 
 #if canImport(FoundationNetworking)
     import FoundationNetworking
 #endif
 
 /// Sends committed audit events that webhooks subscribe to: JSON with a Slack-compatible `text`,
-/// signed with HMAC-SHA256, retried with backoff. Runs beside the gateway; a slow or failing receiver
-/// never blocks it, and a delivery that finally fails is audited.
-final class WebhookNotifier: Sendable {
+/// signed with HMAC-SHA256, retried with backoff. A Service of the gateway's `ServiceGroup`: deliveries
+/// queue (bounded) and at most `concurrency` run at once, so a slow or failing receiver never blocks the
+/// gateway nor piles up tasks; a delivery that finally fails, and an event the full queue had to drop,
+/// are audited.
+public final class WebhookNotifier: Service, Sendable {
     let hooks: [Webhook]
     let store: any GatehouseStore
     let logger: Logger
     let attempts: Int
     let firstDelay: Double
+    let concurrency: Int
+    private let queue: AsyncStream<(AuditEvent, Webhook)>
+    private let enqueue: AsyncStream<(AuditEvent, Webhook)>.Continuation
 
-    init(hooks: [Webhook], store: any GatehouseStore, logger: Logger, attempts: Int = 5, firstDelay: Double = 1) {
+    public init(
+        hooks: [Webhook], store: any GatehouseStore, logger: Logger, attempts: Int = 5, firstDelay: Double = 1,
+        concurrency: Int = 8, queueLimit: Int = 10_000
+    ) {
         self.hooks = hooks
         self.store = store
         self.logger = logger
         self.attempts = attempts
         self.firstDelay = firstDelay
+        self.concurrency = concurrency
+        (queue, enqueue) = AsyncStream.makeStream(of: (AuditEvent, Webhook).self, bufferingPolicy: .bufferingOldest(queueLimit))
     }
 
-    /// Called with every committed batch.
-    func notify(_ events: [AuditEvent]) {
+    /// Called with every committed batch: queues a delivery per subscribed hook.
+    public func notify(_ events: [AuditEvent]) {
         for event in events where event.type != AuditEventType.webhookFailed.rawValue {
             for hook in hooks where hook.wants(event.type) {
-                Task { await self.deliver(event, to: hook) }
+                if case .dropped = enqueue.yield((event, hook)) {
+                    logger.error(
+                        "webhook queue full: event not delivered", metadata: ["webhook": "\(hook.name)", "event": "\(event.seq)"])
+                    let store = store
+                    Task {
+                        _ = try? await store.appendAudit(
+                            AuditRecord(
+                                .webhookFailed, actor: "gatehouse",
+                                detail: [
+                                    "webhook": hook.name, "event_seq": String(event.seq), "event": event.type, "attempts": "0",
+                                    "problem": "the delivery queue was full",
+                                ]))
+                    }
+                }
             }
         }
     }
 
-    static func text(_ event: AuditEvent) -> String {
+    /// Delivers what is queued, at most `concurrency` at once, until the gateway stops.
+    public func run() async throws {
+        await withTaskGroup(of: Void.self) { group in
+            var running = 0
+            for await (event, hook) in queue.cancelOnGracefulShutdown() {
+                if running >= concurrency {
+                    await group.next()
+                    running -= 1
+                }
+                group.addTask { await self.deliver(event, to: hook) }
+                running += 1
+            }
+        }
+    }
+
+    public static func text(_ event: AuditEvent) -> String {
         let detail = event.detail
         let who = event.actor ?? "gatehouse"
         switch event.type {

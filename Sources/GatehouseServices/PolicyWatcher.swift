@@ -2,7 +2,6 @@ import Foundation
 import GatehouseConfig
 import GatehouseCore
 import GatehousePolicy
-import GatehouseProxy
 import GatehouseSessions
 import GatehouseStore
 import Logging
@@ -10,7 +9,7 @@ import ServiceLifecycle
 
 /// Reloads the policy when the configuration file changes. A file that does not validate is refused
 /// with a clear log line and audit event, and the policy in force stays.
-struct PolicyWatcher: Service {
+public struct PolicyWatcher: Service {
     let path: String
     let initial: GatehouseConfig
     let guardrails: Guardrails
@@ -18,7 +17,19 @@ struct PolicyWatcher: Service {
     let logger: Logger
     var interval: Duration = .seconds(1)
 
-    func run() async throws {
+    public init(
+        path: String, initial: GatehouseConfig, guardrails: Guardrails, store: any GatehouseStore, logger: Logger,
+        interval: Duration = .seconds(1)
+    ) {
+        self.path = path
+        self.initial = initial
+        self.guardrails = guardrails
+        self.store = store
+        self.logger = logger
+        self.interval = interval
+    }
+
+    public func run() async throws {
         var current = initial
         var stamp = Self.stamp(path)
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
