@@ -164,12 +164,8 @@ final class SessionEnding: Sendable {
 
     /// Asks for the session's end: the backend is ended now (once), from an event loop of its own.
     func request(_ reason: String) {
-        let first = state.withLockedValue { state in
-            state.reason = state.reason ?? reason
-            defer { state.backendEnded = true }
-            return !state.backendEnded
-        }
-        if first { connector.end(target) }
+        state.withLockedValue { $0.reason = $0.reason ?? reason }
+        endBackend()
     }
 
     /// Ends the backend, unless that was done already.
