@@ -1,8 +1,6 @@
 import Foundation
 import GatehouseAuth
-import GatehouseConfig
 import GatehouseCore
-import GatehousePolicy
 import GatehouseSessions
 import GatehouseTelemetry
 import Logging
@@ -13,49 +11,36 @@ import PostgresWire
 import SQLInspection
 
 /// The client end of a proxied session: feeds `SessionStateMachine` the channel's events and performs
-/// the actions it returns (I/O, backpressure, writes). It decides nothing itself.
+/// the actions it returns (I/O, backpressure, writes); `SessionLifecycle` runs the asynchronous steps
+/// around the session. It decides nothing itself.
 ///
 /// Never throws past its boundary: every failure ends this connection with a FATAL ErrorResponse.
-final class ClientConnectionHandler: ChannelDuplexHandler {
+final class ClientConnectionHandler: ChannelDuplexHandler, SessionEvents {
     typealias InboundIn = FrontendInput
     typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
-    private let environment: ProxyEnvironment
+    private let session: SessionLifecycle
     private let worldSource: WorldSource
     private var machine: SessionStateMachine
     private var context: ChannelHandlerContext?
     private var upstream: UpstreamHandler?
     private var pendingRead = false
     private var timeout: Scheduled<Void>?
-    private let sessionID = RandomSecret.hex(8)
-    private var source = "unknown"
-    private var tlsActive = false
-    /// Whether this connection holds one of the places for connections waiting to authenticate.
-    private var authenticating = false
-    private var logger: Logger
-    /// Made once the logger carries the session's id and source (`channelActive`).
-    private var recorder: SessionRecorder
-    /// Who the client is, once verified; the judge and upstream settings wait here for the session's start.
-    private var client: VerifiedClient?
-    private var judge: StatementJudge?
-    private var upstreamParameters: StartupParameters?
-    private var connector: UpstreamConnector?
-    private var gatewayKey: GatewayCancelKey?
-    /// Shared with whoever terminates the session; `terminationSeen` once this loop has acted on it.
-    private var ending: SessionEnding?
+    /// Whether this loop has acted on a termination requested from another thread.
     private var terminationSeen = false
-    private var sessionStarted: Date?
     /// Server frames of the current read, gathered into one write (one pass through the pipeline).
     private var toClient: ByteBuffer?
 
-    init(environment: ProxyEnvironment) {
-        self.environment = environment
-        self.worldSource = environment.worldSource
-        self.machine = SessionStateMachine(allowPlaintextPasswords: false, tlsAvailable: environment.clientTLS != nil)
-        self.logger = environment.logger
-        self.recorder = SessionRecorder(store: environment.store, logger: environment.logger)
+    init(environment: ProxyEnvironment, remoteAddress: SocketAddress?, eventLoop: any EventLoop) {
+        session = SessionLifecycle(environment: environment, remoteAddress: remoteAddress, eventLoop: eventLoop)
+        worldSource = environment.worldSource
+        machine = SessionStateMachine(
+            allowPlaintextPasswords: session.allowsPlaintextPasswords, tlsAvailable: environment.clientTLS != nil)
     }
+
+    private var environment: ProxyEnvironment { session.environment }
+    private var logger: Logger { session.logger }
 
     // MARK: Channel events
 
@@ -64,21 +49,9 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        if let address = context.channel.remoteAddress { source = address.ipAddress ?? "\(address)" }
-        machine = SessionStateMachine(
-            allowPlaintextPasswords: environment.config.clientTLS.allowPlaintextPasswords || Self.isLoopback(source),
-            tlsAvailable: environment.clientTLS != nil)
-        logger[metadataKey: "session"] = "\(sessionID)"
-        logger[metadataKey: "source"] = "\(source)"
-        recorder = SessionRecorder(store: environment.store, logger: logger)
-        let limits = environment.config.limits
-        if let full = environment.registry.beginAuthentication(
-            source: source, limit: limits.maxUnauthenticatedConnections, perSource: limits.maxUnauthenticatedPerSource)
-        {
-            logger.warning("connection refused: too many waiting to authenticate", metadata: ["limit": "\(full)"])
+        if let full = session.beginAuthentication() {
             perform(machine.failed(.tooManyAuthenticating(full)))
         } else {
-            authenticating = true
             let seconds = environment.config.limits.authenticationTimeout
             timeout = context.eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(Int64(seconds * 1000))) {
                 self.perform(self.machine.authenticationTimedOut())
@@ -90,7 +63,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
         case .frame(let frame):
-            if !terminationSeen, let reason = ending?.requested { terminate(reason: reason) }
+            if !terminationSeen, let reason = session.ending?.requested { terminate(reason: reason) }
             // Only a statement text is judged: the clock is read for those alone.
             let judged = frame.type == FrontendMessageType.query || frame.type == FrontendMessageType.parse
             let began = judged ? DispatchTime.now().uptimeNanoseconds : 0
@@ -111,11 +84,9 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         timeout?.cancel()
-        endAuthentication()
-        environment.registry.release(id: sessionID)
         run(machine.clientClosed())
         upstream?.close()
-        endSession()
+        session.ended(reason: machine.endReason)
         context.fireChannelInactive()
     }
 
@@ -146,7 +117,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
     // MARK: The upstream handler's calls (on this event loop)
 
     func forwardFromUpstream(_ frame: PostgresFrame) {
-        if !terminationSeen, let reason = ending?.requested { terminate(reason: reason) }
+        if !terminationSeen, let reason = session.ending?.requested { terminate(reason: reason) }
         switch machine.upstreamFrame(frame) {
         case .toClient(let frame):
             if toClient == nil { toClient = frame.bytes } else { toClient!.writeImmutableBuffer(frame.bytes) }
@@ -176,7 +147,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
         perform(machine.upstreamClosed())
     }
 
-    // MARK: Outside events (from the registry, hopped to this event loop)
+    // MARK: Outside events (SessionEvents, on this event loop)
 
     func terminate(reason: String) {
         terminationSeen = true
@@ -185,7 +156,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
 
     func clientCancelled() { run(machine.cancelled(world: world)) }
 
-    private func holdEnded(_ challenge: Challenge) { run(machine.holdEnded(challenge, world: world)) }
+    func holdEnded(_ challenge: Challenge) { run(machine.holdEnded(challenge, world: world)) }
 
     // MARK: Actions
 
@@ -193,7 +164,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
         var queue = actions[...]
         while let action = queue.popFirst() {
             if case .journal(let record, let decided, let grants) = action {
-                queue.append(contentsOf: machine.recorded(journal(record, decided, grants), world: world))
+                queue.append(contentsOf: machine.recorded(session.journal(record, decided, grants), world: world))
             } else {
                 perform(action)
             }
@@ -209,50 +180,31 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
             upstream?.write(frame.bytes)
         case .journal:
             run([action])
-        case .startTLS:
-            startTLS(context: context)
-        case .refuseEncryption:
-            context.writeAndFlush(wrapOutboundOut(ByteBuffer(integer: UInt8(ascii: "N"))), promise: nil)
-        case .negotiateProtocol(let newestMinor, let unsupported):
-            let frame = WireMessages.negotiateProtocolVersion(newestMinor: newestMinor, unsupportedOptions: unsupported)
-            context.write(wrapOutboundOut(frame.bytes), promise: nil)
-            perform(.requestPassword)
-        case .requestPassword:
-            context.writeAndFlush(wrapOutboundOut(AuthenticationMessage.cleartextPassword.frame.bytes), promise: nil)
-        case .verifyToken(let request, let token):
-            verify(request, token: token)
-        case .connectUpstream:
-            connectUpstream()
-        case .forwardCancel(let key):
-            forwardCancel(key)
-            context.close(promise: nil)
+        case .startup(let step):
+            performStartup(step, context: context)
         case .completeStartup(let startup):
-            completeStartup(startup)
+            completeStartup(startup, context: context)
         case .refuseStart(let message):
-            environment.registry.remove(id: sessionID)
-            sessionStarted = nil
+            session.abandonStart()
             upstream?.close()
             sendFatal(message)
         case .hold(let challenge):
-            hold(challenge)
+            writeGathered()
+            context.writeAndFlush(wrapOutboundOut(ClientMessage.holding(challenge).frame.bytes), promise: nil)
+            session.hold(challenge, events: self)
         case .inspect(let sql):
-            inspect(sql)
+            inspect(sql, context: context)
         case .cancelChallenge(let id, let reason):
-            if let stepUp = environment.stepUp { Task { await stepUp.cancel(id: id, reason: reason) } }
+            session.cancelChallenge(id: id, reason: reason)
         case .rememberDevice:
-            guard let judge = machine.judge else { return }
-            let (store, session, now) = (environment.store, judge.session, environment.now())
-            Task {
-                try? await store.rememberDevice(
-                    user: session.user, source: session.source, application: session.applicationName, at: now)
-            }
+            if let judge = machine.judge { session.rememberDevice(judge.session) }
         case .resume:
             upstream?.flush()
             resumeReading()
         case .terminate(let message):
-            ending?.endBackend()
+            session.ending?.endBackend()
             upstream?.close()
-            environment.registry.remove(id: sessionID)
+            environment.registry.remove(id: session.id)
             sendFatal(message)
         case .fatal(let message):
             sendFatal(message)
@@ -263,18 +215,40 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
         }
     }
 
-    /// What the judge reads of the world now.
-    private func world() -> StatementJudge.World {
-        worldSource.world(user: client?.user.name, connection: client?.connection.name)
+    private func performStartup(_ step: ClientStateMachine.Action, context: ChannelHandlerContext) {
+        switch step {
+        case .startTLS:
+            startTLS(context: context)
+        case .refuseEncryption:
+            context.writeAndFlush(wrapOutboundOut(ByteBuffer(integer: UInt8(ascii: "N"))), promise: nil)
+        case .negotiateProtocol(let newestMinor, let unsupported):
+            let frame = WireMessages.negotiateProtocolVersion(newestMinor: newestMinor, unsupportedOptions: unsupported)
+            context.write(wrapOutboundOut(frame.bytes), promise: nil)
+            performStartup(.requestPassword, context: context)
+        case .requestPassword:
+            context.writeAndFlush(wrapOutboundOut(AuthenticationMessage.cleartextPassword.frame.bytes), promise: nil)
+        case .verifyToken(let request, let token):
+            session.verify(request, token: token) { refusal in
+                if let refusal {
+                    self.perform(self.machine.authenticationFailed(refusal))
+                } else {
+                    self.perform(self.machine.tokenVerified())
+                }
+            }
+        case .connectUpstream:
+            openSession()
+        case .forwardCancel(let key):
+            session.forwardCancel(key)
+            context.close(promise: nil)
+        case .completeStartup, .fatal, .close, .none:
+            // The session machine answers these itself (`SessionStateMachine.startup`).
+            break
+        }
     }
 
-    private func journal(_ record: AuditRecord, _ decided: PolicyAction, _ grants: [String]) -> Bool {
-        Telemetry.statement(PolicyOutcome(decided))
-        if decided != .allow {
-            logger.info("statement \(decided.rawValue)", metadata: ["reason": "\(record.detail["reason"] ?? "")"])
-        }
-        if !grants.isEmpty { environment.registry.noteGrantUse(id: sessionID, grants: grants) }
-        return recorder.journal(record, "a statement decision")
+    /// What the judge reads of the world now.
+    private func world() -> StatementJudge.World {
+        worldSource.world(user: session.client?.user.name, connection: session.client?.connection.name)
     }
 
     private func startTLS(context: ChannelHandlerContext) {
@@ -285,131 +259,41 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
         context.writeAndFlush(wrapOutboundOut(ByteBuffer(integer: UInt8(ascii: "S"))), promise: nil)
         do {
             try context.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls), position: .first)
-            tlsActive = true
+            session.tls = true
         } catch {
             context.close(promise: nil)
         }
     }
 
-    /// Verifies the token and admits the session (limits, startup settings), each outcome audited.
-    private func verify(_ request: StartupRequest, token: String) {
-        let authenticator = SessionAuthenticator(environment: environment, recorder: recorder)
-        let (session, source, tls) = (sessionID, source, tlsActive)
-        runAsync {
-            try await authenticator.verify(request, token: token, session: session, source: source, tls: tls)
-        } then: { result in
-            switch result {
-            case .success(.success(let client)):
-                self.client = client
-                self.endAuthentication()
-                switch authenticator.admit(client, request: request, session: session, source: source) {
-                case .success(let admitted):
-                    (self.judge, self.upstreamParameters) = (admitted.judge, admitted.upstream)
-                    self.perform(self.machine.tokenVerified())
-                case .failure(let message):
-                    self.perform(self.machine.authenticationFailed(message))
-                }
-            case .success(.failure(let refusal)):
-                self.logger.info(
-                    "authentication refused", metadata: ["user": "\(request.user)", "reason": "\(refusal.auditReason)"])
-                self.perform(self.machine.authenticationFailed(refusal.message))
-            case .failure(let error):
-                self.logger.error("cannot record authentication in the audit log", metadata: ["error": "\(error)"])
-                self.perform(self.machine.authenticationFailed(.auditUnavailable))
-            }
-        }
-    }
-
-    private func connectUpstream() {
-        guard let context, let client else { return }
-        let connection = client.connection
-        let connector = UpstreamConnector(
-            connection: connection, tlsContext: environment.upstreamTLS[connection.name], limits: environment.config.limits,
-            logger: logger)
-        self.connector = connector
-        let parameters = upstreamParameters ?? StartupSettings().upstream(defaultApplicationName: "gatehouse")
-        connector.open(parameters, on: context.eventLoop) { upstream in
+    private func openSession() {
+        session.open(events: self) { upstream in
             self.upstream = upstream
             if case .closed = self.machine.state { upstream.close() }
-        }.assumeIsolated().whenComplete { result in
-            switch result {
-            case .success(let startup):
-                self.startSession(startup)
-            case .failure(let error):
-                let reason = (error as? UpstreamFailure)?.reason ?? "\(error)"
-                self.refuseSession(.connectionUnavailable(connection.name, reason: reason))
-            }
-        }
-    }
-
-    /// Records the refusal, then tells the client.
-    private func refuseSession(_ message: ClientMessage) {
-        let reason = message.fields.message ?? ""
-        let record = AuditRecord(
-            .sessionRefused, actor: client?.user.name, session: sessionID, connection: client?.connection.name,
-            source: source, detail: ["reason": reason])
-        logger.warning("session refused", metadata: ["reason": "\(reason)"])
-        let store = environment.store
-        runAsync {
-            _ = try await store.appendAudit(record)
-        } then: { _ in
-            self.perform(self.machine.upstreamFailed(message))
-        }
-    }
-
-    /// Registers the session and records its start; then the machine completes the client's startup.
-    private func startSession(_ startup: UpstreamStartup) {
-        guard let context, let client, let connector, var judge else { return }
-        if case .closed = machine.state {
-            upstream?.close()
-            return
-        }
-        let started = environment.now()
-        judge.begin(at: started)
-        let session = judge.session
-        let info = SessionInfo(
-            id: sessionID, user: session.user, connection: session.connection, source: source,
-            applicationName: session.applicationName, startedAt: started, tls: tlsActive)
-        let target = UpstreamCancelTarget(
-            host: client.connection.host, port: client.connection.port, processID: startup.processID,
-            secretKey: startup.secretKey)
-        let ending = SessionEnding(connector: connector, target: target)
-        self.ending = ending
-        let (loopBound, eventLoop) = (NIOLoopBound(self, eventLoop: context.eventLoop), context.eventLoop)
-        gatewayKey = environment.registry.register(info, cancelTarget: target, tokenID: client.token.jti) { reason in
-            // The backend is ended at once, whatever this session's event loop is busy with.
-            ending.request(reason)
-            eventLoop.execute { loopBound.value.terminate(reason: reason) }
-        } cancelled: {
-            eventLoop.execute { loopBound.value.clientCancelled() }
-        }
-        sessionStarted = started
-        let authenticator = SessionAuthenticator(environment: environment, recorder: recorder)
-        let tls = tlsActive
-        runAsync {
-            try await authenticator.recordStart(session, of: client, tls: tls)
-        } then: { result in
-            switch result {
-            case .success(let outcome):
-                judge.newDevice = !outcome.knownDevice
-                let marker = "gatehouse_refused_\(RandomSecret.hex(12))"
-                self.perform(
-                    self.machine.upstreamReady(startup, judge: judge, marker: marker, tokenRevoked: outcome.tokenRevoked))
-            case .failure(let error):
-                self.logger.error("cannot record session start in the audit log", metadata: ["error": "\(error)"])
+        } abandoned: {
+            guard case .closed = self.machine.state else { return false }
+            self.upstream?.close()
+            return true
+        } then: { opened in
+            switch opened {
+            case .ready(let startup, let judge, let marker, let tokenRevoked):
+                self.perform(self.machine.upstreamReady(startup, judge: judge, marker: marker, tokenRevoked: tokenRevoked))
+            case .notRecorded:
                 self.perform(self.machine.startNotRecorded())
+            case .unavailable(let message):
+                self.perform(self.machine.upstreamFailed(message))
             }
         }
     }
 
-    private func completeStartup(_ startup: UpstreamStartup) {
-        guard let context, let key = gatewayKey else { return }
+    private func completeStartup(_ startup: UpstreamStartup, context: ChannelHandlerContext) {
+        guard let key = session.gatewayKey else { return }
         timeout?.cancel()
         context.write(wrapOutboundOut(AuthenticationMessage.ok.frame.bytes), promise: nil)
         for frame in startup.parameterFrames { context.write(wrapOutboundOut(frame.bytes), promise: nil) }
         context.write(
             wrapOutboundOut(WireMessages.backendKeyData(processID: key.processID, secretKey: key.secretKey).bytes), promise: nil)
         context.writeAndFlush(wrapOutboundOut(startup.readyFrame.bytes), promise: nil)
+        let client = session.client
         logger.info(
             "session started", metadata: ["user": "\(client?.user.name ?? "")", "connection": "\(client?.connection.name ?? "")"])
         upstream?.link(self)
@@ -417,8 +301,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
     }
 
     /// Inspects a long statement text on the blocking-work pool, then judges it back on this loop.
-    private func inspect(_ sql: String) {
-        guard let context else { return }
+    private func inspect(_ sql: String, context: ChannelHandlerContext) {
         let guardrails = worldSource.guardrails
         NIOThreadPool.singleton.runIfActive(eventLoop: context.eventLoop) { guardrails.inspect(sql) }
             .assumeIsolated().whenComplete { result in
@@ -427,41 +310,6 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
                     ?? Inspection(statements: [], parseError: ParseError(message: "the gateway is stopping", position: 0))
                 self.run(self.machine.inspected(inspection, world: self.world))
             }
-    }
-
-    /// Tells the client what its statement waits for, then opens the challenge.
-    private func hold(_ challenge: Challenge) {
-        guard let context, let stepUp = environment.stepUp else { return }
-        writeGathered()
-        context.writeAndFlush(wrapOutboundOut(ClientMessage.holding(challenge).frame.bytes), promise: nil)
-        let (loopBound, eventLoop) = (NIOLoopBound(self, eventLoop: context.eventLoop), context.eventLoop)
-        Task { await stepUp.hold(challenge) { final in eventLoop.execute { loopBound.value.holdEnded(final) } } }
-    }
-
-    private func endSession() {
-        guard let started = sessionStarted, let client else { return }
-        sessionStarted = nil
-        environment.registry.remove(id: sessionID)
-        recorder.sessionEnded(
-            sessionID, user: client.user.name, connection: client.connection.name, source: source,
-            reason: machine.endReason ?? "client disconnected", after: environment.now().timeIntervalSince(started))
-    }
-
-    private func forwardCancel(_ key: GatewayCancelKey) {
-        guard let (session, target) = environment.registry.cancelTarget(for: key) else {
-            logger.info("cancel request for an unknown session ignored")
-            return
-        }
-        environment.registry.notifyCancelled(id: session)
-        UpstreamConnector.sendCancel(
-            to: target, on: context?.eventLoop ?? MultiThreadedEventLoopGroup.singleton.any(), logger: logger)
-        recorder.journal(AuditRecord(.cancelRequest, session: session, source: source), "a cancel request")
-    }
-
-    private func endAuthentication() {
-        guard authenticating else { return }
-        authenticating = false
-        environment.registry.endAuthentication(source: source)
     }
 
     /// Writes what was gathered from the server, keeping order with the gateway's own messages.
@@ -477,19 +325,5 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
         context.writeAndFlush(wrapOutboundOut(message.frame.bytes)).assumeIsolated().whenComplete { _ in
             context.close(promise: nil)
         }
-    }
-
-    /// Runs async work off the event loop and continues on it with the result.
-    private func runAsync<T: Sendable>(
-        _ work: @escaping @Sendable () async throws -> T, then: @escaping (Result<T, Error>) -> Void
-    ) {
-        guard let context else { return }
-        let promise = context.eventLoop.makePromise(of: T.self)
-        promise.completeWithTask(work)
-        promise.futureResult.assumeIsolated().whenComplete(then)
-    }
-
-    static func isLoopback(_ address: String) -> Bool {
-        address.hasPrefix("127.") || address == "::1" || address.hasPrefix("::ffff:127.")
     }
 }

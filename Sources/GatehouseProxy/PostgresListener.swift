@@ -39,7 +39,9 @@ public final class PostgresListener: Service, Sendable {
                 return channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(
                         ByteToMessageHandler(FrontendDecoder(maxMessageLength: environment.config.limits.maxMessageBytes)))
-                    try channel.pipeline.syncOperations.addHandler(ClientConnectionHandler(environment: environment))
+                    try channel.pipeline.syncOperations.addHandler(
+                        ClientConnectionHandler(
+                            environment: environment, remoteAddress: channel.remoteAddress, eventLoop: channel.eventLoop))
                 }
             }
             .bind(host: listen.host, port: listen.port)

@@ -61,16 +61,9 @@ struct SessionStateMachine: Sendable {
 
     enum Action: Sendable, Equatable {
         // Startup.
-        /// Answer 'S' and start the TLS handshake.
-        case startTLS
-        /// Answer 'N': the client may go on in plaintext.
-        case refuseEncryption
-        /// Tell the client which protocol features we speak, then ask for the password.
-        case negotiateProtocol(newestMinor: Int32, unsupportedOptions: [String])
-        case requestPassword
-        case verifyToken(StartupRequest, token: String)
-        case connectUpstream(StartupRequest)
-        case forwardCancel(GatewayCancelKey)
+        /// A step of startup and authentication, as `ClientStateMachine` decides it (its FATAL, close and
+        /// nothing arrive as this machine's own `.fatal`, `.close` and `.none`).
+        case startup(ClientStateMachine.Action)
         /// Send AuthenticationOk, the upstream's parameters, the gateway's cancel key and ReadyForQuery,
         /// then relay.
         case completeStartup(UpstreamStartup)
@@ -205,14 +198,9 @@ struct SessionStateMachine: Sendable {
         let action = event(&startup)
         if case .closed = startup.state { state = .closed }
         switch action {
-        case .startTLS: return .startTLS
-        case .refuseEncryption: return .refuseEncryption
-        case .negotiateProtocol(let minor, let unsupported):
-            return .negotiateProtocol(newestMinor: minor, unsupportedOptions: unsupported)
-        case .requestPassword: return .requestPassword
-        case .verifyToken(let request, let token): return .verifyToken(request, token: token)
-        case .connectUpstream(let request): return .connectUpstream(request)
-        case .forwardCancel(let key): return .forwardCancel(key)
+        case .startTLS, .refuseEncryption, .negotiateProtocol, .requestPassword, .verifyToken, .connectUpstream,
+            .forwardCancel:
+            return .startup(action)
         case .completeStartup: return .none  // the session machine completes it, with the upstream's startup
         case .fatal(let message):
             endReason = endReason ?? message.fields.message
