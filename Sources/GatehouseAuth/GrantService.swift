@@ -17,7 +17,6 @@ public actor GrantService {
     /// Active grants by user, for the proxy to read synchronously on every statement.
     private nonisolated let active = NIOLockedValueBox<[String: [AccessRequest]]>([:])
     private var onGrantEnded: @Sendable (AccessRequest, String) -> Void = { _, _ in }
-    private var timer: Task<Void, Never>?
     private var checkedUpTo: Date
 
     public init(
@@ -32,17 +31,12 @@ public actor GrantService {
         self.checkedUpTo = now()
     }
 
-    /// Loads requests and grants from the store and starts watching their deadlines.
+    /// Loads requests and grants from the store; `GrantExpiry` watches their deadlines from then on.
     public func start(onGrantEnded: @escaping @Sendable (AccessRequest, String) -> Void) async throws {
         self.onGrantEnded = onGrantEnded
         book.restore(try await store.accessRequests())
         checkedUpTo = now()
         try await tick()
-    }
-
-    public func stop() {
-        timer?.cancel()
-        timer = nil
     }
 
     public var roles: [RequestableRole] { book.roles.values.sorted { $0.name < $1.name } }
@@ -130,7 +124,15 @@ public actor GrantService {
 
     // MARK: Deadlines
 
-    /// Lapses pending requests, ends expired grants, and sleeps until the next deadline.
+    /// Lapses pending requests and ends grants whose deadline has passed (`GrantExpiry` calls it).
+    public func expireDue() async {
+        guard let next = book.nextDeadline(after: checkedUpTo), next <= now() else { return }
+        do { try await tick() } catch {
+            logger.error("cannot record a lapsed request or an ended grant", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Lapses pending requests, ends expired grants.
     private func tick() async throws {
         let time = now()
         for lapsed in book.lapse(at: time) { try await persist(lapsed, event: .requestLapsed) }
@@ -140,7 +142,6 @@ public actor GrantService {
         }
         checkedUpTo = time
         publishActive(at: time)
-        scheduleNextDeadline()
     }
 
     private func publishActive(at time: Date) {
@@ -174,20 +175,5 @@ public actor GrantService {
         _ = try await store.appendAudit(
             AuditRecord(event, actor: actor ?? request.requester, connection: request.connection, detail: fields))
         publishActive(at: now())
-        scheduleNextDeadline()
-    }
-
-    /// Sleeps (without a thread) until the next moment something changes by itself, then ticks.
-    private func scheduleNextDeadline() {
-        let time = now()
-        timer?.cancel()
-        if let next = book.nextDeadline(after: time) {
-            let delay = max(0, next.timeIntervalSince(time))
-            timer = Task {
-                try? await Task.sleep(for: .milliseconds(Int64(delay * 1000) + 1))
-                guard !Task.isCancelled else { return }
-                try? await self.tick()
-            }
-        }
     }
 }

@@ -33,7 +33,11 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
+    @Option(help: "Seconds the gateway may take to bind its listeners before it gives up and exits (status 70).")
+    var startTimeout: Double = 60
+
     func validate() throws {
+        guard startTimeout > 0 else { throw ValidationError("--start-timeout must be more than 0 seconds") }
         guard Logger.Level(rawValue: logLevel) != nil else {
             throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
         }
@@ -47,6 +51,7 @@ struct Serve: AsyncParsableCommand {
             return handler
         }
         let logger = Logger(label: "gatehouse")
+        let watchdog = StartWatchdog(seconds: startTimeout)
         // Metrics go to a Prometheus registry that `/metrics` reads; bootstrapped before any instrument is made.
         let metrics = PrometheusCollectorRegistry()
         var factory = PrometheusMetricsFactory(registry: metrics)
@@ -89,7 +94,7 @@ struct Serve: AsyncParsableCommand {
         await store.setCommitInterval(.milliseconds(Int64((gatewayConfig.auditCommitInterval * 1000).rounded())))
         // The store must be closed on every way out, or SQLite's connection traps at deinit.
         do {
-            try await serve(config: gatewayConfig, store: store, metrics: metrics, logger: logger)
+            try await serve(config: gatewayConfig, store: store, metrics: metrics, logger: logger, watchdog: watchdog)
         } catch {
             try? await store.close()
             throw error
@@ -98,7 +103,8 @@ struct Serve: AsyncParsableCommand {
     }
 
     private func serve(
-        config gatewayConfig: GatehouseConfig, store: SQLiteStore, metrics: PrometheusCollectorRegistry, logger: Logger
+        config gatewayConfig: GatehouseConfig, store: SQLiteStore, metrics: PrometheusCollectorRegistry, logger: Logger,
+        watchdog: StartWatchdog
     ) async throws {
         let identities = IdentityService(store: store)
         let disabled = try await identities.synchronise(
@@ -172,6 +178,7 @@ struct Serve: AsyncParsableCommand {
             if bound.withLockedValue({
                 $0 += 1; return $0
             }) == 2 {
+                watchdog.started()
                 banner.print()
             }
         }
@@ -195,7 +202,7 @@ struct Serve: AsyncParsableCommand {
                 metadata: ["recovered": "\(recovered)", "unreadable_lines": "\(unreadable)"])
         }
         _ = try await store.appendAudit(AuditRecord(.gatewayStart, actor: "gatehouse", detail: startDetail))
-        var services: [any Service] = [listener, app, ChallengeExpiry(stepUp)]
+        var services: [any Service] = [listener, app, ChallengeExpiry(stepUp), GrantExpiry(grants)]
         if let notifier { services.append(notifier) }
         if let path = config {
             services.append(
@@ -269,4 +276,24 @@ struct Banner: Sendable {
         Swift.print(lines.joined(separator: "\n"))
         fflush(nil)
     }
+}
+
+/// Ends a gateway that has not bound its listeners in time, with a clear message and status 70, rather
+/// than leave it running half-started where a supervisor cannot see it. It waits on a thread of its own:
+/// it must not depend on the concurrency pool whose stall it guards against.
+final class StartWatchdog: Sendable {
+    private let bound = DispatchSemaphore(value: 0)
+
+    init(seconds: Double) {
+        let bound = self.bound
+        Thread.detachNewThread {
+            guard bound.wait(timeout: .now() + .milliseconds(Int(seconds * 1000))) == .timedOut else { return }
+            FileHandle.standardError.write(
+                Data("gatehouse: the gateway did not start within \(seconds) s (its listeners are not bound); exiting\n".utf8))
+            exit(70)
+        }
+    }
+
+    /// Both listeners are bound.
+    func started() { bound.signal() }
 }

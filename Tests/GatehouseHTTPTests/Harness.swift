@@ -119,12 +119,10 @@ struct Harness {
         do {
             try await application().test(.router) { client in try await body(client) }
         } catch {
-            await grants.stop()
             try? await store.close()
             try? FileManager.default.removeItem(atPath: directory)
             throw error
         }
-        await grants.stop()
         try await store.close()
         try? FileManager.default.removeItem(atPath: directory)
     }
