@@ -145,7 +145,7 @@ public struct AuditEvent: Sendable, Equatable, Codable {
         var hasher = SHA256()
         hasher.update(data: Array(prevHash.utf8))
         hasher.update(data: canonicalJSON(withHash: false, detailJSON: detailJSON))
-        return Self.hex(hasher.finalize())
+        return Hex.encode(hasher.finalize())
     }
 
     /// One JSON line, as exported.
@@ -241,17 +241,6 @@ public struct AuditEvent: Sendable, Equatable, Codable {
             }
         }
         out.append(UInt8(ascii: "\""))
-    }
-
-    static func hex(_ digest: some Sequence<UInt8>) -> String {
-        let digits = Array("0123456789abcdef".utf8)
-        var out: [UInt8] = []
-        out.reserveCapacity(64)
-        for byte in digest {
-            out.append(digits[Int(byte >> 4)])
-            out.append(digits[Int(byte & 0xf)])
-        }
-        return String(decoding: out, as: UTF8.self)
     }
 }
 

@@ -81,6 +81,6 @@ public enum RandomSecret {
     }
 
     public static func hex(_ byteCount: Int) -> String {
-        bytes(byteCount).map { String(format: "%02x", $0) }.joined()
+        Hex.encode(bytes(byteCount))
     }
 }

@@ -199,7 +199,7 @@ struct StatementJudge: Sendable {
         let text =
             verbatim || session.statementText == .full
             ? sql : (PostgresParser.normalized(sql) ?? "(masked: \(sql.utf8.count) bytes that do not parse)")
-        detail["statement"] = text.utf8.count > 2000 ? String(text.prefix(2000)) + "…" : text
+        detail["statement"] = text.truncated(to: 2000)
         if decision.action != .allow { detail["reason"] = decision.reason }
         if !decision.shadowed.isEmpty {
             detail["shadow_rules"] = decision.shadowed.map(\.name).joined(separator: ",")

@@ -121,6 +121,6 @@ public struct UpstreamAuthenticator: Sendable {
     }
 
     static func md5Hex(_ bytes: [UInt8]) -> String {
-        Insecure.MD5.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
+        Hex.encode(Insecure.MD5.hash(data: bytes))
     }
 }

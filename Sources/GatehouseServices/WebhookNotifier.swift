@@ -121,8 +121,8 @@ public final class WebhookNotifier: Service, Sendable {
                     event: event.type, seq: event.seq, time: event.time, actor: event.actor, connection: event.connection,
                     session: event.session, detail: event.detail, hash: event.hash, text: Self.text(event)))
         else { return }
-        let signature = HMAC<SHA256>.authenticationCode(for: body, using: SymmetricKey(data: Data(hook.secret.utf8)))
-            .map { String(format: "%02x", $0) }.joined()
+        let signature = Hex.encode(
+            HMAC<SHA256>.authenticationCode(for: body, using: SymmetricKey(data: Data(hook.secret.utf8))))
         let delivery = UUID().uuidString.lowercased()
         var lastProblem = ""
         for attempt in 1...attempts {

@@ -166,7 +166,7 @@ struct ChallengesCommand: AsyncParsableCommand {
             print("\(challenge.id)  \(challenge.kind)  \(challenge.user)@\(challenge.connection)  until \(challenge.expires_at)")
             print("    rules: \(challenge.rules.joined(separator: ", "))")
             print(
-                "    statement: \(challenge.statement.count > 200 ? String(challenge.statement.prefix(200)) + "…" : challenge.statement)"
+                "    statement: \(challenge.statement.truncated(to: 200))"
             )
             print("    \(action)")
         }

@@ -209,7 +209,7 @@ extension ConsoleRoutes {
             let report = try await api.verifyChain(resume: request.uri.path.hasSuffix("/live"))
             chain =
                 report.isIntact
-                ? "<div class=\"chain\" id=\"chain-status\"><span class=\"badge ok\">chain intact</span> \(report.eventsChecked) events verified, last hash <code>\(String((report.lastHash ?? "").prefix(16)))…</code></div>"
+                ? "<div class=\"chain\" id=\"chain-status\"><span class=\"badge ok\">chain intact</span> \(report.eventsChecked) events verified, last hash <code>\((report.lastHash ?? "").truncated(to: 16))</code></div>"
                 : "<div class=\"chain\" id=\"chain-status\"><span class=\"badge broken\">chain broken</span> \(report.problems.map { "seq \($0.seq): \($0.reason)" }.joined(separator: "; "))</div>"
         }
         func value(_ name: String) -> String { parameters.get(name) ?? "" }

@@ -146,7 +146,7 @@ struct ConsoleRoutes: Sendable {
     /// A short digest of a fragment: the page's script replaces a region only when it changed, so
     /// what someone is about to click is not swapped under them for an identical copy.
     static func tag(_ fragment: HTML) -> String {
-        SHA256.hash(data: Data(fragment.description.utf8)).prefix(8).map { String(format: "%02x", $0) }.joined()
+        Hex.encode(SHA256.hash(data: Data(fragment.description.utf8)).prefix(8))
     }
 
     // MARK: Sign-in
