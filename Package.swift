@@ -36,11 +36,13 @@ let package = Package(
                 .product(name: "CryptoExtras", package: "swift-crypto"),
             ]
         ),
-        // YAML configuration → validated `GatehouseConfig`, with file/line errors.
+        // The configuration model: what a validated configuration holds. No I/O, no YAML.
+        .target(name: "GatehouseConfig", dependencies: ["GatehouseCore", "GatehousePolicy", "SQLInspection"]),
+        // YAML configuration → validated `GatehouseConfig`, with file/line errors; the embedded defaults.
         .target(
-            name: "GatehouseConfig",
+            name: "GatehouseConfigYAML",
             dependencies: [
-                "GatehouseCore", "GatehousePolicy", "SQLInspection",
+                "GatehouseCore", "GatehouseConfig", "GatehousePolicy", "SQLInspection",
                 .product(name: "Yams", package: "Yams"),
             ]
         ),
@@ -113,7 +115,8 @@ let package = Package(
         .target(
             name: "GatehouseServices",
             dependencies: [
-                "GatehouseCore", "GatehouseConfig", "GatehouseStore", "GatehousePolicy", "GatehouseSessions",
+                "GatehouseCore", "GatehouseConfig", "GatehouseConfigYAML", "GatehouseStore", "GatehousePolicy",
+                "GatehouseSessions",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -156,8 +159,8 @@ let package = Package(
         .executableTarget(
             name: "gatehouse",
             dependencies: [
-                "GatehouseCore", "GatehouseConfig", "GatehouseStore", "GatehouseAuth", "GatehouseProxy", "GatehouseSessions",
-                "GatehouseServices",
+                "GatehouseCore", "GatehouseConfig", "GatehouseConfigYAML", "GatehouseStore", "GatehouseAuth", "GatehouseProxy",
+                "GatehouseSessions", "GatehouseServices",
                 "GatehouseHTTP", "GatehousePolicy", "SQLInspection", "GatehouseGeo", "CQREncode",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -184,8 +187,8 @@ let package = Package(
         .testTarget(name: "GatehouseGeoTests", dependencies: ["GatehouseGeo", "GatehouseTestSupport"]),
         .testTarget(
             name: "GatehousePolicyTests",
-            dependencies: ["GatehousePolicy", "SQLInspection", "GatehouseConfig", "GatehouseTestSupport"]),
-        .testTarget(name: "GatehouseCoreTests", dependencies: ["GatehouseCore", "GatehouseConfig"]),
+            dependencies: ["GatehousePolicy", "SQLInspection", "GatehouseConfig", "GatehouseConfigYAML", "GatehouseTestSupport"]),
+        .testTarget(name: "GatehouseCoreTests", dependencies: ["GatehouseCore", "GatehouseConfig", "GatehouseConfigYAML"]),
         .testTarget(
             name: "GatehouseStoreTests",
             dependencies: [
@@ -204,7 +207,7 @@ let package = Package(
             name: "GatehouseProxyTests",
             dependencies: [
                 "GatehouseProxy", "GatehouseSessions", "PostgresWire", "GatehouseAuth", "GatehouseCore", "GatehouseConfig",
-                "GatehousePolicy",
+                "GatehouseConfigYAML", "GatehousePolicy",
                 "SQLInspection",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
@@ -215,15 +218,15 @@ let package = Package(
         .testTarget(
             name: "GatehouseServicesTests",
             dependencies: [
-                "GatehouseServices", "GatehouseConfig", "GatehouseCore", "GatehouseStore",
+                "GatehouseServices", "GatehouseConfig", "GatehouseConfigYAML", "GatehouseCore", "GatehouseStore",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .testTarget(
             name: "GatehouseHTTPTests",
             dependencies: [
-                "GatehouseHTTP", "GatehouseStore", "GatehouseAuth", "GatehouseConfig", "GatehouseCore", "GatehouseProxy",
-                "GatehouseSessions",
+                "GatehouseHTTP", "GatehouseStore", "GatehouseAuth", "GatehouseConfig", "GatehouseConfigYAML", "GatehouseCore",
+                "GatehouseProxy", "GatehouseSessions",
                 "GatehousePolicy",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Prometheus", package: "swift-prometheus"),

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import GatehouseConfig
+import GatehouseConfigYAML
 import GatehouseCore
 import GatehouseGeo
 import GatehouseHTTP

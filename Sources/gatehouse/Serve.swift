@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import GatehouseAuth
 import GatehouseConfig
+import GatehouseConfigYAML
 import GatehouseCore
 import GatehouseGeo
 import GatehouseHTTP

@@ -1,6 +1,7 @@
 import Foundation
 import GatehouseAuth
 import GatehouseConfig
+import GatehouseConfigYAML
 import GatehouseCore
 import GatehouseHTTP
 import GatehouseProxy

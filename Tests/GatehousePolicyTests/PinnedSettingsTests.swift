@@ -1,4 +1,5 @@
 import GatehouseConfig
+import GatehouseConfigYAML
 import GatehousePolicy
 import SQLInspection
 import Testing

@@ -1,5 +1,6 @@
 import Foundation
 import GatehouseConfig
+import GatehouseConfigYAML
 import GatehouseCore
 import GatehousePolicy
 import NIOCore

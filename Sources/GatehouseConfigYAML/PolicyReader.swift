@@ -1,4 +1,5 @@
 import Foundation
+import GatehouseConfig
 import GatehouseCore
 import GatehousePolicy
 import SQLInspection
