@@ -207,10 +207,11 @@ let package = Package(
             name: "GatehouseProxyTests",
             dependencies: [
                 "GatehouseProxy", "GatehouseSessions", "PostgresWire", "GatehouseAuth", "GatehouseCore", "GatehouseConfig",
-                "GatehouseConfigYAML", "GatehousePolicy",
+                "GatehouseConfigYAML", "GatehousePolicy", "GatehouseStore",
                 "SQLInspection",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]
