@@ -222,7 +222,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler, SessionEvents {
         case .refuseEncryption:
             context.writeAndFlush(wrapOutboundOut(ByteBuffer(integer: UInt8(ascii: "N"))), promise: nil)
         case .negotiateProtocol(let newestMinor, let unsupported):
-            let frame = WireMessages.negotiateProtocolVersion(newestMinor: newestMinor, unsupportedOptions: unsupported)
+            let frame = NegotiateProtocolVersion(newestMinor: newestMinor, unsupportedOptions: unsupported).frame
             context.write(wrapOutboundOut(frame.bytes), promise: nil)
             performStartup(.requestPassword, context: context)
         case .requestPassword:
@@ -291,7 +291,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler, SessionEvents {
         context.write(wrapOutboundOut(AuthenticationMessage.ok.frame.bytes), promise: nil)
         for frame in startup.parameterFrames { context.write(wrapOutboundOut(frame.bytes), promise: nil) }
         context.write(
-            wrapOutboundOut(WireMessages.backendKeyData(processID: key.processID, secretKey: key.secretKey).bytes), promise: nil)
+            wrapOutboundOut(BackendKeyData(processID: key.processID, secretKey: key.secretKey).frame.bytes), promise: nil)
         context.writeAndFlush(wrapOutboundOut(startup.readyFrame.bytes), promise: nil)
         let client = session.client
         logger.info(

@@ -120,14 +120,14 @@ struct StatementGuard: Sendable {
     /// must end. nil for any other frame.
     static func pinViolation(_ frame: PostgresFrame) -> String? {
         guard frame.type == MessageType.parameterStatus else { return nil }
-        guard let (name, value) = try? WireMessages.decodeParameterStatus(frame.body) else {
+        guard let status = try? ParameterStatus.decode(frame.body) else {
             return "the server sent a malformed ParameterStatus message"
         }
-        switch name.lowercased() {
-        case "client_encoding" where value != "UTF8":
-            return "the server reports client_encoding \(value), and Gatehouse sessions must stay in UTF8"
-        case "standard_conforming_strings" where value != "on":
-            return "the server reports standard_conforming_strings \(value), and Gatehouse sessions must keep it on"
+        switch status.name.lowercased() {
+        case "client_encoding" where status.value != "UTF8":
+            return "the server reports client_encoding \(status.value), and Gatehouse sessions must stay in UTF8"
+        case "standard_conforming_strings" where status.value != "on":
+            return "the server reports standard_conforming_strings \(status.value), and Gatehouse sessions must keep it on"
         default:
             return nil
         }

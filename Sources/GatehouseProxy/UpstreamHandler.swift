@@ -128,7 +128,7 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         case MessageType.parameterStatus:
             parameterFrames.append(frame)
         case MessageType.backendKeyData:
-            guard let key = try? WireMessages.decodeBackendKeyData(frame.body) else {
+            guard let key = try? BackendKeyData.decode(frame.body) else {
                 return fail(context, "the upstream server sent malformed BackendKeyData")
             }
             backendKey = (key.processID, key.secretKey)

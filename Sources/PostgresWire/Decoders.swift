@@ -9,9 +9,9 @@ public enum FrontendInput: Sendable, Equatable {
 
 /// Splits a client's byte stream into startup packets and typed frames.
 ///
-/// Single-step: a frame is emitted only once it is complete; every length is bounded before any
+/// Single-step (`NIOSingleStepByteToMessageDecoder`): a frame is emitted only once it is complete; every length is bounded before any
 /// buffer is reserved for it.
-public struct FrontendDecoder: SingleStepDecoder, Sendable {
+public struct FrontendDecoder: NIOSingleStepByteToMessageDecoder, Sendable {
     public typealias InboundOut = FrontendInput
 
     /// PostgreSQL's own limit for a startup packet.
@@ -30,7 +30,13 @@ public struct FrontendDecoder: SingleStepDecoder, Sendable {
     }
 
     /// Decodes one input from the buffer, consuming nothing when the input is incomplete.
-    public mutating func decodeOne(_ buffer: inout ByteBuffer) throws -> FrontendInput? {
+    /// At the end of the stream: what is complete is still delivered; a partial input is dropped with the
+    /// connection.
+    public mutating func decodeLast(buffer: inout ByteBuffer, seenEOF: Bool) throws -> FrontendInput? {
+        try decode(buffer: &buffer)
+    }
+
+    public mutating func decode(buffer: inout ByteBuffer) throws -> FrontendInput? {
         if expectingStartup {
             guard let packet = try Self.decodeStartupPacket(&buffer) else { return nil }
             switch packet {
@@ -117,7 +123,7 @@ public enum BackendInput: Sendable, Equatable {
 }
 
 /// Splits a server's byte stream into frames.
-public struct BackendDecoder: SingleStepDecoder, Sendable {
+public struct BackendDecoder: NIOSingleStepByteToMessageDecoder, Sendable {
     public typealias InboundOut = BackendInput
 
     public let maxMessageLength: Int
@@ -128,7 +134,13 @@ public struct BackendDecoder: SingleStepDecoder, Sendable {
         self.expectingSSLResponse = expectingSSLResponse
     }
 
-    public mutating func decodeOne(_ buffer: inout ByteBuffer) throws -> BackendInput? {
+    /// At the end of the stream: what is complete is still delivered; a partial input is dropped with the
+    /// connection.
+    public mutating func decodeLast(buffer: inout ByteBuffer, seenEOF: Bool) throws -> BackendInput? {
+        try decode(buffer: &buffer)
+    }
+
+    public mutating func decode(buffer: inout ByteBuffer) throws -> BackendInput? {
         if expectingSSLResponse {
             guard let byte = buffer.readInteger(as: UInt8.self) else { return nil }
             expectingSSLResponse = false
@@ -150,24 +162,5 @@ public struct BackendDecoder: SingleStepDecoder, Sendable {
             return nil
         }
         return .frame(frame)
-    }
-}
-
-/// A decoder that yields at most one input per step and never consumes a partial one.
-public protocol SingleStepDecoder: ByteToMessageDecoder {
-    mutating func decodeOne(_ buffer: inout ByteBuffer) throws -> InboundOut?
-}
-
-extension SingleStepDecoder {
-    public mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
-        guard let input = try decodeOne(&buffer) else { return .needMoreData }
-        context.fireChannelRead(Self.wrapInboundOut(input))
-        return .continue
-    }
-
-    public mutating func decodeLast(
-        context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool
-    ) throws -> DecodingState {
-        try decode(context: context, buffer: &buffer)
     }
 }

@@ -128,48 +128,97 @@ public struct ErrorNoticeFields: Sendable, Equatable {
     }
 }
 
-/// Small backend and frontend messages the gateway builds or reads itself.
-public enum WireMessages {
-    public static func parameterStatus(name: String, value: String) -> PostgresFrame {
+/// ParameterStatus: a run-time setting the server reports (at startup, and when it changes).
+public struct ParameterStatus: Sendable, Equatable {
+    public var name: String
+    public var value: String
+
+    public init(name: String, value: String) {
+        self.name = name
+        self.value = value
+    }
+
+    public static func decode(_ body: ByteBuffer) throws -> ParameterStatus {
+        var body = body
+        guard let name = body.readNullTerminatedString(), let value = body.readNullTerminatedString() else {
+            throw PostgresWireError(.malformedMessage, "malformed ParameterStatus")
+        }
+        return ParameterStatus(name: name, value: value)
+    }
+
+    public var frame: PostgresFrame {
         var body = ByteBuffer()
         body.writeNullTerminatedString(name)
         body.writeNullTerminatedString(value)
         return PostgresFrame(type: MessageType.parameterStatus, body: body)
     }
+}
 
-    public static func decodeParameterStatus(_ body: ByteBuffer) throws -> (name: String, value: String) {
-        var body = body
-        guard let name = body.readNullTerminatedString(), let value = body.readNullTerminatedString() else {
-            throw PostgresWireError(.malformedMessage, "malformed ParameterStatus")
-        }
-        return (name, value)
+/// BackendKeyData: the key a client cancels its session's statements with.
+public struct BackendKeyData: Sendable, Equatable {
+    public var processID: Int32
+    public var secretKey: Int32
+
+    public init(processID: Int32, secretKey: Int32) {
+        self.processID = processID
+        self.secretKey = secretKey
     }
 
-    public static func backendKeyData(processID: Int32, secretKey: Int32) -> PostgresFrame {
+    public static func decode(_ body: ByteBuffer) throws -> BackendKeyData {
+        var body = body
+        guard let processID = body.readInteger(as: Int32.self), let secretKey = body.readInteger(as: Int32.self) else {
+            throw PostgresWireError(.malformedMessage, "malformed BackendKeyData")
+        }
+        return BackendKeyData(processID: processID, secretKey: secretKey)
+    }
+
+    public var frame: PostgresFrame {
         var body = ByteBuffer()
         body.writeInteger(processID)
         body.writeInteger(secretKey)
         return PostgresFrame(type: MessageType.backendKeyData, body: body)
     }
+}
 
-    public static func decodeBackendKeyData(_ body: ByteBuffer) throws -> (processID: Int32, secretKey: Int32) {
-        var body = body
-        guard let processID = body.readInteger(as: Int32.self), let secretKey = body.readInteger(as: Int32.self) else {
-            throw PostgresWireError(.malformedMessage, "malformed BackendKeyData")
-        }
-        return (processID, secretKey)
+/// NegotiateProtocolVersion: the newest minor version of protocol 3 spoken, and the protocol options
+/// (`_pq_.*`) of the startup packet that are not.
+public struct NegotiateProtocolVersion: Sendable, Equatable {
+    public var newestMinor: Int32
+    public var unsupportedOptions: [String]
+
+    public init(newestMinor: Int32, unsupportedOptions: [String]) {
+        self.newestMinor = newestMinor
+        self.unsupportedOptions = unsupportedOptions
     }
 
-    /// NegotiateProtocolVersion: the newest minor version of protocol 3 spoken, and the protocol options
-    /// (`_pq_.*`) of the startup packet that are not.
-    public static func negotiateProtocolVersion(newestMinor: Int32, unsupportedOptions: [String]) -> PostgresFrame {
+    public static func decode(_ body: ByteBuffer) throws -> NegotiateProtocolVersion {
+        var body = body
+        guard let version = body.readInteger(as: Int32.self), let count = body.readInteger(as: Int32.self), count >= 0,
+            count <= body.readableBytes
+        else {
+            throw PostgresWireError(.malformedMessage, "malformed NegotiateProtocolVersion")
+        }
+        var options: [String] = []
+        for _ in 0..<count {
+            guard let option = body.readNullTerminatedString() else {
+                throw PostgresWireError(.malformedMessage, "malformed NegotiateProtocolVersion")
+            }
+            options.append(option)
+        }
+        return NegotiateProtocolVersion(newestMinor: version & 0xffff, unsupportedOptions: options)
+    }
+
+    public var frame: PostgresFrame {
         var body = ByteBuffer()
         body.writeInteger(StartupPacket.protocolVersion3 | newestMinor)
         body.writeInteger(Int32(unsupportedOptions.count))
         for option in unsupportedOptions { body.writeNullTerminatedString(option) }
         return PostgresFrame(type: MessageType.negotiateProtocolVersion, body: body)
     }
+}
 
+/// Small backend and frontend messages the gateway builds or reads itself.
+public enum WireMessages {
     /// ReadyForQuery with a transaction status: `I` idle, `T` in a transaction, `E` in a failed one.
     public static func readyForQuery(status: UInt8) -> PostgresFrame {
         var body = ByteBuffer()

@@ -28,7 +28,7 @@ enum Fuzz {
         for chunk in [bytes[..<split], bytes[split...]] {
             buffer.writeBytes(UnsafeRawBufferPointer(rebasing: chunk))
             while true {
-                guard let input = try? decoder.decodeOne(&buffer) else { break }
+                guard let input = try? decoder.decode(buffer: &buffer) else { break }
                 switch input {
                 case .startup(let packet):
                     _ = machine.startupPacket(packet)

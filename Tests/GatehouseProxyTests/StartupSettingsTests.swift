@@ -99,13 +99,13 @@ struct StartupSettingsTests {
 struct PinWatchTests {
     @Test("a report of another encoding or string mode breaks the pins; the pinned values and other settings do not")
     func reports() {
-        #expect(StatementGuard.pinViolation(WireMessages.parameterStatus(name: "client_encoding", value: "SJIS")) != nil)
+        #expect(StatementGuard.pinViolation(ParameterStatus(name: "client_encoding", value: "SJIS").frame) != nil)
         #expect(
-            StatementGuard.pinViolation(WireMessages.parameterStatus(name: "standard_conforming_strings", value: "off")) != nil)
-        #expect(StatementGuard.pinViolation(WireMessages.parameterStatus(name: "client_encoding", value: "UTF8")) == nil)
+            StatementGuard.pinViolation(ParameterStatus(name: "standard_conforming_strings", value: "off").frame) != nil)
+        #expect(StatementGuard.pinViolation(ParameterStatus(name: "client_encoding", value: "UTF8").frame) == nil)
         #expect(
-            StatementGuard.pinViolation(WireMessages.parameterStatus(name: "standard_conforming_strings", value: "on")) == nil)
-        #expect(StatementGuard.pinViolation(WireMessages.parameterStatus(name: "TimeZone", value: "SJIS")) == nil)
+            StatementGuard.pinViolation(ParameterStatus(name: "standard_conforming_strings", value: "on").frame) == nil)
+        #expect(StatementGuard.pinViolation(ParameterStatus(name: "TimeZone", value: "SJIS").frame) == nil)
         #expect(StatementGuard.pinViolation(PostgresFrame(type: MessageType.parameterStatus, body: ByteBuffer())) != nil)
     }
 }

@@ -9,7 +9,7 @@ func frontendDecoderInFramePhase(maxMessageLength: Int = 1 << 20) -> FrontendDec
     var decoder = FrontendDecoder(maxMessageLength: maxMessageLength)
     var startup = ByteBuffer(
         bytes: startupBytes(.startup(protocolVersion: StartupPacket.protocolVersion3, parameters: ["user": "u"])))
-    _ = try! decoder.decodeOne(&startup)
+    _ = try! decoder.decode(buffer: &startup)
     precondition(startup.readableBytes == 0)
     return decoder
 }
@@ -143,7 +143,7 @@ struct FrontendDecoderTests {
     func startupPacketRoundTrips(packet: StartupPacket) throws {
         var decoder = FrontendDecoder(maxMessageLength: 1024)
         var buffer = ByteBuffer(bytes: startupBytes(packet))
-        #expect(try decoder.decodeOne(&buffer) == .startup(packet))
+        #expect(try decoder.decode(buffer: &buffer) == .startup(packet))
         #expect(buffer.readableBytes == 0)
     }
 
@@ -154,7 +154,7 @@ struct FrontendDecoderTests {
         var decoder = FrontendDecoder(maxMessageLength: 1 << 30)
         // Only the length is sent: the decoder must refuse it before waiting for the rest.
         var buffer = ByteBuffer(bytes: be32(length))
-        #expect(wireErrorCode { _ = try decoder.decodeOne(&buffer) } == .startupPacketInvalid)
+        #expect(wireErrorCode { _ = try decoder.decode(buffer: &buffer) } == .startupPacketInvalid)
     }
 
     @Test func startupPacketAtTheLimitIsAccepted() throws {
@@ -166,7 +166,7 @@ struct FrontendDecoderTests {
         #expect(bytes.count == 10_000)
         var decoder = FrontendDecoder(maxMessageLength: 1024)
         var buffer = ByteBuffer(bytes: bytes)
-        #expect(try decoder.decodeOne(&buffer) == .startup(packet))
+        #expect(try decoder.decode(buffer: &buffer) == .startup(packet))
     }
 
     @Test(arguments: [
@@ -178,7 +178,7 @@ struct FrontendDecoderTests {
     func unsupportedProtocolIsRefused(code: Int32) {
         var decoder = FrontendDecoder(maxMessageLength: 1024)
         var buffer = ByteBuffer(bytes: be32(9) + be32(code) + [0])
-        #expect(wireErrorCode { _ = try decoder.decodeOne(&buffer) } == .unsupportedProtocolVersion)
+        #expect(wireErrorCode { _ = try decoder.decode(buffer: &buffer) } == .unsupportedProtocolVersion)
     }
 
     @Test func requestCodesWithTheWrongLengthAreRefused() {
@@ -190,7 +190,7 @@ struct FrontendDecoderTests {
         ] {
             var decoder = FrontendDecoder(maxMessageLength: 1024)
             var buffer = ByteBuffer(bytes: bytes)
-            #expect(wireErrorCode { _ = try decoder.decodeOne(&buffer) } == .unsupportedProtocolVersion)
+            #expect(wireErrorCode { _ = try decoder.decode(buffer: &buffer) } == .unsupportedProtocolVersion)
         }
     }
 
@@ -201,7 +201,7 @@ struct FrontendDecoderTests {
         for body in [missingTerminator, missingValue, keyWithoutValue] {
             var decoder = FrontendDecoder(maxMessageLength: 1024)
             var buffer = ByteBuffer(bytes: be32(Int32(4 + body.count)) + body)
-            #expect(wireErrorCode { _ = try decoder.decodeOne(&buffer) } == .startupPacketInvalid)
+            #expect(wireErrorCode { _ = try decoder.decode(buffer: &buffer) } == .startupPacketInvalid)
         }
     }
 
@@ -214,7 +214,7 @@ struct FrontendDecoderTests {
         ] {
             var decoder = FrontendDecoder(maxMessageLength: 1024)
             var buffer = ByteBuffer(bytes: be32(Int32(4 + body.count)) + body)
-            #expect(wireErrorCode { _ = try decoder.decodeOne(&buffer) } == .startupPacketInvalid)
+            #expect(wireErrorCode { _ = try decoder.decode(buffer: &buffer) } == .startupPacketInvalid)
         }
     }
 
@@ -222,14 +222,14 @@ struct FrontendDecoderTests {
         for trailing in [[0], startupBytes(Self.startup), frameBytes("Q", cString("select 1"))] {
             var decoder = FrontendDecoder(maxMessageLength: 1024)
             var buffer = ByteBuffer(bytes: startupBytes(.sslRequest) + trailing)
-            #expect(wireErrorCode { _ = try decoder.decodeOne(&buffer) } == .unexpectedDataAfterSSLRequest)
+            #expect(wireErrorCode { _ = try decoder.decode(buffer: &buffer) } == .unexpectedDataAfterSSLRequest)
         }
     }
 
     @Test func bytesAfterGSSRequestAreRefused() {
         var decoder = FrontendDecoder(maxMessageLength: 1024)
         var buffer = ByteBuffer(bytes: startupBytes(.gssEncryptionRequest) + [1, 2, 3])
-        #expect(wireErrorCode { _ = try decoder.decodeOne(&buffer) } == .unexpectedDataAfterSSLRequest)
+        #expect(wireErrorCode { _ = try decoder.decode(buffer: &buffer) } == .unexpectedDataAfterSSLRequest)
     }
 
     @Test func bytesAfterSSLRequestAreRefusedThroughTheHandler() {
@@ -248,25 +248,25 @@ struct FrontendDecoderTests {
     func typedFrameShorterThanItsLengthFieldIsRefused(length: Int32) {
         var decoder = frontendDecoderInFramePhase()
         var buffer = ByteBuffer(bytes: [UInt8(ascii: "Q")] + be32(length))
-        #expect(wireErrorCode { _ = try decoder.decodeOne(&buffer) } == .messageTooShort)
+        #expect(wireErrorCode { _ = try decoder.decode(buffer: &buffer) } == .messageTooShort)
     }
 
     @Test func typedFrameAboveTheLimitIsRefusedBeforeItsBody() {
         var decoder = frontendDecoderInFramePhase(maxMessageLength: 100)
         // Only the header: the decoder must not wait for 101 bytes of body.
         var buffer = ByteBuffer(bytes: [UInt8(ascii: "Q")] + be32(101))
-        #expect(wireErrorCode { _ = try decoder.decodeOne(&buffer) } == .messageTooLarge)
+        #expect(wireErrorCode { _ = try decoder.decode(buffer: &buffer) } == .messageTooLarge)
         var huge = ByteBuffer(bytes: [UInt8(ascii: "Q")] + be32(Int32.max))
-        #expect(wireErrorCode { _ = try decoder.decodeOne(&huge) } == .messageTooLarge)
+        #expect(wireErrorCode { _ = try decoder.decode(buffer: &huge) } == .messageTooLarge)
     }
 
     @Test func typedFrameAtTheLimitIsAccepted() throws {
         var decoder = frontendDecoderInFramePhase(maxMessageLength: 100)
         let body = [UInt8](repeating: 7, count: 96)
         var buffer = ByteBuffer(bytes: frameBytes("d", body))
-        #expect(try decoder.decodeOne(&buffer) == .frame(frame("d", body)))
+        #expect(try decoder.decode(buffer: &buffer) == .frame(frame("d", body)))
         var empty = ByteBuffer(bytes: frameBytes("S", []))
-        #expect(try decoder.decodeOne(&empty) == .frame(frame("S", [])))
+        #expect(try decoder.decode(buffer: &empty) == .frame(frame("S", [])))
     }
 
     @Test func decodeFrameRefusesThroughTheStaticEntryPointToo() {
@@ -286,7 +286,7 @@ struct FrontendDecoderTests {
         try checkPrefixes(pieces) {
             FrontendDecoder(maxMessageLength: 1024)
         } decode: { decoder, buffer in
-            try decoder.decodeOne(&buffer)
+            try decoder.decode(buffer: &buffer)
         }
     }
 
@@ -296,7 +296,7 @@ struct FrontendDecoderTests {
                 FrontendDecoder(maxMessageLength: 1024)
             } decode: {
                 decoder, buffer in
-                try decoder.decodeOne(&buffer)
+                try decoder.decode(buffer: &buffer)
             }
         }
     }
@@ -377,34 +377,34 @@ struct BackendDecoderTests {
     @Test func dataAfterTheSSLAcceptanceIsRefused() {
         var decoder = BackendDecoder(maxMessageLength: 1024, expectingSSLResponse: true)
         var buffer = ByteBuffer(bytes: [UInt8(ascii: "S")] + frameBytes("R", be32(0)))
-        #expect(wireErrorCode { _ = try decoder.decodeOne(&buffer) } == .unexpectedDataAfterSSLRequest)
+        #expect(wireErrorCode { _ = try decoder.decode(buffer: &buffer) } == .unexpectedDataAfterSSLRequest)
         var oneByte = BackendDecoder(maxMessageLength: 1024, expectingSSLResponse: true)
         var short = ByteBuffer(bytes: [UInt8(ascii: "S"), 0])
-        #expect(wireErrorCode { _ = try oneByte.decodeOne(&short) } == .unexpectedDataAfterSSLRequest)
+        #expect(wireErrorCode { _ = try oneByte.decode(buffer: &short) } == .unexpectedDataAfterSSLRequest)
     }
 
     @Test(arguments: [UInt8(ascii: "E"), UInt8(ascii: "s"), 0, 0xFF])
     func invalidSSLAnswerIsRefused(byte: UInt8) {
         var decoder = BackendDecoder(maxMessageLength: 1024, expectingSSLResponse: true)
         var buffer = ByteBuffer(bytes: [byte])
-        #expect(wireErrorCode { _ = try decoder.decodeOne(&buffer) } == .malformedMessage)
+        #expect(wireErrorCode { _ = try decoder.decode(buffer: &buffer) } == .malformedMessage)
     }
 
     @Test func emptyInputWaitsForTheSSLAnswer() throws {
         var decoder = BackendDecoder(maxMessageLength: 1024, expectingSSLResponse: true)
         var buffer = ByteBuffer()
-        #expect(try decoder.decodeOne(&buffer) == nil)
+        #expect(try decoder.decode(buffer: &buffer) == nil)
         buffer.writeInteger(UInt8(ascii: "N"))
-        #expect(try decoder.decodeOne(&buffer) == .sslResponse(accepted: false))
+        #expect(try decoder.decode(buffer: &buffer) == .sslResponse(accepted: false))
     }
 
     @Test func frameLimitsApply() {
         var short = BackendDecoder(maxMessageLength: 64, expectingSSLResponse: false)
         var shortBuffer = ByteBuffer(bytes: [UInt8(ascii: "R")] + be32(3))
-        #expect(wireErrorCode { _ = try short.decodeOne(&shortBuffer) } == .messageTooShort)
+        #expect(wireErrorCode { _ = try short.decode(buffer: &shortBuffer) } == .messageTooShort)
         var large = BackendDecoder(maxMessageLength: 64, expectingSSLResponse: false)
         var largeBuffer = ByteBuffer(bytes: [UInt8(ascii: "D")] + be32(65))
-        #expect(wireErrorCode { _ = try large.decodeOne(&largeBuffer) } == .messageTooLarge)
+        #expect(wireErrorCode { _ = try large.decode(buffer: &largeBuffer) } == .messageTooLarge)
     }
 
     @Test func everyPrefixOfAStreamYieldsOnlyCompleteInputs() throws {
@@ -415,14 +415,14 @@ struct BackendDecoderTests {
             BackendDecoder(maxMessageLength: 1024, expectingSSLResponse: true)
         } decode: {
             decoder, buffer in
-            try decoder.decodeOne(&buffer)
+            try decoder.decode(buffer: &buffer)
         }
         let plain = Array(pieces.dropFirst())
         try checkPrefixes(plain) {
             BackendDecoder(maxMessageLength: 1024, expectingSSLResponse: false)
         } decode: {
             decoder, buffer in
-            try decoder.decodeOne(&buffer)
+            try decoder.decode(buffer: &buffer)
         }
     }
 }
@@ -447,7 +447,7 @@ struct StrictTextTests {
         startup.writeInteger(Int32(4 + body.count))
         startup.writeBytes(body)
         var decoder = FrontendDecoder(maxMessageLength: 1 << 20)
-        #expect(throws: PostgresWireError.self) { _ = try decoder.decodeOne(&startup) }
+        #expect(throws: PostgresWireError.self) { _ = try decoder.decode(buffer: &startup) }
     }
 
     @Test("valid multibyte text is read exactly, and nothing may follow a query's string")

@@ -187,7 +187,7 @@ struct DecoderFuzzTests {
             let frontendOutcome = feed(
                 bytes, decoder: &frontend, random: &random, maxChunk: Int.random(in: 1...32, using: &random),
                 decode: { decoder, buffer -> PostgresFrame? in
-                    guard let input = try decoder.decodeOne(&buffer) else { return nil }
+                    guard let input = try decoder.decode(buffer: &buffer) else { return nil }
                     guard case .frame(let frame) = input else { Issue.record("startup packet in frame phase"); return nil }
                     return frame
                 },
@@ -198,7 +198,7 @@ struct DecoderFuzzTests {
             let backendOutcome = feed(
                 bytes, decoder: &backend, random: &random, maxChunk: Int.random(in: 1...32, using: &random),
                 decode: { decoder, buffer -> PostgresFrame? in
-                    guard let input = try decoder.decodeOne(&buffer) else { return nil }
+                    guard let input = try decoder.decode(buffer: &buffer) else { return nil }
                     guard case .frame(let frame) = input else { Issue.record("SSL answer without a request"); return nil }
                     return frame
                 },
@@ -220,7 +220,7 @@ struct DecoderFuzzTests {
             var decoder = FrontendDecoder(maxMessageLength: Self.maxMessageLength)
             let outcome = feed(
                 bytes, decoder: &decoder, random: &random, maxChunk: Int.random(in: 1...24, using: &random),
-                decode: { decoder, buffer in try decoder.decodeOne(&buffer) },
+                decode: { decoder, buffer in try decoder.decode(buffer: &buffer) },
                 check: { input, consumed in
                     switch input {
                     case .startup(let packet): return startupIsConsistent(packet, consumed)
@@ -253,7 +253,7 @@ struct DecoderFuzzTests {
             var decoder = BackendDecoder(maxMessageLength: Self.maxMessageLength, expectingSSLResponse: true)
             let outcome = feed(
                 bytes, decoder: &decoder, random: &random, maxChunk: Int.random(in: 1...24, using: &random),
-                decode: { decoder, buffer in try decoder.decodeOne(&buffer) },
+                decode: { decoder, buffer in try decoder.decode(buffer: &buffer) },
                 check: { input, consumed in
                     switch input {
                     case .sslResponse(let accepted):

@@ -181,22 +181,37 @@ struct WireMessagesTests {
     }
 
     @Test func parameterStatus() throws {
-        let frame = WireMessages.parameterStatus(name: "server_version", value: "16.2")
+        let frame = ParameterStatus(name: "server_version", value: "16.2").frame
         let body = cString("server_version") + cString("16.2")
         #expect(frame.bytes.bytes == [0x53] + be32(Int32(4 + body.count)) + body)
-        let decoded = try WireMessages.decodeParameterStatus(frame.body)
+        let decoded = try ParameterStatus.decode(frame.body)
         #expect(decoded.name == "server_version" && decoded.value == "16.2")
         #expect(
-            wireErrorCode { _ = try WireMessages.decodeParameterStatus(ByteBuffer(bytes: cString("name"))) } == .malformedMessage)
+            wireErrorCode { _ = try ParameterStatus.decode(ByteBuffer(bytes: cString("name"))) } == .malformedMessage)
     }
 
     @Test func backendKeyData() throws {
-        let frame = WireMessages.backendKeyData(processID: 0x0102_0304, secretKey: -2)
+        let frame = BackendKeyData(processID: 0x0102_0304, secretKey: -2).frame
         #expect(frame.bytes.bytes == [0x4B, 0, 0, 0, 12, 1, 2, 3, 4, 0xFF, 0xFF, 0xFF, 0xFE])
-        let decoded = try WireMessages.decodeBackendKeyData(frame.body)
+        let decoded = try BackendKeyData.decode(frame.body)
         #expect(decoded.processID == 0x0102_0304 && decoded.secretKey == -2)
         #expect(
-            wireErrorCode { _ = try WireMessages.decodeBackendKeyData(ByteBuffer(bytes: [0, 0, 0, 1, 0])) } == .malformedMessage)
+            wireErrorCode { _ = try BackendKeyData.decode(ByteBuffer(bytes: [0, 0, 0, 1, 0])) } == .malformedMessage)
+    }
+
+    @Test func negotiateProtocolVersion() throws {
+        let message = NegotiateProtocolVersion(newestMinor: 0, unsupportedOptions: ["_pq_.a", "_pq_.b"])
+        let body = be32(196_608) + be32(2) + cString("_pq_.a") + cString("_pq_.b")
+        #expect(message.frame.bytes.bytes == [0x76] + be32(Int32(4 + body.count)) + body)
+        #expect(try NegotiateProtocolVersion.decode(message.frame.body) == message)
+        // A count beyond what the body holds, or an option without its terminator, is refused.
+        #expect(
+            wireErrorCode { _ = try NegotiateProtocolVersion.decode(ByteBuffer(bytes: be32(196_608) + be32(99))) }
+                == .malformedMessage)
+        #expect(
+            wireErrorCode {
+                _ = try NegotiateProtocolVersion.decode(ByteBuffer(bytes: be32(196_608) + be32(1) + Array("_pq_".utf8)))
+            } == .malformedMessage)
     }
 
     @Test func saslMessages() {
