@@ -1,4 +1,4 @@
-// swift-tools-version:6.0
+// swift-tools-version:6.1
 import PackageDescription
 
 let package = Package(
@@ -154,7 +154,10 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
-            ]
+            ],
+            // The OpenAPI document, a YAML file compiled in by the EmbedText plugin.
+            exclude: ["Resources/openapi.yaml"],
+            plugins: ["EmbedText"]
         ),
         .executableTarget(
             name: "gatehouse",
@@ -170,6 +173,9 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        // Writes a text file into Swift source as a static string (the EmbedText plugin's tool).
+        .executableTarget(name: "embed-text"),
+        .plugin(name: "EmbedText", capability: .buildTool(), dependencies: ["embed-text"]),
         // Micro-benchmarks (bench/): inspection + decision, audit appends. Not part of the tests.
         .executableTarget(
             name: "gatehouse-bench",

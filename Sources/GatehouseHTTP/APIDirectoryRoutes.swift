@@ -175,7 +175,7 @@ extension APIRoutes {
     }
 }
 
-/// The API's OpenAPI 3.1 description, kept in `OpenAPIDocument.yaml` (a Swift string beside this file).
+/// The API's OpenAPI 3.1 description: `yaml` is `Resources/openapi.yaml`, compiled in (`Plugins/EmbedText`).
 public enum OpenAPIDocument {
     /// The document as JSON, converted once from the YAML text.
     public static func json() throws -> Data {

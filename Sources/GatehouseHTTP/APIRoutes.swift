@@ -481,7 +481,7 @@ public struct APIRoutes: Sendable {
 
     @Sendable func challenges(_ request: Request, context: GatehouseRequestContext) async throws -> API.Challenges {
         let caller = try await authenticate(request)
-        let list = await try requireStepUp().challenges(
+        let list = try await requireStepUp().challenges(
             for: caller.user.name, groups: caller.user.groups, all: caller.user.seesAll)
         return API.Challenges(challenges: list.map(API.ChallengeView.init))
     }
@@ -519,7 +519,7 @@ public struct APIRoutes: Sendable {
 
     @Sendable func listRequests(_ request: Request, context: GatehouseRequestContext) async throws -> API.AccessRequests {
         let caller = try await authenticate(request)
-        let list = await try requireGrants().requests(
+        let list = try await requireGrants().requests(
             for: caller.user.name, groups: caller.user.groups, isAdmin: caller.user.seesAll)
         let now = environment.identities.now()
         return API.AccessRequests(requests: list.map { API.AccessRequestView($0, now: now) })

@@ -321,6 +321,15 @@ struct HardeningTests {
         }
     }
 
+    @Test func theServedOpenAPIDocumentIsTheYAMLFileByteForByte() throws {
+        let file = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .appendingPathComponent("../../Sources/GatehouseHTTP/Resources/openapi.yaml").standardized
+        let text = try String(contentsOf: file, encoding: .utf8)
+        // The file's text, without its final line break (a YAML file ends in one; the embedded string does not).
+        #expect(OpenAPIDocument.yaml + "\n" == text)
+        #expect(OpenAPIDocument.yaml.hasPrefix("openapi: 3.1.0\n"))
+    }
+
     @Test func theOpenAPIDocumentListsEveryAuditEventType() throws {
         let document = try #require(try JSONSerialization.jsonObject(with: OpenAPIDocument.json()) as? [String: Any])
         let schemas = (document["components"] as? [String: Any])?["schemas"] as? [String: Any]

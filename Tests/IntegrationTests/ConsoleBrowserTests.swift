@@ -67,17 +67,16 @@ struct ConsoleBrowserTests {
     }
 
     private func flow(_ gateway: Gateway, _ browser: Browser) async throws {
-        // alice enrols a second factor; the confirming code is the previous step's, so that the next
-        // two steps are left for signing in and for verifying (a code is good once).
+        // alice enrols a second factor; confirming, signing in and verifying each take a code of a later
+        // step than the one before (a code is good once), one the gateway will still take when it gets it.
         let token = try await gateway.aliceToken()
         let enrol = try await gateway.cli(
             "alice", ["mfa", "enroll", "--json", "--password-stdin"], stdin: Gateway.alicePassword + "\n")
         #expect(enrol.status == 0, "\(enrol)")
         let secret = try #require(
             (try JSONSerialization.jsonObject(with: Data(enrol.stdout.utf8)) as? [String: Any])?["secret"] as? String)
-        let totp = TOTP(secret: try #require(Base32.decode(secret)))
-        let start = Date()
-        let confirm = try await gateway.cli("alice", ["mfa", "confirm", totp.code(at: start.addingTimeInterval(-30))])
+        var codes = RisingCodes(TOTP(secret: try #require(Base32.decode(secret))))
+        let confirm = try await gateway.cli("alice", ["mfa", "confirm", try await codes.next()])
         #expect(confirm.status == 0, "\(confirm)")
 
         // 1. alice asks for the dba role; bob (an approver) approves it in the console.
@@ -97,7 +96,7 @@ struct ConsoleBrowserTests {
 
         // 2. alice signs in with password and code, and sees her grant with the time left.
         try await Self.signIn(
-            browser, gateway, user: "alice", password: Gateway.alicePassword, code: totp.code(at: start))
+            browser, gateway, user: "alice", password: Gateway.alicePassword, code: try await codes.next())
         try await browser.click("#nav-grants")
         try await browser.waitForText("id=\"grant-\(requestID)\"")
 
@@ -108,10 +107,11 @@ struct ConsoleBrowserTests {
         let psql = try await gateway.startPsql(
             password: token, ["-c", "create table \(table) (id int)", "-c", "select 'released'"])
         let challenge = try await StepUpTests.challengeID(of: psql)
-        try await browser.waitForText("id=\"challenge-\(challenge)\"")
+        // The page polls every two seconds; on a loaded machine a poll may wait long for its answer.
+        try await browser.waitForText("id=\"challenge-\(challenge)\"", timeout: 45)
         #expect(try await browser.text("#challenge-\(challenge)").contains("create table \(table)"))
         try await browser.screenshot(to: try Self.artifact("inbox.png"))
-        try await browser.type("#code-\(challenge)", totp.code(at: start.addingTimeInterval(30)))
+        try await browser.type("#code-\(challenge)", try await codes.next())
         try await browser.click("#verify-\(challenge)")
         try await browser.waitForText("Verified: the held statement runs now.")
         let released = try await psql.wait(timeout: 30)
@@ -154,5 +154,27 @@ struct ConsoleBrowserTests {
             let size = (try FileManager.default.attributesOfItem(atPath: try Self.artifact(name))[.size] as? Int) ?? 0
             #expect(size > 10_000, "\(name) is \(size) bytes")
         }
+    }
+}
+
+/// One-time codes for a test that needs several: each of a later step than the last (the gateway takes a
+/// step once), and the earliest such step the gateway will still accept for at least `margin` seconds
+/// (it accepts one step either side of its own). Waits when that step is not yet accepted.
+struct RisingCodes {
+    let totp: TOTP
+    var margin: TimeInterval = 10
+    private var last: Int64?
+
+    init(_ totp: TOTP) { self.totp = totp }
+
+    mutating func next() async throws -> String {
+        let period = Double(totp.period)
+        let now = Date().timeIntervalSince1970
+        var step = Int64(((now + margin) / period).rounded(.down)) - 1
+        if let last { step = max(step, last + 1) }
+        let acceptedFrom = Double(step - 1) * period
+        if acceptedFrom > now { try await Task.sleep(for: .seconds(acceptedFrom - now + 0.5)) }
+        last = step
+        return totp.code(step: step)
     }
 }

@@ -157,7 +157,7 @@ struct StepUpTests {
         #expect(verify.status == 0, "\(verify)")
         try await psql.waitForOutput("INSERT 0 1", timeout: 30)
         // The third statement waits for a new proof; a second notice appears.
-        try await eventually(timeout: 30) { psql.stderr.components(separatedBy: "gatehouse verify ").count == 3 ? true : nil }
+        _ = try await eventually(timeout: 30) { psql.stderr.components(separatedBy: "gatehouse verify ").count == 3 ? true : nil }
         psql.signal(SIGTERM)
         _ = try? await psql.wait(timeout: 10)
         let rows = try await gateway.psql(password: token, ["-c", "select count(*) from \(table)"])
