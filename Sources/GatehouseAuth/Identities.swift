@@ -7,6 +7,10 @@ public struct LoginError: Error, Sendable, CustomStringConvertible {
     public var description: String
     /// What the audit log records (more precise than what the caller sees).
     public var auditReason: String
+
+    /// What every failed sign-in says, whichever of name, password or code was wrong: a guesser learns
+    /// nothing of which half was right.
+    public static let refused = "invalid user name, password or code (give your authenticator's code if you have a second factor)"
 }
 
 /// Users, their passwords and the bootstrap of a fresh install.
@@ -43,7 +47,7 @@ public struct IdentityService: Sendable {
 
     /// Checks a password; the same error for an unknown user and a wrong password.
     public func login(user name: String, password: String) async throws -> User {
-        let refused = "invalid user name or password"
+        let refused = LoginError.refused
         guard let stored = try await store.user(named: name) else {
             // One derivation, as for a real user, so response times do not reveal which names exist.
             _ = dummyHash?.matches(password)

@@ -136,21 +136,30 @@ public actor StepUpService {
             limiter.recordSuccess(user)
             return step
         }
-        let usedBefore = totp.verify(code, at: time, lastUsedStep: nil) != nil
+        if totp.verify(code, at: time, lastUsedStep: nil) != nil {
+            // The right code, used before: a replay or a second use, not a guess. Refused, audited, and it
+            // neither counts towards the lockout nor costs a held statement an attempt.
+            try await audit(.mfaFailure, actor: user, detail: ["reason": "code already used"])
+            throw ChallengeError(
+                .codeAlreadyUsed, "that code was already used (each code is good once): wait for the next one")
+        }
         if let until = limiter.recordFailure(user, at: time) {
             try await audit(.mfaLockedOut, actor: user, detail: ["until": Timestamp.format(until)])
         }
-        try await audit(.mfaFailure, actor: user, detail: ["reason": usedBefore ? "code already used" : "wrong code"])
-        throw ChallengeError(
-            .wrongCode,
-            usedBefore ? "that code was already used: wait for the next one" : "wrong code (check the authenticator's clock)")
+        try await audit(.mfaFailure, actor: user, detail: ["reason": "wrong code"])
+        throw ChallengeError(.wrongCode, "wrong code (check the authenticator's clock)")
     }
 
     // MARK: Challenges
 
     /// Holds a statement, as `open` does; a step-up challenge of a user who has no way to prove it is
-    /// them fails at once (never registered), with the reason.
-    public func hold(_ challenge: Challenge, onFinal: @escaping @Sendable (Challenge) -> Void) async {
+    /// them fails at once (never registered), with the reason. `onOpened` is called only when the
+    /// challenge is really opened, before `onFinal` (the session tells its client it waits then, not
+    /// before a refusal).
+    public func hold(
+        _ challenge: Challenge, onOpened: @escaping @Sendable () -> Void = {},
+        onFinal: @escaping @Sendable (Challenge) -> Void
+    ) async {
         if challenge.kind == .stepUp, !((try? await canStepUp(user: challenge.user, method: challenge.method)) ?? false) {
             var refused = challenge
             refused.state = .failed
@@ -158,6 +167,7 @@ public actor StepUpService {
             onFinal(refused)
             return
         }
+        onOpened()
         await open(challenge, onFinal: onFinal)
     }
 

@@ -20,7 +20,16 @@ public enum DefaultConfig {
             database: ${GATEHOUSE_DEMO_PG_DATABASE:-app}
             user: ${GATEHOUSE_DEMO_PG_USER:-gh_scram}
             password_env: GATEHOUSE_DEMO_PG_PASSWORD
-        # The starter guardrails of examples/starter-policy.yaml.
+        # The demo's story: demo reads anything; writes to the `safe` table pass; other writes wait
+        # for demo's second factor (gatehouse mfa enroll, then gatehouse verify ID); DROP and
+        # TRUNCATE need the dba role, which demo may request and the administrator approves.
+        # examples/starter-policy.yaml is the production starter pack these rules come from.
+        roles:
+          - name: dba
+            requesters: [developer]
+            max_duration: 1h
+            reason: {required: true}
+            approvers: {groups: [admins]}
         policy:
           default: allow            # when no rule matches a statement the parser understood
           unclassified: deny        # unparsable text, unknown statement types, DO blocks, dynamic SQL
@@ -30,7 +39,7 @@ public enum DefaultConfig {
               match: {kinds: [drop, truncate], elevated: false}
               action: deny
               message: DROP and TRUNCATE need an elevated grant
-              hint: request the dba role for this connection, with a reason
+              hint: 'request the dba role: gatehouse request dba --reason "why" (an administrator approves it)'
 
             - name: no-whereless-writes
               description: UPDATE or DELETE of every row is almost always a mistake.
@@ -56,20 +65,13 @@ public enum DefaultConfig {
               match: {kinds: [grant, revoke, set_role], elevated: false}
               action: deny
               message: privileges and roles are changed by administrators only
+              hint: 'request the dba role: gatehouse request dba --reason "why"'
 
-            - name: developers-read-only
-              match: {groups: [developer], writes: true, elevated: false}
-              action: deny
-              message: developers have read-only access
-              hint: request the dba role for a write, with a reason
-
-            - name: after-hours-writes
-              description: Writes outside office hours need a fresh second factor.
-              match:
-                writes: true
-                outside: {days: [mon-fri], hours: "08:00-19:00", timezone: UTC}
+            - name: writes-outside-safe-need-step-up
+              description: Writes to any table but `safe` wait for a fresh second factor.
+              match: {writes: true, not_tables_written: [safe], elevated: false}
               action: step_up
-              step_up: {method: totp, max_age: 15m}
-              message: writes outside office hours need step-up verification
+              step_up: {method: totp, max_age: 10m}
+              message: writes outside the safe table need a fresh second factor
         """
 }

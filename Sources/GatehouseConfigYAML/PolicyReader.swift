@@ -130,7 +130,8 @@ extension Reader {
             allowed: [
                 "connections", "users", "groups", "roles", "elevated", "source", "not_source", "countries",
                 "not_countries", "applications", "during", "outside", "session_age", "idle", "new_device", "kinds", "objects",
-                "tables", "tables_read", "tables_written", "writes", "no_where", "functions", "multi_statement",
+                "tables", "tables_read", "tables_written", "not_tables_written", "writes", "no_where", "functions",
+                "multi_statement",
                 "unparsable", "dynamic", "copy_program",
             ])
         {
@@ -183,6 +184,8 @@ extension Reader {
             case "tables": match.tables = try strings(value, "match.tables").map(TablePattern.init)
             case "tables_read": match.tablesRead = try strings(value, "match.tables_read").map(TablePattern.init)
             case "tables_written": match.tablesWritten = try strings(value, "match.tables_written").map(TablePattern.init)
+            case "not_tables_written":
+                match.notTablesWritten = try strings(value, "match.not_tables_written").map(TablePattern.init)
             case "writes": match.writes = try bool(value, "match.writes")
             case "no_where": match.wherelessWrite = try bool(value, "match.no_where")
             case "functions": match.functions = try strings(value, "match.functions").map { Glob($0.lowercased()) }

@@ -64,6 +64,8 @@ public struct Challenge: Sendable, Equatable, Codable {
 /// Why an action on a challenge was refused; `description` is what the caller reads.
 public struct ChallengeError: Error, Sendable, Equatable, CustomStringConvertible {
     public enum Code: String, Sendable {
+        /// A right code already used once: not a guess, so it costs no attempt.
+        case codeAlreadyUsed
         case notFound, notYours, notPending, expired, wrongCode, tooManyAttempts, selfApproval, notAnApprover
         case wrongKind, approverStepUpRequired, notEnrolled, lockedOut, passwordRequired
     }

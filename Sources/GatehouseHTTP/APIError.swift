@@ -15,6 +15,8 @@ public struct APIError: HTTPResponseError, Sendable {
         /// The action needs the caller's password again (a token alone is not enough).
         case passwordRequired = "password_required"
         case wrongCode = "wrong_code"
+        /// A right code that was used before (each is good once): wait for the next.
+        case codeAlreadyUsed = "code_already_used"
         case lockedOut = "locked_out"
         case conflict
         case rateLimited = "rate_limited"
@@ -23,7 +25,8 @@ public struct APIError: HTTPResponseError, Sendable {
         var status: HTTPResponse.Status {
             switch self {
             case .badRequest: .badRequest
-            case .unauthenticated, .loginFailed, .secondFactorRequired, .passwordRequired, .wrongCode: .unauthorized
+            case .unauthenticated, .loginFailed, .secondFactorRequired, .passwordRequired, .wrongCode, .codeAlreadyUsed:
+                .unauthorized
             case .lockedOut, .rateLimited: .tooManyRequests
             case .conflict: .conflict
             case .forbidden: .forbidden
@@ -47,7 +50,10 @@ public struct APIError: HTTPResponseError, Sendable {
     public var status: HTTPResponse.Status { code.status }
 
     public func response(from request: Request, context: some RequestContext) throws -> Response {
-        let data = try JSONEncoder().encode(APIErrorBody(error: .init(code: code.rawValue, message: message)))
+        // Keys in one order: two refusals that say the same are the same bytes.
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        let data = try encoder.encode(APIErrorBody(error: .init(code: code.rawValue, message: message)))
         var headers = HTTPFields()
         headers[.contentType] = "application/json; charset=utf-8"
         if code == .unauthenticated { headers[.wwwAuthenticate] = "Bearer realm=\"gatehouse\"" }
@@ -93,6 +99,7 @@ extension ChallengeError: HTTPResponseError, APIErrorConvertible {
         case .notFound: APIError(.notFound, description)
         case .notYours, .selfApproval, .notAnApprover: APIError(.forbidden, description)
         case .wrongCode, .tooManyAttempts: APIError(.wrongCode, description)
+        case .codeAlreadyUsed: APIError(.codeAlreadyUsed, description)
         case .lockedOut: APIError(.lockedOut, description)
         case .passwordRequired: APIError(.passwordRequired, description)
         case .approverStepUpRequired: APIError(.secondFactorRequired, description)

@@ -194,20 +194,23 @@ public struct APIRoutes: Sendable {
         }
         var methods = ["pwd"]
         if let stepUp = environment.stepUp, try await stepUp.isEnrolled(user: user.name) {
+            // A missing, wrong, used or locked code answers as a wrong password does: only the audit
+            // log says that the password was right.
             guard let code = body.code, !code.isEmpty else {
                 try await audit(
                     AuditRecord(
                         .loginFailure, actor: user.name, source: source,
                         detail: ["reason": "password right, second factor not given", "via": channel]))
-                throw APIError(.secondFactorRequired, "\(user.name) has a second factor: give the code from the authenticator")
+                throw APIError(.loginFailed, LoginError.refused)
             }
             do {
                 try await stepUp.verifyCode(user: user.name, code: code)
             } catch let error as ChallengeError {
                 try await audit(
                     AuditRecord(
-                        .loginFailure, actor: body.user, source: source, detail: ["reason": error.description, "via": channel]))
-                throw error
+                        .loginFailure, actor: body.user, source: source,
+                        detail: ["reason": "password right; \(error.description)", "via": channel]))
+                throw APIError(.loginFailed, LoginError.refused)
             }
             methods.append("otp")
         }

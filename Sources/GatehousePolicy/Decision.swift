@@ -333,7 +333,8 @@ extension RuleMatch {
         guard let facts else {
             // Unparsable text: only rules without statement conditions (besides `unparsable`) apply.
             return kinds == nil && objectTypes == nil && tables == nil && tablesRead == nil && tablesWritten == nil
-                && writes == nil && wherelessWrite == nil && functions == nil && dynamic == nil && copyProgram == nil
+                && notTablesWritten == nil && writes == nil && wherelessWrite == nil && functions == nil && dynamic == nil
+                && copyProgram == nil
         }
         if let kinds, kinds.isDisjoint(with: facts.kinds) { return false }
         if let objectTypes, objectTypes.isDisjoint(with: facts.objectTypes) { return false }
@@ -350,6 +351,13 @@ extension RuleMatch {
             !facts.tablesWritten.contains(where: { table in tablesWritten.contains { $0.matches(table, context.searchPath) } })
         {
             return false
+        }
+        if let notTablesWritten {
+            guard facts.isWrite else { return false }
+            let outside = facts.tablesWritten.contains { table in
+                !notTablesWritten.contains { $0.surelyMatches(table, context.searchPath) }
+            }
+            if !facts.tablesWritten.isEmpty && !outside { return false }
         }
         if let writes, writes != facts.isWrite { return false }
         if let wherelessWrite, wherelessWrite != facts.wherelessWrite { return false }

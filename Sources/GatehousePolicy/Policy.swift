@@ -128,6 +128,10 @@ public struct RuleMatch: Sendable, Equatable {
     public var tables: [TablePattern]?
     public var tablesRead: [TablePattern]?
     public var tablesWritten: [TablePattern]?
+    /// A write to any table none of these surely match, or a write whose tables the parser cannot name
+    /// (the exception a rule carves out: `writes outside the safe table`). Without a schema a pattern
+    /// means `public` (see `TablePattern.surelyMatches`).
+    public var notTablesWritten: [TablePattern]?
     public var writes: Bool?
     public var wherelessWrite: Bool?
     public var functions: [Glob]?
@@ -208,6 +212,16 @@ public struct TablePattern: Sendable, Equatable, CustomStringConvertible {
     }
 
     public var description: String { schema.map { "\($0).\(table)" } ?? table.description }
+
+    /// For exceptions (`not_tables_written`), where a loose match would let a write through: the table
+    /// is surely this one. A pattern without a schema means `public`; a table named without a schema
+    /// is this one only if every schema the session's search path may resolve it to matches.
+    public func surelyMatches(_ name: TableName, _ searchPath: SearchPath) -> Bool {
+        guard table.matches(name.name) else { return false }
+        let schema = self.schema ?? Glob("public")
+        if let named = name.schema { return schema.matches(named) }
+        return !searchPath.anySchema && searchPath.schemas.allSatisfy { schema.matches($0) }
+    }
 
     /// A table named without a schema is matched where the session's search path may find it
     /// (`public` unless the session set another path), and by schema-less patterns.

@@ -43,6 +43,7 @@ extension RuleMatch {
         add("tables", tables?.map(\.description))
         add("tables read", tablesRead?.map(\.description))
         add("tables written", tablesWritten?.map(\.description))
+        add("writes outside", notTablesWritten?.map(\.description))
         flag("writes", writes)
         flag("where-less write", wherelessWrite)
         add("functions", functions?.map(\.pattern))

@@ -158,6 +158,12 @@ final class ClientConnectionHandler: ChannelDuplexHandler, SessionEvents {
 
     func holdEnded(_ challenge: Challenge) { run(machine.holdEnded(challenge, world: world)) }
 
+    func holdOpened(_ challenge: Challenge) {
+        guard machine.state == .live, let context else { return }
+        writeGathered()
+        context.writeAndFlush(wrapOutboundOut(ClientMessage.holding(challenge).frame.bytes), promise: nil)
+    }
+
     // MARK: Actions
 
     private func run(_ actions: [SessionStateMachine.Action]) {
@@ -190,7 +196,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler, SessionEvents {
             sendFatal(message)
         case .hold(let challenge):
             writeGathered()
-            context.writeAndFlush(wrapOutboundOut(ClientMessage.holding(challenge).frame.bytes), promise: nil)
+            context.flush()
             session.hold(challenge, events: self)
         case .inspect(let sql):
             inspect(sql, context: context)
@@ -307,7 +313,10 @@ final class ClientConnectionHandler: ChannelDuplexHandler, SessionEvents {
             .assumeIsolated().whenComplete { result in
                 let inspection =
                     (try? result.get())
-                    ?? Inspection(statements: [], parseError: ParseError(message: "the gateway is stopping", position: 0))
+                    ?? Inspection(
+                        statements: [],
+                        parseError: ParseError(
+                            message: "the gateway is stopping", position: 0, sqlState: ParseError.internalError))
                 self.run(self.machine.inspected(inspection, world: self.world))
             }
     }

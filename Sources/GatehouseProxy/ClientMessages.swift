@@ -4,6 +4,7 @@ import GatehouseCore
 import GatehousePolicy
 import GatehouseSessions
 import PostgresWire
+import SQLInspection
 
 /// Everything the gateway itself tells a PostgreSQL client: each FATAL, ERROR and NOTICE it sends, with
 /// its SQLSTATE, text and hint, in this one file. The session machine and the judge say which; `fields`
@@ -40,6 +41,8 @@ public enum ClientMessage: Error, Sendable, Equatable {
     // MARK: A statement that does not run (ERROR)
 
     case refused(Decision)
+    /// The text does not parse (or cannot be checked): refused with PostgreSQL's own SQLSTATE and position.
+    case unparsable(Decision, ParseError)
     case holdEnded(Challenge)
     case unrecorded
     case unreadableText(String)
@@ -67,7 +70,7 @@ public enum ClientMessage: Error, Sendable, Equatable {
 
     public var severity: String {
         switch self {
-        case .refused, .holdEnded, .unrecorded, .unreadableText, .functionCallRefused: "ERROR"
+        case .refused, .unparsable, .holdEnded, .unrecorded, .unreadableText, .functionCallRefused: "ERROR"
         case .holding: "NOTICE"
         default: "FATAL"
         }
@@ -75,7 +78,10 @@ public enum ClientMessage: Error, Sendable, Equatable {
 
     public var fields: ErrorNoticeFields {
         let (sqlState, message, detail, hint) = parts
-        return ErrorNoticeFields(severity: severity, sqlState: sqlState, message: message, detail: detail, hint: hint)
+        var position: Int?
+        if case .unparsable(_, let error) = self { position = error.position }
+        return ErrorNoticeFields(
+            severity: severity, sqlState: sqlState, message: message, detail: detail, hint: hint, position: position)
     }
 
     /// The ErrorResponse (or, for `holding`, the NoticeResponse) frame.
@@ -124,7 +130,7 @@ public enum ClientMessage: Error, Sendable, Equatable {
         case .tokenRefused(let user, let error):
             return (
                 Code.invalidPassword, "password authentication failed for user \"\(user)\": \(error.description)", nil,
-                error.code == .expired || error.code == .revoked ? "run `gatehouse token` for a new token" : nil
+                Self.tokenHint(error.code)
             )
         case .accountRefused(let why):
             return (Code.invalidAuthorization, "access refused: \(why)", nil, nil)
@@ -167,6 +173,8 @@ public enum ClientMessage: Error, Sendable, Equatable {
             )
         case .refused(let decision):
             return Self.refusal(decision)
+        case .unparsable(let decision, let error):
+            return Self.unparsable(decision, error)
         case .holdEnded(let challenge):
             return Self.holdRefusal(challenge)
         case .unrecorded:
@@ -189,6 +197,21 @@ public enum ClientMessage: Error, Sendable, Equatable {
         }
     }
 
+    /// What to do about a refused token. A password that is not a token at all is most often the
+    /// person's own password (or the database's): say what goes there instead.
+    private static func tokenHint(_ code: TokenError.Code) -> String? {
+        switch code {
+        case .malformed:
+            "the password is a Gatehouse access token, not your Gatehouse or database password: "
+                + "run `gatehouse login`, then connect with password=$(gatehouse token)"
+        case .expired: "run `gatehouse token` for a new token"
+        case .revoked: "sign in again with `gatehouse login`, then run `gatehouse token` for a new token"
+        case .wrongKind: "that is a login token: run `gatehouse token` for an access token and connect with it"
+        case .notYetValid: "check this machine's clock, then run `gatehouse token` for a new token"
+        case .wrongUser, .unknownUser, .userRefused: nil
+        }
+    }
+
     private static func refusal(_ decision: Decision) -> (String, String, String?, String?) {
         let rules = decision.decidingRules.map(\.name)
         let message =
@@ -206,6 +229,30 @@ public enum ClientMessage: Error, Sendable, Equatable {
                 ? "ask an administrator to allow it in the gateway's policy"
                 : "ask for elevated access or an exception to rule \(rules.joined(separator: ", "))")
         return (Code.insufficientPrivilege, message, nil, hint)
+    }
+
+    /// A syntax error reads as PostgreSQL's own (its SQLSTATE, message and position, so psql points at
+    /// it), saying that the gateway is the one that could not parse it and did not run it.
+    private static func unparsable(_ decision: Decision, _ error: ParseError) -> (String, String, String?, String?) {
+        let rules = decision.decidingRules.map(\.name)
+        let detail = rules.isEmpty ? nil : "Gatehouse denied it by rule \(rules.joined(separator: ", ")): \(decision.reason)"
+        switch error.sqlState {
+        case ParseError.syntaxError:
+            return (
+                error.sqlState, "\(error.message) (the gateway could not parse this statement, so it did not run it)", detail,
+                decision.hint ?? "correct the statement and send it again"
+            )
+        case ParseError.internalError:
+            return (
+                error.sqlState, "Gatehouse could not check this statement (\(error.message)), so it did not run it", detail,
+                decision.hint ?? "send it again; if it keeps failing, tell the gateway's administrators"
+            )
+        default:
+            return (
+                error.sqlState, "Gatehouse did not run this statement: \(error.message)", detail,
+                decision.hint ?? "split it into smaller statements"
+            )
+        }
     }
 
     private static func holdRefusal(_ challenge: Challenge) -> (String, String, String?, String?) {

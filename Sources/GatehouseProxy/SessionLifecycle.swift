@@ -18,6 +18,8 @@ protocol SessionEvents: AnyObject {
     func clientCancelled()
     /// The held statement's challenge was decided.
     func holdEnded(_ challenge: Challenge)
+    /// The held statement's challenge is open: the client is told it waits.
+    func holdOpened(_ challenge: Challenge)
 }
 
 /// What the gateway holds of one session beside its state machine, and the asynchronous steps around
@@ -230,7 +232,13 @@ final class SessionLifecycle {
     func hold(_ challenge: Challenge, events: any SessionEvents) {
         guard let stepUp = environment.stepUp else { return }
         let (loopBound, eventLoop) = (NIOLoopBound(events, eventLoop: eventLoop), eventLoop)
-        Task { await stepUp.hold(challenge) { final in eventLoop.execute { loopBound.value.holdEnded(final) } } }
+        Task {
+            await stepUp.hold(challenge) {
+                eventLoop.execute { loopBound.value.holdOpened(challenge) }
+            } onFinal: { final in
+                eventLoop.execute { loopBound.value.holdEnded(final) }
+            }
+        }
     }
 
     func cancelChallenge(id: String, reason: String) {

@@ -136,7 +136,7 @@ struct StatementJudge: Sendable {
                 verdict = .refuse(.refused(decision))
             }
         case .deny:
-            verdict = .refuse(.refused(decision))
+            verdict = .refuse(inspection.parseError.map { .unparsable(decision, $0) } ?? .refused(decision))
         }
         return Judgement(verdict: verdict, decision: decision, inspection: inspection, record: record)
     }

@@ -81,14 +81,19 @@ public struct ErrorNoticeFields: Sendable, Equatable {
         self.fields = fields
     }
 
-    /// Builds the usual fields: severity (localised and not), SQLSTATE, message, and optional detail and hint.
-    public init(severity: String, sqlState: String, message: String, detail: String? = nil, hint: String? = nil) {
+    /// Builds the usual fields: severity (localised and not), SQLSTATE, message, and optional detail,
+    /// hint and position (1-based, in characters of the statement text: psql draws its caret there).
+    public init(
+        severity: String, sqlState: String, message: String, detail: String? = nil, hint: String? = nil,
+        position: Int? = nil
+    ) {
         var fields: [(UInt8, String)] = [
             (UInt8(ascii: "S"), severity), (UInt8(ascii: "V"), severity),
             (UInt8(ascii: "C"), sqlState), (UInt8(ascii: "M"), message),
         ]
         if let detail { fields.append((UInt8(ascii: "D"), detail)) }
         if let hint { fields.append((UInt8(ascii: "H"), hint)) }
+        if let position, position > 0 { fields.append((UInt8(ascii: "P"), String(position))) }
         self.fields = fields
     }
 

@@ -58,7 +58,7 @@ public enum Inspector {
                 statements: [],
                 parseError: ParseError(
                     message: "the text is \(length) bytes long, more than the \(longestText >> 20) MiB Gatehouse checks",
-                    position: 0))
+                    position: 0, sqlState: ParseError.programLimitExceeded))
         }
         guard length > inlineTextBytes else { return inspectHere(sql, constants: constants) }
         nonisolated(unsafe) let constants = constants
@@ -74,10 +74,12 @@ public enum Inspector {
                     parseError: ParseError(
                         message:
                             "the statement nests expressions more deeply than PostgreSQL accepts (stack depth limit exceeded, SQLSTATE 54001)",
-                        position: 0))
+                        position: 0, sqlState: ParseError.stackDepthExceeded))
             }
             guard let tape = JSONTape(json), let statements = tape.member(0, "stmts") else {
-                return Inspection(statements: [], parseError: ParseError(message: "unreadable parse tree", position: 0))
+                return Inspection(
+                    statements: [],
+                    parseError: ParseError(message: "unreadable parse tree", position: 0, sqlState: ParseError.internalError))
             }
             if let constants { constantLocations(tape, 0, into: &constants.pointee) }
             var result: [StatementFacts] = []
@@ -115,7 +117,11 @@ public enum Inspector {
                 facts.preparedName = walker.preparedName
                 result.append(facts)
             }
-            if failed { return Inspection(statements: [], parseError: ParseError(message: "unreadable parse tree", position: 0)) }
+            if failed {
+                return Inspection(
+                    statements: [],
+                    parseError: ParseError(message: "unreadable parse tree", position: 0, sqlState: ParseError.internalError))
+            }
             if let constants { constants.pointee.subtract(readConstants) }
             return Inspection(statements: result)
         }

@@ -12,7 +12,7 @@ public enum PostgresParser {
             return .failure(error)
         }
         guard let tree = result.parse_tree else {
-            return .failure(ParseError(message: "the parser returned no tree", position: 0))
+            return .failure(ParseError(message: "the parser returned no tree", position: 0, sqlState: ParseError.internalError))
         }
         return .success(Data(bytes: tree, count: strlen(tree)))
     }
@@ -45,7 +45,10 @@ extension PgQueryParseResult {
     fileprivate var pointee_error: ParseError? {
         guard let error else { return nil }
         let message = error.pointee.message.map { String(cString: $0) } ?? "syntax error"
-        return ParseError(message: message, position: Int(error.pointee.cursorpos))
+        // libpg_query keeps the message, not the SQLSTATE: its errors are the raw parser's, syntax errors
+        // but for the parser's own stack check.
+        let sqlState = message.contains("stack depth limit exceeded") ? ParseError.stackDepthExceeded : ParseError.syntaxError
+        return ParseError(message: message, position: Int(error.pointee.cursorpos), sqlState: sqlState)
     }
 }
 
@@ -56,7 +59,7 @@ extension PostgresParser {
         defer { pg_query_free_parse_result(result) }
         if let error = result.pointee_error { return .failure(error) }
         guard let tree = result.parse_tree else {
-            return .failure(ParseError(message: "the parser returned no tree", position: 0))
+            return .failure(ParseError(message: "the parser returned no tree", position: 0, sqlState: ParseError.internalError))
         }
         return .success(
             tree.withMemoryRebound(to: UInt8.self, capacity: strlen(tree)) {

@@ -154,12 +154,25 @@ public struct Inspection: Sendable, Hashable, Codable {
 /// Why the parser refused a text, with the 1-based character position it pointed at.
 public struct ParseError: Error, Sendable, Hashable, Codable, CustomStringConvertible {
     public var message: String
+    /// The 1-based character position PostgreSQL would report (0: none).
     public var position: Int
+    /// The SQLSTATE PostgreSQL gives the same text: 42601 for a syntax error, 54001 for nesting past
+    /// its stack, 54000 for a text too long to check, XX000 when the gateway itself failed.
+    public var sqlState: String
 
-    public init(message: String, position: Int) {
+    public static let syntaxError = "42601"
+    public static let stackDepthExceeded = "54001"
+    public static let programLimitExceeded = "54000"
+    public static let internalError = "XX000"
+
+    public init(message: String, position: Int, sqlState: String = ParseError.syntaxError) {
         self.message = message
         self.position = position
+        self.sqlState = sqlState
     }
+
+    /// Whether the parser found the text to be wrong SQL (rather than too big or unreadable).
+    public var isSyntaxError: Bool { sqlState == Self.syntaxError }
 
     public var description: String { position > 0 ? "\(message) (at character \(position))" : message }
 }

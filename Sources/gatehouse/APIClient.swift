@@ -9,6 +9,9 @@ import GatehouseHTTP
 struct APIClient {
     var server: String
     var token: String?
+    /// Whose stored login `token` is (nil for a service token or none): a refused login is then
+    /// answered with how to sign in again.
+    var storedLogin: String?
 
     /// A client authenticated with the stored login; fails with advice when there is none.
     static func loggedIn(server flag: String?) throws -> APIClient {
@@ -19,7 +22,7 @@ struct APIClient {
         guard let credentials = Credentials.load() else {
             throw CLIError("not logged in: run `gatehouse login --user NAME` first")
         }
-        return APIClient(server: flag ?? credentials.server, token: credentials.token)
+        return APIClient(server: flag ?? credentials.server, token: credentials.token, storedLogin: credentials.user)
     }
 
     func send<Response: Decodable>(
@@ -45,7 +48,11 @@ struct APIClient {
         let status = (response as? HTTPURLResponse)?.statusCode ?? 0
         guard (200..<300).contains(status) else {
             if let problem = try? JSONDecoder().decode(APIErrorBody.self, from: data) {
-                throw CLIError("\(problem.error.message) (\(problem.error.code))", code: problem.error.code)
+                var advice = ""
+                if problem.error.code == "unauthenticated", let user = storedLogin {
+                    advice = "\nYour stored login no longer works: sign in again with `gatehouse login --user \(user)`."
+                }
+                throw CLIError("\(problem.error.message) (\(problem.error.code))\(advice)", code: problem.error.code)
             }
             throw CLIError("the gateway answered HTTP \(status)")
         }

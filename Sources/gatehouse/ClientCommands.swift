@@ -19,7 +19,7 @@ struct Login: AsyncParsableCommand {
     @Flag(help: "Read the password from standard input instead of asking.")
     var passwordStdin = false
 
-    @Option(help: "The code from your authenticator, when you have a second factor (asked for otherwise).")
+    @Option(help: "The code from your authenticator, when you have a second factor (asked for at a terminal otherwise).")
     var code: String?
 
     @Flag(help: "Print JSON instead of text.")
@@ -32,9 +32,20 @@ struct Login: AsyncParsableCommand {
         }
         let password = try readSecret(prompt: "Password for \(name) at \(server): ", fromStandardInput: passwordStdin)
         let client = APIClient(server: server, token: nil)
-        let response = try await sendAskingForCode(code, prompt: "Code from your authenticator: ") { code in
-            try await client.send(
+        // The gateway does not say whether the password was right before the code is checked, so the
+        // code is asked for with the password (at a terminal; otherwise it comes with --code).
+        var code = self.code
+        if code == nil, !passwordStdin, isatty(STDIN_FILENO) != 0 {
+            FileHandle.standardError.write(Data("Code from your authenticator (Enter if you have none): ".utf8))
+            code = readLine(strippingNewline: true)?.trimmingCharacters(in: .whitespaces)
+        }
+        let response: API.TokenResponse
+        do {
+            response = try await client.send(
                 "POST", "login", body: API.LoginRequest(user: name, password: password, code: code), as: API.TokenResponse.self)
+        } catch let error as CLIError where error.code == "login_failed" && (code ?? "").isEmpty && passwordStdin {
+            throw CLIError(
+                "\(error.description); with --password-stdin, a second factor's code comes with --code", code: error.code)
         }
         try Credentials(server: server, user: response.user, token: response.token, expires_at: response.expires_at).save()
         if json {
@@ -152,14 +163,9 @@ struct Sessions: AsyncParsableCommand {
             let response = try await APIClient.loggedIn(server: options.server).send("GET", "sessions", as: API.Sessions.self)
             if options.json { return try printJSON(response) }
             if response.sessions.isEmpty { return print("No live sessions.") }
-            print("ID                USER          CONNECTION    SOURCE           APPLICATION      STARTED")
-            for s in response.sessions {
-                print(
-                    [s.id, s.user, s.connection, s.source, s.application_name].map {
-                        $0.padding(toLength: max(16, $0.count), withPad: " ", startingAt: 0)
-                    }
-                    .joined(separator: " ") + " " + s.started_at)
-            }
+            var table = TextTable("ID", "USER", "CONNECTION", "SOURCE", "APPLICATION", "STARTED")
+            for s in response.sessions { table.add(s.id, s.user, s.connection, s.source, s.application_name, s.started_at) }
+            print(table.rendered)
         }
     }
 
@@ -326,18 +332,12 @@ struct Users: AsyncParsableCommand {
         func run() async throws {
             let response = try await APIClient.loggedIn(server: options.server).send("GET", "users", as: API.Users.self)
             if options.json { return try printJSON(response) }
-            print("NAME             KIND      GROUPS                    2FA  STATE")
+            var table = TextTable("NAME", "KIND", "GROUPS", "2FA", "STATE")
             for user in response.users {
                 let state = user.disabled ? "disabled" : user.expires_at.map { "expires \($0)" } ?? "active"
-                print(
-                    [
-                        user.name.padding(toLength: 16, withPad: " ", startingAt: 0),
-                        user.kind.padding(toLength: 9, withPad: " ", startingAt: 0),
-                        user.groups.joined(separator: ",").padding(toLength: 25, withPad: " ", startingAt: 0),
-                        (user.second_factor ? "yes" : "no").padding(toLength: 4, withPad: " ", startingAt: 0), state,
-                    ]
-                    .joined(separator: " "))
+                table.add(user.name, user.kind, user.groups.joined(separator: ","), user.second_factor ? "yes" : "no", state)
             }
+            print(table.rendered)
         }
     }
 

@@ -13,19 +13,14 @@ struct GrantsCommand: AsyncParsableCommand {
         let response = try await APIClient.loggedIn(server: options.server).send("GET", "grants", as: API.Grants.self)
         if options.json { return try printJSON(response) }
         if response.grants.isEmpty { return print("No live grants.") }
-        print("GRANT            USER         ROLE         CONNECTION   LEFT      REASON")
+        var table = TextTable("GRANT", "USER", "ROLE", "CONNECTION", "LEFT", "REASON")
         for grant in response.grants {
             let request = grant.request
-            print(
-                [
-                    request.id.padding(toLength: 16, withPad: " ", startingAt: 0),
-                    request.requester.padding(toLength: 12, withPad: " ", startingAt: 0),
-                    request.role.padding(toLength: 12, withPad: " ", startingAt: 0),
-                    (request.connection ?? "any").padding(toLength: 12, withPad: " ", startingAt: 0),
-                    DurationText.format(TimeInterval(grant.seconds_left)).padding(toLength: 9, withPad: " ", startingAt: 0),
-                    request.reason,
-                ].joined(separator: " "))
+            table.add(
+                request.id, request.requester, request.role, request.connection ?? "any",
+                DurationText.format(TimeInterval(grant.seconds_left)), request.reason)
         }
+        print(table.rendered)
     }
 }
 

@@ -22,6 +22,43 @@ struct Gatehouse: AsyncParsableCommand {
     )
 
     static let version = "0.1.0"
+
+    /// Parses and runs as the argument parser does, answering a mistyped command or option with the
+    /// nearest that exists ("did you mean").
+    static func main() async {
+        let arguments = Array(CommandLine.arguments.dropFirst())
+        if let (word, choices) = Suggestions.unknownCommand(in: arguments, root: Gatehouse.self) {
+            let near = Suggestions.nearest(word, among: choices)
+            let advice = near.isEmpty ? "" : " Did you mean \(near.map { "'\($0)'" }.joined(separator: " or "))?"
+            FileHandle.standardError.write(
+                Data("Error: unknown command '\(word)'.\(advice)\nThe commands: \(choices.joined(separator: ", ")).\n".utf8))
+            Foundation.exit(64)
+        }
+        do {
+            var command = try parseAsRoot(arguments)
+            if var asyncCommand = command as? AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            var message = fullMessage(for: error)
+            if exitCode(for: error) != .success,
+                let range = message.range(of: #"Unknown option '--[^']+'"#, options: .regularExpression)
+            {
+                let option = String(message[range].dropFirst("Unknown option '".count).dropLast())
+                let words = arguments.prefix { !$0.hasPrefix("-") }
+                let help = helpMessage(for: Suggestions.command(at: Array(words), root: Gatehouse.self))
+                let near = Suggestions.nearest(option, among: Suggestions.longOptions(in: help))
+                if !near.isEmpty {
+                    message += "\nDid you mean \(near.map { "'\($0)'" }.joined(separator: " or "))?"
+                    FileHandle.standardError.write(Data("Error: \(message)\n".utf8))
+                    Foundation.exit(exitCode(for: error).rawValue)
+                }
+            }
+            exit(withError: error)
+        }
+    }
 }
 
 /// Options every command that talks to a running gateway shares.

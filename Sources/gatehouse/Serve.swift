@@ -254,7 +254,10 @@ struct Banner: Sendable {
         }
         if isDemo {
             if let demoPassword { lines += ["", "Demo user 'demo' has password: \(demoPassword)  (shown once)"] }
+            let directory = ((Bundle.main.executablePath ?? CommandLine.arguments[0]) as NSString).deletingLastPathComponent
             lines += [
+                "",
+                "The gatehouse command, in another terminal: export PATH=\"\(directory):$PATH\"",
                 "",
                 "Sign in and connect:",
                 "  gatehouse login --server \(http) --user demo",
@@ -267,6 +270,16 @@ struct Banner: Sendable {
                     "  psql \"host=\(pg.host) port=\(pg.port) dbname=demo user=demo sslmode=require password=\(demoToken)\"",
                 ]
             }
+            lines += [
+                "",
+                "What the demo's guardrails do (the README's tour walks through each):",
+                "  select * from customers;                       runs",
+                "  insert into safe values (4, 'hello');          runs: writes to safe pass",
+                "  update customers set country = 'FR' where id = 1;",
+                "                                                 waits for demo's second factor: gatehouse mfa enroll, then gatehouse verify ID",
+                "  drop table safe;                               denied: DROP needs the dba role",
+                "  gatehouse request dba --reason \"tidy up\"       as demo; then as admin: gatehouse approve REQUEST_ID",
+            ]
         } else {
             lines += [
                 "",

@@ -1,4 +1,5 @@
 import Foundation
+import GatehouseAuth
 import GatehouseCore
 import GatehouseHTTP
 import GatehouseStore
@@ -189,6 +190,44 @@ struct HardeningTests {
                 .post, "/api/v1/mfa/enroll", token: alice, json: #"{"code":"\#(totp.code(at: harness.clock.now))"}"#)
             #expect(replaced.status == .ok)
             #expect(try replaced.decode(API.Enrolment.self).secret != enrolment.secret)
+        }
+    }
+
+    @Test("a sign-in answers the same whichever of password and code was wrong; only the audit log says which")
+    func signInNeverSaysWhichHalfWasRight() async throws {
+        let harness = try await Harness.make()
+        let enrolment = try await harness.stepUp.enroll(user: "alice", proof: .password)
+        let totp = TOTP(secret: try #require(Base32.decode(enrolment.secret)))
+        let confirming = totp.code(at: harness.clock.now)
+        try await harness.stepUp.confirm(user: "alice", code: confirming)
+        harness.clock.advance(30)
+        let password = Seed.alicePassword
+        let attempts: [(String, String)] = [
+            ("wrong password, no code", #"{"user":"alice","password":"not-her-password"}"#),
+            ("right password, no code", #"{"user":"alice","password":"\#(password)"}"#),
+            ("right password, wrong code", #"{"user":"alice","password":"\#(password)","code":"000000"}"#),
+            ("right password, a used code", #"{"user":"alice","password":"\#(password)","code":"\#(confirming)"}"#),
+        ]
+        // Four failures and one success: the sign-in throttle allows five at once per account and source.
+        try await harness.test { client in
+            var answers: [String] = []
+            for (what, body) in attempts {
+                let response = try await client.send(.post, "/api/v1/login", json: body)
+                expectAPIError(response, .unauthorized, code: "login_failed", message: LoginError.refused)
+                answers.append("\(response.status) \(response.text)")
+                #expect(!response.text.contains("second factor:"), "\(what)")
+            }
+            #expect(Set(answers).count == 1, "\(answers)")
+            let reasons = try await harness.auditEvents().filter { $0.type == "login.failure" }.compactMap { $0.detail["reason"] }
+            #expect(reasons.contains("wrong password"))
+            #expect(reasons.contains("password right, second factor not given"))
+            #expect(reasons.contains { $0.hasPrefix("password right; wrong code") })
+            #expect(reasons.contains { $0.hasPrefix("password right; that code was already used") })
+
+            let right = try await client.send(
+                .post, "/api/v1/login",
+                json: #"{"user":"alice","password":"\#(password)","code":"\#(totp.code(at: harness.clock.now))"}"#)
+            #expect(right.status == .ok)
         }
     }
 

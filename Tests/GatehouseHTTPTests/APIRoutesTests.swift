@@ -65,8 +65,8 @@ struct APIRoutesTests {
         try await harness.test { client in
             let wrong = try await client.send(.post, "/api/v1/login", json: #"{"user":"alice","password":"not-her-password"}"#)
             let unknown = try await client.send(.post, "/api/v1/login", json: #"{"user":"mallory","password":"whatever-pass"}"#)
-            expectAPIError(wrong, .unauthorized, code: "login_failed", message: "invalid user name or password")
-            expectAPIError(unknown, .unauthorized, code: "login_failed", message: "invalid user name or password")
+            expectAPIError(wrong, .unauthorized, code: "login_failed", message: LoginError.refused)
+            expectAPIError(unknown, .unauthorized, code: "login_failed", message: LoginError.refused)
             let wrongBody = try wrong.decode(APIErrorBody.self)
             let unknownBody = try unknown.decode(APIErrorBody.self)
             #expect(wrongBody.error.code == unknownBody.error.code)

@@ -13,7 +13,9 @@ struct PinnedSettingsTests {
         let text = try String(
             contentsOfFile: PolicyDecisionTests.repositoryFile("examples/starter-policy.yaml"), encoding: .utf8)
         starter = try ConfigLoader(environment: [:], baseDirectory: "/").parse(
-            text + "\nusers: [{name: ada, groups: [developer]}]\n", file: "starter-policy.yaml"
+            text.replacingOccurrences(
+                of: "users: [{name: demo, groups: [developer]}]", with: "users: [{name: ada, groups: [developer]}]"),
+            file: "starter-policy.yaml"
         ).policy
         permissive = try policy("  default: allow\n  unclassified: allow\n  rules: []")
     }

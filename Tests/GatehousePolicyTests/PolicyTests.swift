@@ -54,7 +54,9 @@ struct PolicyDecisionTests {
     init() throws {
         let text = try String(contentsOfFile: Self.repositoryFile("examples/starter-policy.yaml"), encoding: .utf8)
         let config = try ConfigLoader(environment: [:], baseDirectory: "/").parse(
-            text + "\nusers: [{name: ada, groups: [developer]}, {name: ops, groups: [dba]}]\n", file: "starter-policy.yaml")
+            text.replacingOccurrences(
+                of: "users: [{name: demo, groups: [developer]}]",
+                with: "users: [{name: ada, groups: [developer]}, {name: ops, groups: [dba]}]"), file: "starter-policy.yaml")
         starter = config.policy
     }
 
@@ -340,5 +342,56 @@ struct PolicyPartsTests {
         #expect(night.contains(fridayLate))
         #expect(night.contains(saturdayEarly))
         #expect(!night.contains(saturdayNight))
+    }
+}
+
+@Suite("Writes outside named tables (not_tables_written)")
+struct WritesOutsideTests {
+    let policy: Policy
+
+    init() throws {
+        policy = try GatehousePolicyTests.policy(
+            """
+              rules:
+                - name: outside-safe
+                  match: {writes: true, not_tables_written: [safe]}
+                  action: step_up
+            """)
+    }
+
+    func stepsUp(_ sql: String, _ context: SessionContext = context()) -> Bool {
+        decide(policy, sql, context).action == .stepUp
+    }
+
+    @Test("a write to the named table alone passes; one to any other table, or to both, is matched")
+    func onlyTheNamedTablePasses() {
+        #expect(!stepsUp("insert into safe values (1)"))
+        #expect(!stepsUp("update safe set note = 'x' where id = 1"))
+        #expect(!stepsUp("delete from public.safe where id = 1"))
+        #expect(!stepsUp("insert into \"safe\" values (1)"))
+        #expect(stepsUp("insert into customers values (1)"))
+        #expect(stepsUp("insert into other.safe values (1)"), "another schema's safe is another table")
+        #expect(stepsUp("with gone as (delete from customers where id = 1 returning id) insert into safe select id from gone"))
+        #expect(stepsUp("insert into safe values (1); delete from customers where id = 2"))
+        #expect(stepsUp("update safe set note = 'x' from customers where safe.id = customers.id; truncate customers"))
+    }
+
+    @Test("reads are not matched; writes the parser names no table for are, as outside")
+    func readsAndNamelessWrites() {
+        #expect(!stepsUp("select * from customers"))
+        #expect(!stepsUp("select * from safe"))
+        #expect(stepsUp("create table scratch (id int)"))
+        #expect(stepsUp("create index on customers (id)"))
+    }
+
+    @Test("the session's search path decides what an unqualified name is")
+    func searchPath() {
+        var elsewhere = context()
+        elsewhere.searchPath.widen(by: ["other"])
+        #expect(stepsUp("insert into safe values (1)", elsewhere), "safe may be other.safe on this search path")
+        #expect(!stepsUp("insert into public.safe values (1)", elsewhere))
+        var everywhere = context()
+        everywhere.searchPath.widen(by: ["\"$user\", public"])
+        #expect(stepsUp("insert into safe values (1)", everywhere), "safe may be the user's own schema's")
     }
 }

@@ -262,6 +262,17 @@ struct ClientStateMachineTests {
 
     // MARK: After the token
 
+    @Test func eachRefusedTokenSaysWhatToDo() {
+        let hint = { (code: TokenError.Code) in
+            ClientMessage.tokenRefused(user: "alice", TokenError(code, "refused")).fields["H"]
+        }
+        #expect(hint(.malformed)?.contains("not your Gatehouse or database password") == true)
+        #expect(hint(.malformed)?.contains("password=$(gatehouse token)") == true)
+        #expect(hint(.expired) == "run `gatehouse token` for a new token")
+        #expect(hint(.revoked)?.contains("gatehouse login") == true)
+        #expect(hint(.wrongKind)?.contains("that is a login token") == true)
+    }
+
     @Test func verifiedTokenConnectsUpstream() {
         var machine = Self.authenticating()
         #expect(machine.tokenVerified() == .connectUpstream(Self.aliceRequest))
@@ -275,7 +286,7 @@ struct ClientStateMachineTests {
             action
                 == .fatal(
                     sqlState: "28P01", message: "password authentication failed for user \"alice\": the token was revoked",
-                    hint: "run `gatehouse token` for a new token"))
+                    hint: "sign in again with `gatehouse login`, then run `gatehouse token` for a new token"))
         #expect(machine.state == .closed)
         // Nothing more happens on a closed connection.
         #expect(machine.tokenVerified() == .none)

@@ -138,6 +138,36 @@ struct StatementJudgeTests {
         #expect(judgement.record.type == .statementDenied)
     }
 
+    @Test func aTypoIsASyntaxErrorWithItsPositionNotAPrivilegeRefusal() throws {
+        var judge = StatementJudge(session: Bench.session)
+        let judgement = judge.judge("select 1; selct 2", inspection: Inspector.inspect("select 1; selct 2"), in: Bench.world())
+        guard case .refuse(let message) = judgement.verdict else {
+            Issue.record("expected a refusal, got \(judgement.verdict)")
+            return
+        }
+        #expect(message.fields.sqlState == "42601")
+        #expect(message.fields["P"] == "11")
+        #expect(
+            message.fields.message
+                == "syntax error at or near \"selct\" (the gateway could not parse this statement, so it did not run it)")
+        #expect(message.fields["H"]?.contains("administrator") == false)
+        #expect(judgement.record.type == .statementDenied)
+    }
+
+    @Test func aTextNestedPastTheStackKeepsPostgreSQLsSQLState() throws {
+        var judge = StatementJudge(session: Bench.session)
+        // As PostgreSQL 15 answers: 54001 for expressions nested past its stack. (Calls nested 20,000 deep
+        // exhaust its parser's stack first: 42601 "memory exhausted at or near", with a position, here too.)
+        let text = "select " + String(repeating: "1+", count: 100_000) + "1"
+        let judgement = judge.judge(text, inspection: Inspector.inspect(text), in: Bench.world())
+        guard case .refuse(let message) = judgement.verdict else {
+            Issue.record("expected a refusal, got \(judgement.verdict)")
+            return
+        }
+        #expect(message.fields.sqlState == "54001", "\(message.fields)")
+        #expect(message.fields["P"] == nil)
+    }
+
     @Test func aWriteHoldsForStepUpWithAChallengeForThisStatement() throws {
         var judge = StatementJudge(session: Bench.session)
         let judgement = judge.judge(

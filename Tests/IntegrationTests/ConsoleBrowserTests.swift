@@ -165,7 +165,11 @@ struct RisingCodes {
     var margin: TimeInterval = 10
     private var last: Int64?
 
-    init(_ totp: TOTP) { self.totp = totp }
+    /// `after`: a step already used (the one that confirmed the enrolment).
+    init(_ totp: TOTP, after step: Int64? = nil) {
+        self.totp = totp
+        last = step
+    }
 
     mutating func next() async throws -> String {
         let period = Double(totp.period)

@@ -23,6 +23,13 @@ struct DeepStatementTests {
             #expect(result.stderr.contains("ERROR:"), "\(result.stderr.prefix(300))")
             #expect(!result.stderr.contains("server closed the connection"), "\(result.stderr.prefix(300))")
         }
+        // PostgreSQL's own SQLSTATE for nesting past its stack, and the session goes on.
+        let deep = try RawClient(
+            port: gateway.postgresPort, parameters: [("user", "alice"), ("database", "main")], password: token)
+        let refused = try deep.query(texts[0])
+        #expect(refused.error?["C"] == "54001", "\(String(describing: refused.error))")
+        #expect(try deep.query("SELECT 'next'").rows == [["next"]])
+
         let policyText = "SELECT " + String(repeating: "1+", count: 40_000) + "1"
         let dryRun = try await gateway.cli("alice", ["policy", "test", "--connection", "main", "--sql", policyText])
         #expect(dryRun.stdout.contains("deeply") || dryRun.stdout.contains("cannot be parsed"), "\(dryRun.stdout.prefix(400))")

@@ -108,16 +108,29 @@ struct GuardrailTests {
         }
     }
 
-    @Test("unparsable text and DO blocks are refused by default; the reason says why")
+    @Test("a typo is a syntax error (42601, with its position) the gateway could not parse; DO blocks are refused by default")
     func unclassified() async throws {
         let gateway = try await Gateway.start(extraConfig: try starterPolicy())
         let bob = try await gateway.token(for: "bob", password: Gateway.bobPassword)
         let result = try await gateway.psql(
             user: "bob", password: bob, [],
             stdin: "\\set ON_ERROR_STOP 0\nselec 1;\ndo $$ begin perform 1; end $$;\nselect 'ok';\n")
-        #expect(result.stderr.contains("cannot be parsed"), "\(result)")
+        // psql draws its caret from the position, as it does for the server's own syntax errors.
+        #expect(
+            result.stderr.contains(
+                "ERROR:  syntax error at or near \"selec\" (the gateway could not parse this statement, so it did not run it)\nLINE 1: selec 1;\n        ^"
+            ), "\(result)")
+        #expect(result.stderr.contains("^\nHINT:  correct the statement and send it again\n"), "\(result)")
         #expect(result.stderr.contains("runs SQL whose effect cannot be known"), "\(result)")
         #expect(result.stdout.contains("ok"), "\(result)")
+
+        // The same through the wire: PostgreSQL's SQLSTATE and position, in a multi-statement text too.
+        let raw = try RawClient(
+            port: gateway.postgresPort, parameters: [("user", "bob"), ("database", "main")], password: bob)
+        let typo = try raw.query("select 1; selct 2")
+        #expect(typo.error?["C"] == "42601", "\(String(describing: typo.error))")
+        #expect(typo.error?["P"] == "11", "\(String(describing: typo.error))")
+        #expect(try raw.query("select 'still here'").rows == [["still here"]])
     }
 
     @Test("decisions are audited with rules, fingerprint and facts; shadow rules record what they would have done")

@@ -163,6 +163,9 @@ struct RefusalTests {
         #expect(result.status == 2)
         #expect(result.stderr.contains("password authentication failed for user \"alice\""), "\(result)")
         #expect(result.stderr.contains("not a valid Gatehouse token"), "\(result)")
+        #expect(
+            result.stderr.contains("HINT:  the password is a Gatehouse access token, not your Gatehouse or database password"),
+            "\(result)")
     }
 
     @Test("another user's token is refused")
@@ -196,6 +199,14 @@ struct RefusalTests {
         let after = try await gateway.psql(password: token, ["-c", "select 1"])
         #expect(after.status == 2)
         #expect(after.stderr.contains("revoked"), "\(after)")
+        #expect(after.stderr.contains("sign in again with `gatehouse login`"), "\(after)")
+
+        // Every token of alice's, her stored login's too: `gatehouse token` says how to sign in again.
+        let all = try await gateway.cli("alice", ["tokens", "revoke", "--user", "alice"])
+        #expect(all.status == 0, "\(all)")
+        let next = try await gateway.cli("alice", ["token"])
+        #expect(next.status != 0)
+        #expect(next.stderr.contains("sign in again with `gatehouse login --user alice`"), "\(next)")
     }
 
     @Test("an unknown connection name is refused with 3D000 and the list of connections")
@@ -228,7 +239,7 @@ struct RefusalTests {
         let unknown = try await gateway.cli("mallory", ["login", "--user", "mallory", "--password-stdin"], stdin: "nope\n")
         #expect(wrong.status != 0)
         #expect(unknown.status != 0)
-        #expect(wrong.stderr.contains("invalid user name or password"), "\(wrong)")
+        #expect(wrong.stderr.contains("invalid user name, password or code"), "\(wrong)")
         #expect(wrong.stderr == unknown.stderr.replacingOccurrences(of: "mallory", with: "alice"))
         let token = try await gateway.cli("alice", ["token"])
         #expect(token.status != 0)

@@ -34,6 +34,18 @@ struct TerminationTests {
         #expect(rows != "0\n", "the stream never reached the server")
 
         try await waitForSession(gateway, count: 1)
+        // The table's columns line up with its header: each cell starts where its column's title does.
+        let lines = try await gateway.cli("admin", ["sessions"]).stdout.split(separator: "\n").map(String.init)
+        let header = try #require(lines.first)
+        #expect(lines.count == 2, "\(lines)")
+        for title in ["USER", "CONNECTION", "SOURCE", "APPLICATION", "STARTED"] {
+            let offset = try #require(header.range(of: title)).lowerBound.utf16Offset(in: header)
+            for row in lines.dropFirst().map(Array.init) {
+                #expect(
+                    row.count > offset && row[offset - 2] == " " && row[offset - 1] == " " && row[offset] != " ",
+                    "\(title): \(lines)")
+            }
+        }
         let list = try await gateway.cli("admin", ["sessions", "--json"])
         let session = try #require(try JSONDecoder().decode(SessionList.self, from: Data(list.stdout.utf8)).sessions.first)
         let kill = try await gateway.cli("admin", ["sessions", "kill", session.id, "--reason", "stream test"])

@@ -1,0 +1,129 @@
+import Foundation
+import Testing
+
+/// What the `gatehouse` command answers a person who mistypes, run as the binary.
+@Suite("Command line: did you mean", .timeLimit(.minutes(2)))
+struct CommandLineTests {
+    func gatehouse(_ arguments: [String]) async throws -> CommandResult {
+        try await Command.run(try TestCluster.fromEnvironment().gatehouse, arguments)
+    }
+
+    @Test("a mistyped command is answered with the nearest one, at any depth, and exit status 64")
+    func mistypedCommand() async throws {
+        let sessions = try await gatehouse(["sesions"])
+        #expect(sessions.status == 64, "\(sessions)")
+        #expect(sessions.stderr.contains("Error: unknown command 'sesions'. Did you mean 'sessions'?"), "\(sessions)")
+        #expect(sessions.stderr.contains("The commands: serve, login"), "\(sessions)")
+
+        let tail = try await gatehouse(["audit", "tial"])
+        #expect(tail.status == 64, "\(tail)")
+        #expect(tail.stderr.contains("Did you mean 'tail'?"), "\(tail)")
+
+        let nothingNear = try await gatehouse(["xyzzy"])
+        #expect(nothingNear.status == 64, "\(nothingNear)")
+        #expect(!nothingNear.stderr.contains("Did you mean"), "\(nothingNear)")
+        #expect(nothingNear.stderr.contains("unknown command 'xyzzy'"), "\(nothingNear)")
+    }
+
+    @Test("a mistyped option is answered with the nearest option of that command")
+    func mistypedOption() async throws {
+        let grants = try await gatehouse(["grants", "--jsn"])
+        #expect(grants.status == 64, "\(grants)")
+        #expect(grants.stderr.contains("Unknown option '--jsn'"), "\(grants)")
+        #expect(grants.stderr.contains("Did you mean '--json'?"), "\(grants)")
+
+        let test = try await gatehouse(["policy", "test", "--connection", "demo", "--sql", "select 1", "--jsno"])
+        #expect(test.status == 64, "\(test)")
+        #expect(test.stderr.contains("Did you mean '--json'?"), "\(test)")
+    }
+
+    @Test("arguments that are no command are left to the command that takes them")
+    func argumentsAreNotCommands() async throws {
+        // `verify` takes a challenge id: a word there is no mistyped command.
+        let verify = try await gatehouse(["verify", "sesions", "--code", "123456", "--server", "http://127.0.0.1:1"])
+        #expect(!verify.stderr.contains("unknown command"), "\(verify)")
+        #expect(verify.stderr.contains("cannot reach the gateway") || verify.stderr.contains("not logged in"), "\(verify)")
+    }
+}
+
+/// The commands the files in examples/ print in their headers, run as printed (through bash, with the
+/// `gatehouse` binary on PATH, from the repository's root).
+@Suite("Examples: the commands in their headers work as printed", .timeLimit(.minutes(2)))
+struct ExampleCommandsTests {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
+
+    /// The header's commands: `# Check it with: CMD` / `# Try it with: CMD` lines, and indented blocks
+    /// (`#   CMD \` continued), each a shell command line.
+    static func commands(in file: String) throws -> [String] {
+        let text = try String(contentsOf: root.appendingPathComponent(file), encoding: .utf8)
+        var commands: [String] = []
+        var pending = ""
+        for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
+            guard line.hasPrefix("#") else { break }
+            let body = line.dropFirst().drop { $0 == " " }
+            if let range = body.range(of: " with:"), body.hasPrefix("Check it") || body.hasPrefix("Try it") {
+                var command = String(body[range.upperBound...]).trimmingCharacters(in: .whitespaces)
+                if let note = command.range(of: " (") { command = String(command[..<note.lowerBound]) }
+                commands.append(command)
+            } else if line.hasPrefix("#   ") || !pending.isEmpty {
+                let part = body.trimmingCharacters(in: .whitespaces)
+                if part.hasSuffix("\\") {
+                    pending += part.dropLast() + " "
+                } else {
+                    commands.append(pending + part)
+                    pending = ""
+                }
+            }
+        }
+        return commands.filter { !$0.isEmpty }
+    }
+
+    static func run(_ command: String) async throws -> CommandResult {
+        let binary = try TestCluster.fromEnvironment().gatehouse
+        let directory = (binary as NSString).deletingLastPathComponent
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
+        return try await Command.run(
+            "/bin/bash", ["-c", "cd '\(root.path)' && \(command)"], environment: ["PATH": "\(directory):\(path)"])
+    }
+
+    @Test("examples/gatehouse.yaml passes config check with the variables its header names")
+    func fullConfiguration() async throws {
+        let commands = try Self.commands(in: "examples/gatehouse.yaml")
+        #expect(commands.count == 1, "\(commands)")
+        for command in commands {
+            #expect(command.contains("gatehouse config check examples/gatehouse.yaml"), "\(command)")
+            let result = try await Self.run(command)
+            #expect(result.status == 0, "\(command)\n\(result)")
+        }
+    }
+
+    @Test("examples/starter-policy.yaml: policy check passes and policy test judges as printed")
+    func starterPolicy() async throws {
+        let commands = try Self.commands(in: "examples/starter-policy.yaml")
+        #expect(commands.count == 2, "\(commands)")
+        for command in commands {
+            let result = try await Self.run(command)
+            if command.contains("policy test") {
+                // A denial exits 3 (scripts tell allow, deny and hold apart by the status).
+                #expect(result.status == 3, "\(command)\n\(result)")
+                #expect(result.stdout.contains("Decision: deny"), "\(result)")
+                #expect(result.stdout.contains("no-whereless-writes → deny"), "\(result)")
+            } else {
+                #expect(result.status == 0, "\(command)\n\(result)")
+            }
+        }
+    }
+
+    @Test("every key the configuration reader takes at the top level appears in examples/gatehouse.yaml")
+    func everyKeyShown() throws {
+        let text = try String(contentsOf: Self.root.appendingPathComponent("examples/gatehouse.yaml"), encoding: .utf8)
+        let keys = [
+            "listen", "data_dir", "store", "tls", "tokens", "limits", "connections", "users", "groups", "policy", "geoip",
+            "step_up", "roles", "webhooks", "service_accounts", "audit",
+        ]
+        for key in keys {
+            #expect(text.contains("\n\(key):") || text.contains("\n# \(key):"), "\(key) is not shown")
+        }
+    }
+}
