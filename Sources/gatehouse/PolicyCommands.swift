@@ -156,8 +156,20 @@ struct PolicyCommand: AsyncParsableCommand {
         @Argument(help: "The SQL text.")
         var sql: String
 
+        @Flag(help: "Print JSON (every fact) instead of one line per statement.")
+        var json = false
+
         func run() async throws {
-            try printJSON(Inspector.inspect(sql))
+            let inspection = Inspector.inspect(sql)
+            if json { return try printJSON(inspection) }
+            if let error = inspection.parseError {
+                print("Unparsable (SQLSTATE \(error.sqlState)): \(error)")
+                throw ExitCode(3)
+            }
+            for (index, facts) in inspection.statements.enumerated() {
+                print("Statement \(index + 1): \(facts.summary)")
+                print("  fingerprint \(facts.fingerprint)")
+            }
         }
     }
 }

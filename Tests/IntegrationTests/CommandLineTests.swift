@@ -127,3 +127,22 @@ struct ExampleCommandsTests {
         }
     }
 }
+
+@Suite("Command line: policy inspect", .timeLimit(.minutes(2)))
+struct PolicyInspectTests {
+    @Test("policy inspect prints one line per statement, numbered from 1; --json prints the facts; a typo exits 3")
+    func inspect() async throws {
+        let gatehouse = try TestCluster.fromEnvironment().gatehouse
+        let text = try await Command.run(gatehouse, ["policy", "inspect", "select 1; delete from t where id = 2"])
+        #expect(text.status == 0, "\(text)")
+        #expect(text.stdout.contains("Statement 1: select"), "\(text)")
+        #expect(text.stdout.contains("Statement 2: delete writes=t"), "\(text)")
+        let json = try await Command.run(gatehouse, ["policy", "inspect", "--json", "delete from t"])
+        #expect(json.status == 0, "\(json)")
+        let object = try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any]
+        #expect((object?["statements"] as? [Any])?.count == 1, "\(json)")
+        let typo = try await Command.run(gatehouse, ["policy", "inspect", "selct 1"])
+        #expect(typo.status == 3, "\(typo)")
+        #expect(typo.stdout.contains("Unparsable (SQLSTATE 42601): syntax error at or near \"selct\""), "\(typo)")
+    }
+}
