@@ -86,6 +86,29 @@ public struct MatchedRule: Sendable, Hashable, Codable {
         self.hint = hint
         self.statement = statement
     }
+
+    // In JSON the statement is numbered from 1, as every text the gateway prints numbers it.
+    enum CodingKeys: String, CodingKey { case name, action, shadow, message, hint, statement }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        name = try container.decode(String.self, forKey: .name)
+        action = try container.decode(PolicyAction.self, forKey: .action)
+        shadow = try container.decode(Bool.self, forKey: .shadow)
+        message = try container.decodeIfPresent(String.self, forKey: .message)
+        hint = try container.decodeIfPresent(String.self, forKey: .hint)
+        statement = try container.decode(Int.self, forKey: .statement) - 1
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(name, forKey: .name)
+        try container.encode(action, forKey: .action)
+        try container.encode(shadow, forKey: .shadow)
+        try container.encodeIfPresent(message, forKey: .message)
+        try container.encodeIfPresent(hint, forKey: .hint)
+        try container.encode(statement + 1, forKey: .statement)
+    }
 }
 
 /// The outcome for one query string.
@@ -107,6 +130,14 @@ public struct Decision: Sendable, Hashable, Codable {
     public var approvers: [String]
     /// For approve: whether approvers must give their own second factor.
     public var approverStepUp: Bool
+
+    /// JSON keys in snake_case, as every JSON the gateway writes (the API's and the CLI's).
+    enum CodingKeys: String, CodingKey {
+        case action, matched, shadowed, reason, hint, approvers
+        case usedGrants = "used_grants"
+        case stepUpMaxAge = "step_up_max_age"
+        case approverStepUp = "approver_step_up"
+    }
 
     /// A refusal that no rule made (a pinned setting, unreadable text): `reason` says why.
     public static func refusal(_ reason: String, hint: String? = nil) -> Decision {

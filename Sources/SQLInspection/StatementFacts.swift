@@ -82,6 +82,18 @@ public struct StatementFacts: Sendable, Hashable, Codable {
         self.fingerprint = fingerprint
     }
 
+    /// JSON keys in snake_case, as every JSON the gateway writes (the API's and the CLI's).
+    enum CodingKeys: String, CodingKey {
+        case text, primary, kinds, functions, settings, dynamic, fingerprint
+        case objectTypes = "object_types"
+        case tablesRead = "tables_read"
+        case tablesWritten = "tables_written"
+        case attributeCalls = "attribute_calls"
+        case wherelessWrite = "whereless_write"
+        case copyProgram = "copy_program"
+        case preparedName = "prepared_name"
+    }
+
     /// Whether anything in the statement writes.
     public var isWrite: Bool { kinds.contains { $0.isWrite } || !tablesWritten.isEmpty }
 
@@ -147,6 +159,11 @@ public struct Inspection: Sendable, Hashable, Codable {
         self.parseError = parseError
     }
 
+    enum CodingKeys: String, CodingKey {
+        case statements
+        case parseError = "parse_error"
+    }
+
     public var isMultiStatement: Bool { statements.count > 1 }
     public var unparsable: Bool { parseError != nil }
 }
@@ -169,6 +186,11 @@ public struct ParseError: Error, Sendable, Hashable, Codable, CustomStringConver
         self.message = message
         self.position = position
         self.sqlState = sqlState
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case message, position
+        case sqlState = "sql_state"
     }
 
     /// Whether the parser found the text to be wrong SQL (rather than too big or unreadable).

@@ -123,8 +123,15 @@ struct PolicyCommand: AsyncParsableCommand {
                     var inspection: Inspection
                 }
                 try printJSON(Output(decision: decision, inspection: inspection))
-                return
+            } else {
+                printText(decision, inspection)
             }
+            // The same exit status with --json or without: scripts read the decision from it.
+            if decision.action == .deny { throw ExitCode(3) }
+            if !decision.action.proceeds { throw ExitCode(4) }
+        }
+
+        func printText(_ decision: Decision, _ inspection: Inspection) {
             print("Decision: \(decision.action.rawValue)")
             print("Reason:   \(decision.reason)")
             if let hint = decision.hint { print("Hint:     \(hint)") }
@@ -144,8 +151,6 @@ struct PolicyCommand: AsyncParsableCommand {
                 print("Statement \(index + 1): \(facts.summary)")
                 print("  fingerprint \(facts.fingerprint)")
             }
-            if decision.action == .deny { throw ExitCode(3) }
-            if !decision.action.proceeds { throw ExitCode(4) }
         }
     }
 

@@ -146,3 +146,37 @@ struct PolicyInspectTests {
         #expect(typo.stdout.contains("Unparsable (SQLSTATE 42601): syntax error at or near \"selct\""), "\(typo)")
     }
 }
+
+@Suite("Command line: one JSON style", .timeLimit(.minutes(2)))
+struct JSONStyleTests {
+    /// Every key of a JSON value, at any depth.
+    static func keys(_ value: Any) -> [String] {
+        if let object = value as? [String: Any] { return object.keys + object.values.flatMap(keys) }
+        if let array = value as? [Any] { return array.flatMap(keys) }
+        return []
+    }
+
+    @Test("policy test and policy inspect print snake_case keys, as the API does, and number statements from 1")
+    func snakeCase() async throws {
+        let gatehouse = try TestCluster.fromEnvironment().gatehouse
+        let root = ExampleCommandsTests.root.path
+        let test = try await Command.run(
+            gatehouse,
+            [
+                "policy", "test", "--config", "\(root)/examples/starter-policy.yaml", "--user", "demo", "--connection", "demo",
+                "--sql", "select 1; delete from customers", "--json",
+            ])
+        #expect(test.status == 3, "\(test)")
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(test.stdout.utf8)) as? [String: Any])
+        let keys = Self.keys(object)
+        #expect(keys.contains("used_grants") && keys.contains("tables_written"), "\(keys)")
+        #expect(keys.allSatisfy { !$0.contains(where: \.isUppercase) }, "\(keys)")
+        let matched = try #require((object["decision"] as? [String: Any])?["matched"] as? [[String: Any]])
+        #expect(matched.allSatisfy { $0["statement"] as? Int == 2 }, "the DELETE is statement 2: \(matched)")
+        #expect(test.stderr.isEmpty, "\(test)")
+
+        let inspect = try await Command.run(gatehouse, ["policy", "inspect", "--json", "selct 1"])
+        let inspected = try #require(try JSONSerialization.jsonObject(with: Data(inspect.stdout.utf8)) as? [String: Any])
+        #expect((inspected["parse_error"] as? [String: Any])?["sql_state"] as? String == "42601", "\(inspect)")
+    }
+}
