@@ -7,10 +7,10 @@ struct Gatehouse: AsyncParsableCommand {
         commandName: "gatehouse",
         abstract: "An access gateway for PostgreSQL: people, CI jobs and agents connect through it.",
         discussion: """
-            Run the gateway with `gatehouse serve`. People sign in with `gatehouse login`, then connect with any
+            Run the gateway with `gatehouse serve`. People sign in with `gatehouse login`, then connect with any \
             PostgreSQL client using a short-lived token as the password:
 
-              psql "host=GATEWAY port=6432 dbname=CONNECTION user=ME password=$(gatehouse token)"
+              psql "host=GATEWAY port=6432 dbname=DB user=ME password=$(gatehouse token)"
             """,
         version: Gatehouse.version,
         subcommands: [

@@ -7,8 +7,8 @@ struct RequestCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "request", abstract: "Ask for an elevated role for a while, with a reason.",
         discussion: """
-            Waits until the request is approved, denied or lapses (Ctrl-C stops waiting, not the request).
-            With --break-glass the role is active at once after your second factor, for a short time, and
+            Waits until the request is approved, denied or lapses (Ctrl-C stops waiting, not the request). \
+            With --break-glass the role is active at once after your second factor, for a short time, and \
             everyone is alerted.
             """)
     @OptionGroup var options: ClientOptions

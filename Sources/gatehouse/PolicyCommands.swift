@@ -38,8 +38,9 @@ struct PolicyCommand: AsyncParsableCommand {
             abstract:
                 "Show what the gateway would decide for a statement: the action, the rules that matched and the statement facts.",
             discussion: """
-                With --config, judges offline against that file. Without it, asks the running gateway (its policy in
+                With --config, judges offline against that file. Without it, asks the running gateway (its policy in \
                 force now), as yourself; admins and auditors may give --user.
+
                 Exits 0 when the statement would run (allow, alert), 3 when it would be denied, 4 when it would be held.
                 """
         )
@@ -56,7 +57,7 @@ struct PolicyCommand: AsyncParsableCommand {
         @Option(help: "The connection name.")
         var connection: String
 
-        @Option(help: "The client's address (default 127.0.0.1).")
+        @Option(help: "The client's address.")
         var from = "127.0.0.1"
 
         @Option(help: "When, as RFC 3339 (e.g. 2026-11-28T22:00:00Z; default now).")

@@ -23,8 +23,9 @@ struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run the gateway: PostgreSQL listener, HTTP API and state store.",
         discussion: """
-            Without --config, runs the embedded defaults: a demo that guards the local PostgreSQL named by
+            Without --config, runs the embedded defaults: a demo that guards the local PostgreSQL named by \
             GATEHOUSE_DEMO_PG_PORT and GATEHOUSE_DEMO_PG_PASSWORD (scripts/run starts one and sets them).
+
             Stops gracefully on SIGINT or SIGTERM, ending live sessions with a clear message.
             """)
 

@@ -12,10 +12,10 @@ struct MFA: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Enrol an authenticator app: shows the otpauth:// URI and a QR code, then asks for the first code.",
             discussion: """
-                A first second factor needs your password again (asked for, or --password-stdin): a token alone
-                cannot add one. Enrolling again replaces the previous secret, and needs a code from it (asked
-                for, or --current-code); until the new secret is confirmed, logins ask for no code.
-                An admin can enrol for another user with --user (a lost authenticator, an account without a
+                A first second factor needs your password again (asked for, or --password-stdin): a token alone \
+                cannot add one. Enrolling again replaces the previous secret, and needs a code from it (asked \
+                for, or --current-code); until the new secret is confirmed, logins ask for no code. \
+                An admin can enrol for another user with --user (a lost authenticator, an account without a \
                 password): the secret is shown to the admin, to hand over; the user confirms it.
                 """)
         @OptionGroup var options: ClientOptions

@@ -180,3 +180,44 @@ struct JSONStyleTests {
         #expect((inspected["parse_error"] as? [String: Any])?["sql_state"] as? String == "42601", "\(inspect)")
     }
 }
+
+@Suite("Command line: help", .timeLimit(.minutes(2)))
+struct HelpTests {
+    /// The subcommands a help text lists.
+    static func subcommands(in help: String) -> [String] {
+        guard let after = help.components(separatedBy: "SUBCOMMANDS:").dropFirst().first else { return [] }
+        let section = after.components(separatedBy: "\n\n")[0]
+        return section.split(separator: "\n").compactMap { line in
+            guard line.hasPrefix("  "), !line.hasPrefix("   ") else { return nil }
+            let name = line.split(separator: " ").first.map(String.init) ?? ""
+            return name.isEmpty || name == "help" ? nil : name
+        }
+    }
+
+    @Test("help is wrapped by the argument parser (no paragraph broken by hand) and says each default once")
+    func wrapped() async throws {
+        let gatehouse = try TestCluster.fromEnvironment().gatehouse
+        // Every command, found through the help texts themselves.
+        var queue: [[String]] = [[]]
+        var seen = 0
+        while !queue.isEmpty {
+            let command = queue.removeFirst()
+            seen += 1
+            let help = try await Command.run(gatehouse, command + ["--help"])
+            queue += Self.subcommands(in: help.stdout).map { command + [$0] }
+            #expect(help.status == 0, "\(command): \(help)")
+            let text = help.stdout
+            for line in text.split(separator: "\n") {
+                #expect(line.components(separatedBy: "default").count <= 2, "\(command): a default said twice: \(line)")
+            }
+            // The discussion: between the overview and USAGE, paragraphs are filled up to the width.
+            let prose = text.components(separatedBy: "USAGE:")[0].split(separator: "\n", omittingEmptySubsequences: false)
+            for (line, next) in zip(prose.dropFirst(), prose.dropFirst(2)) where !line.hasPrefix(" ") {
+                if !next.isEmpty, !next.hasPrefix(" "), !line.isEmpty {
+                    #expect(line.count >= 50, "\(command): a paragraph broken by hand after '\(line)'")
+                }
+            }
+        }
+        #expect(seen > 30, "every command was read: \(seen)")
+    }
+}
