@@ -385,10 +385,13 @@ extension RuleMatch {
         }
         if let notTablesWritten {
             guard facts.isWrite else { return false }
+            // Only a change of rows stays inside the named tables: DDL, grants and the like on them
+            // (a rule or trigger on `safe` that writes elsewhere) are outside, whatever table they name.
+            let rowsOnly = facts.kinds.allSatisfy(Self.rowChanges.contains)
             let outside = facts.tablesWritten.contains { table in
                 !notTablesWritten.contains { $0.surelyMatches(table, context.searchPath) }
             }
-            if !facts.tablesWritten.isEmpty && !outside { return false }
+            if rowsOnly && !facts.tablesWritten.isEmpty && !outside { return false }
         }
         if let writes, writes != facts.isWrite { return false }
         if let wherelessWrite, wherelessWrite != facts.wherelessWrite { return false }
@@ -408,6 +411,9 @@ extension RuleMatch {
         if let copyProgram, copyProgram != facts.copyProgram { return false }
         return true
     }
+
+    /// The kinds a statement may have and still write only rows of the tables it names.
+    static let rowChanges: Set<StatementKind> = [.select, .insert, .update, .delete, .merge, .copyFrom]
 
     /// `pg_catalog.pg_terminate_backend` → `pg_terminate_backend`, so rules need not spell the schema.
     static func bare(_ name: String) -> String {

@@ -376,6 +376,20 @@ struct WritesOutsideTests {
         #expect(stepsUp("update safe set note = 'x' from customers where safe.id = customers.id; truncate customers"))
     }
 
+    @Test("changing the named table itself is outside: a rule or trigger on it could write anywhere")
+    func ddlOnTheNamedTableIsOutside() {
+        #expect(stepsUp("create rule r as on insert to safe do also delete from customers where true"))
+        #expect(stepsUp("create trigger t after insert on safe for each row execute function f()"))
+        #expect(stepsUp("alter table safe add column x int"))
+        #expect(stepsUp("create index on safe (note)"))
+        #expect(stepsUp("grant all on safe to public"))
+        #expect(stepsUp("truncate safe"))
+        #expect(stepsUp("select * into stolen from safe"))
+        #expect(stepsUp("copy customers from stdin"))
+        #expect(!stepsUp("copy safe from stdin"))
+        #expect(!stepsUp("merge into safe s using customers c on s.id = c.id when matched then update set note = c.name"))
+    }
+
     @Test("reads are not matched; writes the parser names no table for are, as outside")
     func readsAndNamelessWrites() {
         #expect(!stepsUp("select * from customers"))

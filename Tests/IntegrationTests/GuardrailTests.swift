@@ -108,6 +108,37 @@ struct GuardrailTests {
         }
     }
 
+    @Test("writes outside a safe table wait for step-up; rows of the safe table pass; a rule on it does not")
+    func writesOutsideSafe() async throws {
+        let (safe, other) = (uniqueTable("safe"), uniqueTable("other"))
+        let gateway = try await Gateway.start(
+            extraConfig: """
+                policy:
+                  rules:
+                    - name: outside-safe
+                      match: {writes: true, not_tables_written: [\(safe)]}
+                      action: step_up
+                """)
+        try await gateway.cluster.must(
+            "SET ROLE gh_scram; CREATE TABLE \(safe) (id int, note text); CREATE TABLE \(other) (id int)")
+        let token = try await gateway.aliceToken()
+        // alice has no second factor: what needs step-up is refused at once.
+        let run = try await gateway.psql(
+            password: token,
+            [
+                "-v", "ON_ERROR_STOP=0", "-c", "insert into \(safe) values (1, 'ok')",
+                "-c", "insert into public.\(safe) values (2, 'ok')",
+                "-c",
+                "with moved as (insert into \(other) values (9) returning id) insert into \(safe) select id, 'x' from moved",
+                "-c", "create rule sneak as on insert to \(safe) do also insert into \(other) values (7)",
+                "-c", "set search_path = elsewhere, public", "-c", "insert into \(safe) values (3, 'path')",
+            ])
+        #expect(run.stderr.components(separatedBy: "step-up verification failed").count - 1 == 3, "\(run)")
+        #expect(try await gateway.cluster.must("SELECT count(*) FROM \(safe)") == "2\n")
+        #expect(try await gateway.cluster.must("SELECT count(*) FROM \(other)") == "0\n")
+        #expect(try await gateway.cluster.must("SELECT count(*) FROM pg_rules WHERE tablename = '\(safe)'") == "0\n")
+    }
+
     @Test("a typo is a syntax error (42601, with its position) the gateway could not parse; DO blocks are refused by default")
     func unclassified() async throws {
         let gateway = try await Gateway.start(extraConfig: try starterPolicy())
