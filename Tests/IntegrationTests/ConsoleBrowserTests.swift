@@ -137,6 +137,24 @@ struct ConsoleBrowserTests {
         #expect(again.status != 0)
         #expect(again.stderr.contains("the token was revoked"), "\(again)")
 
+        // 4b. A narrow screen (390 px, a phone): the navigation and the sign-out button stay on screen,
+        // the page does not scroll sideways; screenshots of each page at that width.
+        try await browser.resize(width: 390, height: 844)
+        for page in ["inbox", "grants", "sessions", "audit", "policy"] {
+            try await browser.open("\(gateway.server)/console/\(page)")
+            _ = try await browser.element("#nav-\(page)")
+            let fits = try await browser.evaluate(
+                """
+                const width = document.documentElement.clientWidth;
+                const parts = Array.from(document.querySelectorAll('header nav a, #sign-out'));
+                return parts.length === 6 && parts.every(e => { const r = e.getBoundingClientRect(); return r.width > 0 && r.left >= 0 && r.right <= width; })
+                  && document.documentElement.scrollWidth <= width;
+                """)
+            #expect(fits as? Bool == true, "\(page) at 390 px: \(String(describing: fits))")
+            try await browser.screenshot(to: try Self.artifact("\(page)-390.png"))
+        }
+        try await browser.resize(width: 1280, height: 1000)
+
         // 5. The audit trail shows what happened, with the chain verified.
         try await browser.click("#nav-audit")
         try await browser.waitForText("chain intact")

@@ -144,6 +144,16 @@ final class Browser: @unchecked Sendable {
         return try await command("GET", "/element/\(id)/text") as? String ?? ""
     }
 
+    /// Resizes the browser window (CSS pixels).
+    func resize(width: Int, height: Int) async throws {
+        _ = try await command("POST", "/window/rect", ["width": width, "height": height])
+    }
+
+    /// Runs a script in the page and returns its result (WebDriver's execute/sync).
+    func evaluate(_ script: String) async throws -> Any? {
+        try await command("POST", "/execute/sync", ["script": script, "args": [Any]()] as [String: Any])
+    }
+
     /// Saves a PNG of the viewport.
     func screenshot(to path: String) async throws {
         guard let encoded = try await command("GET", "/screenshot") as? String, let data = Data(base64Encoded: encoded) else {

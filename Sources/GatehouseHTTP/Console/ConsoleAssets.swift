@@ -50,9 +50,10 @@ enum ConsoleAssets {
           --warn: #8a5a00; --paper: #ffffff; --ground: #f4f6f9; }
         * { box-sizing: border-box; }
         body { margin: 0; font: 15px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: var(--ink); background: var(--ground); }
-        header { display: flex; align-items: center; gap: 24px; padding: 10px 24px; background: var(--ink); color: #fff; }
+        header { display: flex; flex-wrap: wrap; align-items: center; gap: 8px 24px; padding: 10px 24px; background: var(--ink); color: #fff; }
         header .brand { font-weight: 700; letter-spacing: .02em; }
-        header nav a { color: #cfd6e4; text-decoration: none; margin-right: 16px; }
+        header nav { display: flex; flex-wrap: wrap; gap: 4px 16px; }
+        header nav a { color: #cfd6e4; text-decoration: none; }
         header nav a.here { color: #fff; border-bottom: 2px solid #fff; padding-bottom: 2px; }
         header .who { margin-left: auto; display: flex; gap: 12px; align-items: center; color: #cfd6e4; }
         header .who button { background: transparent; color: #fff; border: 1px solid #cfd6e4; }
@@ -89,5 +90,15 @@ enum ConsoleAssets {
         .login h1 { text-align: center; }
         .muted { color: var(--muted); }
         .pager { margin-top: 10px; }
+        /* Narrow screens (from 360 px): the header wraps, tables scroll inside their box, not the page. */
+        .scroll { overflow-x: auto; }
+        @media (max-width: 700px) {
+          header { padding: 10px 12px; gap: 6px 14px; }
+          header .who { margin-left: 0; width: 100%; justify-content: space-between; }
+          main { padding: 0 12px; margin: 14px auto; }
+          table { display: block; overflow-x: auto; }
+          form.inline { flex-wrap: wrap; }
+          input, select, textarea { max-width: 100%; }
+        }
         """#
 }
