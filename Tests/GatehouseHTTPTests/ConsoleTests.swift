@@ -1,13 +1,13 @@
 import Foundation
 import GatehouseAuth
 import GatehouseCore
-import GatehouseHTTP
 import GatehouseStore
 import Hummingbird
 import HummingbirdTesting
 import NIOConcurrencyHelpers
 import Testing
 
+@testable import GatehouseHTTP
 @testable import GatehouseProxy
 @testable import GatehouseSessions
 
@@ -229,6 +229,18 @@ struct ConsoleTests {
         }
     }
 
+    @Test("audit rows read at a glance: refusals red, successes green, what waits amber")
+    func auditOutcomes() {
+        #expect(ConsoleRoutes.outcome(of: "statement.denied") == "deny")
+        #expect(ConsoleRoutes.outcome(of: "session.refused") == "deny")
+        #expect(ConsoleRoutes.outcome(of: "login.failure") == "deny")
+        #expect(ConsoleRoutes.outcome(of: "statement.allowed") == "ok")
+        #expect(ConsoleRoutes.outcome(of: "request.approved") == "ok")
+        #expect(ConsoleRoutes.outcome(of: "challenge.created") == "pending")
+        #expect(ConsoleRoutes.outcome(of: "session.start") == "plain")
+        #expect(ConsoleRoutes.readableTime("2026-12-06T21:00:34.891Z") == "2026-12-06 21:00:34")
+    }
+
     @Test func pagesShowGrantsSessionsAuditAndThePolicyTester() async throws {
         let harness = try await Harness.make(yaml: AuthorizationMatrixTests.yaml)
         let alice = try await harness.user("alice")
@@ -263,6 +275,18 @@ struct ConsoleTests {
             let audit = try await Self.request(client, browser, .get, "/console/audit?type=request.")
             #expect(audit.text.contains("request.created"))
             #expect(!audit.text.contains("chain intact"), "people who do not see all do not get the chain report")
+            // Readable rows: the outcome at a glance, the time on one line, the details as a list behind
+            // the reason.
+            #expect(audit.text.contains("<tr class=\"event pending\""), "a created request waits")
+            #expect(audit.text.contains("<th>Time (UTC)</th>"))
+            let times = audit.text.components(separatedBy: "<time datetime=\"").dropFirst()
+            #expect(!times.isEmpty)
+            for time in times {
+                let shown = time.components(separatedBy: "\">")[1].components(separatedBy: "</time>")[0]
+                #expect(shown.count == 19 && !shown.contains("T"), "\(shown)")
+            }
+            #expect(audit.text.contains("<details><summary>"))
+            #expect(audit.text.contains("<dt>role</dt><dd>dba</dd>"))
         }
     }
 }

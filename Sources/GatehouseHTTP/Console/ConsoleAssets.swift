@@ -85,6 +85,15 @@ enum ConsoleAssets {
         .badge.deny, .badge.broken { background: #fdecea; color: var(--deny); }
         .badge.step_up, .badge.approve, .badge.alert, .badge.pending { background: #fff4dc; color: var(--warn); }
         .empty { color: var(--muted); font-style: italic; }
+        #audit-table td.time { white-space: nowrap; }
+        #audit-table tr.deny td:first-child { box-shadow: inset 3px 0 var(--deny); }
+        #audit-table tr.ok td:first-child { box-shadow: inset 3px 0 var(--ok); }
+        #audit-table tr.pending td:first-child { box-shadow: inset 3px 0 var(--warn); }
+        #audit-table td.detail { min-width: 16em; }
+        #audit-table details summary { cursor: pointer; font-family: ui-monospace, Menlo, monospace; word-break: break-word; }
+        #audit-table dl { display: grid; grid-template-columns: max-content 1fr; gap: 2px 10px; margin: 6px 0; }
+        #audit-table dt { color: var(--muted); }
+        #audit-table dd { margin: 0; font-family: ui-monospace, Menlo, monospace; word-break: break-word; }
         .chain { margin-bottom: 12px; }
         .login { max-width: 380px; margin: 80px auto; }
         .login h1 { text-align: center; }

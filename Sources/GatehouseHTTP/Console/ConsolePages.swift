@@ -225,11 +225,19 @@ extension ConsoleRoutes {
             </form>
             """
         let rows = events.map { event -> HTML in
-            let detail = event.detail.keys.sorted().map { "\($0)=\(event.detail[$0]!)" }.joined(separator: " ")
-            let badge = event.type.replacingOccurrences(of: ".", with: "-")
+            let outcome = Self.outcome(of: event.type)
+            // The statement or reason in one line; every detail in a list behind it.
+            let headline = event.detail["statement"] ?? event.detail["reason"] ?? event.detail["role"] ?? ""
+            let items = HTML.join(
+                event.detail.keys.sorted().map { key in "<dt>\(key)</dt><dd>\(event.detail[key]!)</dd>" as HTML })
+            let detail: HTML =
+                event.detail.isEmpty
+                ? .empty
+                : "<details><summary>\(headline.isEmpty ? "\(event.detail.count) details" : headline.truncated(to: 90))</summary><dl>\(html: items)</dl></details>"
             return """
-                <tr class="event" data-seq="\(event.seq)"><td>\(event.seq)</td><td>\(event.time)</td><td><span class="badge \(badge)">\(event.type)</span></td>
-                <td>\(event.actor ?? "")</td><td>\(event.session ?? "")</td><td>\(event.connection ?? "")</td><td>\(event.source ?? "")</td><td><code>\(detail)</code></td></tr>
+                <tr class="event \(outcome)" data-seq="\(event.seq)"><td>\(event.seq)</td><td class="time"><time datetime="\(event.time)">\(Self.readableTime(event.time))</time></td>
+                <td><span class="badge \(outcome)">\(event.type)</span></td><td>\(event.actor ?? "")</td><td>\(event.connection ?? "")</td>
+                <td class="detail">\(html: detail)<div class="meta">\([event.session.map { "session \($0)" }, event.source.map { "from \($0)" }].compactMap { $0 }.joined(separator: " · "))</div></td></tr>
                 """
         }
         var pager: HTML = .empty
@@ -245,10 +253,32 @@ extension ConsoleRoutes {
             events.isEmpty
             ? "<p class=\"empty\">No event matches.</p>"
             : """
-            <table id="audit-table"><thead><tr><th>Seq</th><th>Time</th><th>Type</th><th>Actor</th><th>Session</th><th>Connection</th><th>Source</th><th>Detail</th></tr></thead>
+            <table id="audit-table"><thead><tr><th>Seq</th><th>Time (UTC)</th><th>Event</th><th>Actor</th><th>Connection</th><th>What</th></tr></thead>
             <tbody>\(rows)</tbody></table>
             """
         return chain + problem + filters + table + pager
+    }
+
+    /// How an event reads at a glance: refused and failed in red, allowed and succeeded in green,
+    /// waiting in amber; the rest plain.
+    static func outcome(of type: String) -> String {
+        let last = type.split(separator: ".").last.map(String.init) ?? type
+        switch last {
+        case "denied", "refused", "failure", "failed", "terminated", "expired", "revoked", "broken", "locked_out":
+            return "deny"
+        case "allowed", "success", "approved", "verified", "activated", "confirmed":
+            return "ok"
+        case "created", "held", "step_up", "approve", "alert", "break_glass", "cancelled", "lapsed":
+            return "pending"
+        default:
+            return "plain"
+        }
+    }
+
+    /// `2026-12-06T21:00:34.891Z` → `2026-12-06 21:00:34`, kept on one line.
+    static func readableTime(_ time: String) -> String {
+        let seconds = time.prefix(19)
+        return seconds.count == 19 ? seconds.replacingOccurrences(of: "T", with: " ") : time
     }
 
     // MARK: Policy
