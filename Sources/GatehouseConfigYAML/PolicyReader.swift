@@ -211,6 +211,7 @@ extension Reader {
         var start = 0
         var end = 24 * 60
         var timeZone = TimeZone(identifier: "UTC")!
+        var zoneName = "UTC"
         for (key, _, value) in try mapping(node, what, allowed: ["days", "hours", "timezone"]) {
             switch key {
             case "days":
@@ -242,9 +243,10 @@ extension Reader {
                     throw fail(value, "\(what).timezone: unknown time zone '\(identifier)' (e.g. Europe/Paris, UTC)")
                 }
                 timeZone = zone
+                zoneName = identifier
             }
         }
-        return TimeWindow(weekdays: weekdays, start: start, end: end, timeZone: timeZone)
+        return TimeWindow(weekdays: weekdays, start: start, end: end, timeZone: timeZone, zoneName: zoneName)
     }
 
     static func minutes(_ text: Substring) -> Int? {

@@ -332,12 +332,16 @@ public struct TimeWindow: Sendable, Equatable {
     public var start: Int
     public var end: Int
     public var timeZone: TimeZone
+    /// The zone as the configuration names it: Foundation may call `UTC` `GMT`, and people should read
+    /// back what they wrote.
+    public var zoneName: String
 
-    public init(weekdays: Set<Int>, start: Int, end: Int, timeZone: TimeZone) {
+    public init(weekdays: Set<Int>, start: Int, end: Int, timeZone: TimeZone, zoneName: String? = nil) {
         self.weekdays = weekdays
         self.start = start
         self.end = end
         self.timeZone = timeZone
+        self.zoneName = zoneName ?? timeZone.identifier
     }
 
     public static func == (a: TimeWindow, b: TimeWindow) -> Bool {

@@ -6,7 +6,7 @@ extension TimeWindow: CustomStringConvertible {
         let names = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"]
         let days = weekdays.sorted().map { names[$0 - 1] }.joined(separator: ",")
         func clock(_ minutes: Int) -> String { String(format: "%02d:%02d", minutes / 60, minutes % 60) }
-        return "\(days) \(clock(start))-\(clock(end)) \(timeZone.identifier)"
+        return "\(days) \(clock(start))-\(clock(end)) \(zoneName)"
     }
 }
 

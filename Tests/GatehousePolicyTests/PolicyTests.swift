@@ -409,3 +409,22 @@ struct WritesOutsideTests {
         #expect(stepsUp("insert into safe values (1)", everywhere), "safe may be the user's own schema's")
     }
 }
+
+@Suite("Time windows read back as written")
+struct TimeWindowNameTests {
+    @Test("a window's zone is shown as the configuration names it (UTC, not Foundation's GMT)")
+    func zoneAsWritten() throws {
+        let policy = try GatehousePolicyTests.policy(
+            """
+              rules:
+                - name: office
+                  match: {outside: {days: [mon-fri], hours: "08:00-19:00", timezone: UTC}}
+                  action: step_up
+                - name: paris
+                  match: {during: {days: [sat], hours: "10:00-12:00", timezone: Europe/Paris}}
+                  action: deny
+            """)
+        #expect(policy.rules[0].match.outside?.description == "mon,tue,wed,thu,fri 08:00-19:00 UTC")
+        #expect(policy.rules[1].match.during?.description == "sat 10:00-12:00 Europe/Paris")
+    }
+}
