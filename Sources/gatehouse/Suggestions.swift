@@ -7,16 +7,19 @@ enum Suggestions {
     static func unknownCommand(in arguments: [String], root: any ParsableCommand.Type) -> (word: String, choices: [String])? {
         var command = root
         for word in arguments {
-            if word.hasPrefix("-") { return nil }
+            // Options are the parser's; `help` is its own subcommand at every level.
+            if word.hasPrefix("-") || word == "help" { return nil }
             let subcommands = command.configuration.subcommands
             guard !subcommands.isEmpty else { return nil }
             if let next = subcommands.first(where: { name(of: $0) == word || $0.configuration.aliases.contains(word) }) {
                 command = next
                 continue
             }
-            // A command with a default subcommand takes other words as that one's arguments.
-            if command.configuration.defaultSubcommand != nil { return nil }
-            return (word, subcommands.map(name(of:)))
+            let names = subcommands.map(name(of:))
+            // A command with a default subcommand takes other words as that one's arguments, unless the
+            // word is a near miss of a subcommand (`sessions kil`).
+            if command.configuration.defaultSubcommand != nil, nearest(word, among: names).isEmpty { return nil }
+            return (word, names)
         }
         return nil
     }

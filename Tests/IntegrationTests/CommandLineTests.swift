@@ -19,6 +19,14 @@ struct CommandLineTests {
         #expect(tail.status == 64, "\(tail)")
         #expect(tail.stderr.contains("Did you mean 'tail'?"), "\(tail)")
 
+        // Under a command with a default subcommand, a near miss is still caught.
+        let kill = try await gatehouse(["sessions", "kil", "abc"])
+        #expect(kill.stderr.contains("Did you mean 'kill'?"), "\(kill)")
+        // `help` is the parser's own, at any level.
+        let help = try await gatehouse(["help", "sessions"])
+        #expect(help.status == 0, "\(help)")
+        #expect(help.stdout.contains("OVERVIEW:"), "\(help)")
+
         let nothingNear = try await gatehouse(["xyzzy"])
         #expect(nothingNear.status == 64, "\(nothingNear)")
         #expect(!nothingNear.stderr.contains("Did you mean"), "\(nothingNear)")
