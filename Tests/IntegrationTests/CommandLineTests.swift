@@ -229,3 +229,86 @@ struct HelpTests {
         #expect(seen > 30, "every command was read: \(seen)")
     }
 }
+
+/// The `gatehouse` commands the README prints: each names a command that exists and only options that
+/// command takes (checked against its own help), so a renamed or mistyped one in the text fails here.
+@Suite("README: the commands it prints exist as printed", .timeLimit(.minutes(3)))
+struct ReadmeCommandsTests {
+    /// The `gatehouse …` command lines of the README's `sh` blocks, comments and env prefixes removed.
+    static func commandLines() throws -> [[String]] {
+        let text = try String(contentsOf: ExampleCommandsTests.root.appendingPathComponent("README.md"), encoding: .utf8)
+        var lines: [[String]] = []
+        var inShell = false
+        for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
+            if line.hasPrefix("```") {
+                inShell = line == "```sh"
+                continue
+            }
+            guard inShell else { continue }
+            var words = words(of: String(line))
+            while let first = words.first, first.contains("="), !first.hasPrefix("-") { words.removeFirst() }
+            guard words.first == "gatehouse" else { continue }
+            // `a | b` alternatives and `[--optional]` spellings: the first alternative, the brackets dropped.
+            if let bar = words.firstIndex(of: "|") { words = Array(words[..<bar]) }
+            lines.append(words.dropFirst().map { $0.trimmingCharacters(in: CharacterSet(charactersIn: "[]")) })
+        }
+        return lines
+    }
+
+    /// Shell words, quotes honoured, up to a `#` comment.
+    static func words(of line: String) -> [String] {
+        var words: [String] = []
+        var current = ""
+        var quote: Character?
+        var started = false
+        for character in line {
+            if let open = quote {
+                if character == open { quote = nil } else { current.append(character) }
+            } else if character == "\"" || character == "'" {
+                quote = character
+                started = true
+            } else if character == "#", !started || current.isEmpty {
+                break
+            } else if character == " " {
+                if started { words.append(current) }
+                current = ""
+                started = false
+            } else {
+                current.append(character)
+                started = true
+            }
+        }
+        if started { words.append(current) }
+        return words
+    }
+
+    @Test("every command line names a real command and only options of it")
+    func commandsExist() async throws {
+        let gatehouse = try TestCluster.fromEnvironment().gatehouse
+        let lines = try Self.commandLines()
+        #expect(lines.count >= 20, "\(lines.count) command lines found")
+        for words in lines {
+            let path = words.prefix { !$0.hasPrefix("-") && $0.allSatisfy { $0.isLowercase || $0 == "-" } }
+            let help = try await Command.run(gatehouse, Array(path) + ["--help"])
+            #expect(help.status == 0, "gatehouse \(words.joined(separator: " ")): \(help)")
+            #expect(!help.stderr.contains("unknown command"), "gatehouse \(words.joined(separator: " ")): \(help)")
+            let known = HelpText.longOptions(in: help.stdout)
+            for option in words where option.hasPrefix("--") {
+                let name = String(option.prefix { $0 != "=" })
+                #expect(known.contains(name), "gatehouse \(words.joined(separator: " ")): \(name) is not an option of it")
+            }
+        }
+    }
+}
+
+/// The long options a help text lists (`--name`).
+enum HelpText {
+    static func longOptions(in help: String) -> [String] {
+        var names = Set<String>()
+        for token in help.split(whereSeparator: { " ,\n/[]()".contains($0) }) where token.hasPrefix("--") && token.count > 2 {
+            let name = token.prefix { $0 != "=" && $0 != "<" }
+            if name.dropFirst(2).allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" }) { names.insert(String(name)) }
+        }
+        return names.sorted()
+    }
+}
