@@ -126,25 +126,30 @@ struct StatementJudgeTests {
         #expect(judgement.record.session == "s1")
     }
 
-    @Test func aDenyIsARefusalNamingTheRule() throws {
+    /// Judges `sql` in a fresh session and returns the refusal it must be, with the judgement.
+    static func refusal(_ sql: String) throws -> (ClientMessage, StatementJudge.Judgement) {
         var judge = StatementJudge(session: Bench.session)
-        let judgement = judge.judge("drop table t", inspection: Inspector.inspect("drop table t"), in: Bench.world())
+        let judgement = judge.judge(sql, inspection: Inspector.inspect(sql), in: Bench.world())
         guard case .refuse(let message) = judgement.verdict else {
-            Issue.record("expected a refusal, got \(judgement.verdict)")
-            return
+            throw HarnessFailure("expected a refusal of \(sql.prefix(40)), got \(judgement.verdict)")
         }
+        return (message, judgement)
+    }
+
+    struct HarnessFailure: Error, CustomStringConvertible {
+        var description: String
+        init(_ description: String) { self.description = description }
+    }
+
+    @Test func aDenyIsARefusalNamingTheRule() throws {
+        let (message, judgement) = try Self.refusal("drop table t")
         #expect(message.fields.sqlState == "42501")
         #expect(message.fields.message?.contains("no drops") == true)
         #expect(judgement.record.type == .statementDenied)
     }
 
     @Test func aTypoIsASyntaxErrorWithItsPositionNotAPrivilegeRefusal() throws {
-        var judge = StatementJudge(session: Bench.session)
-        let judgement = judge.judge("select 1; selct 2", inspection: Inspector.inspect("select 1; selct 2"), in: Bench.world())
-        guard case .refuse(let message) = judgement.verdict else {
-            Issue.record("expected a refusal, got \(judgement.verdict)")
-            return
-        }
+        let (message, judgement) = try Self.refusal("select 1; selct 2")
         #expect(message.fields.sqlState == "42601")
         #expect(message.fields["P"] == "11")
         #expect(
@@ -155,15 +160,9 @@ struct StatementJudgeTests {
     }
 
     @Test func aTextNestedPastTheStackKeepsPostgreSQLsSQLState() throws {
-        var judge = StatementJudge(session: Bench.session)
         // As PostgreSQL 15 answers: 54001 for expressions nested past its stack. (Calls nested 20,000 deep
         // exhaust its parser's stack first: 42601 "memory exhausted at or near", with a position, here too.)
-        let text = "select " + String(repeating: "1+", count: 100_000) + "1"
-        let judgement = judge.judge(text, inspection: Inspector.inspect(text), in: Bench.world())
-        guard case .refuse(let message) = judgement.verdict else {
-            Issue.record("expected a refusal, got \(judgement.verdict)")
-            return
-        }
+        let (message, _) = try Self.refusal("select " + String(repeating: "1+", count: 100_000) + "1")
         #expect(message.fields.sqlState == "54001", "\(message.fields)")
         #expect(message.fields["P"] == nil)
     }
