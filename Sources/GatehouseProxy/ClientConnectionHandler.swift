@@ -159,7 +159,8 @@ final class ClientConnectionHandler: ChannelDuplexHandler, SessionEvents {
     func holdEnded(_ challenge: Challenge) { run(machine.holdEnded(challenge, world: world)) }
 
     func holdOpened(_ challenge: Challenge) {
-        guard machine.state == .live, let context else { return }
+        // A notice only for a statement still held: a Ctrl-C or a kill may have ended it meanwhile.
+        guard machine.isHolding(challenge.id), let context else { return }
         writeGathered()
         context.writeAndFlush(wrapOutboundOut(ClientMessage.holding(challenge).frame.bytes), promise: nil)
     }

@@ -52,6 +52,9 @@ struct SessionStateMachine: Sendable {
     /// The session's judge, once live.
     var judge: StatementJudge? { live?.judge }
 
+    /// Whether this challenge's statement is still held (not cancelled, ended or decided meanwhile).
+    func isHolding(_ challengeID: String) -> Bool { isLive && live?.held?.challenge.id == challengeID }
+
     // MARK: Startup
 
     mutating func startupPacket(_ packet: StartupPacket) -> Action {

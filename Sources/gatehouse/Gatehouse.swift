@@ -28,8 +28,7 @@ struct Gatehouse: AsyncParsableCommand {
     static func main() async {
         let arguments = Array(CommandLine.arguments.dropFirst())
         if let (word, choices) = Suggestions.unknownCommand(in: arguments, root: Gatehouse.self) {
-            let near = Suggestions.nearest(word, among: choices)
-            let advice = near.isEmpty ? "" : " Did you mean \(near.map { "'\($0)'" }.joined(separator: " or "))?"
+            let advice = Suggestions.didYouMean(word, among: choices).map { " \($0)" } ?? ""
             FileHandle.standardError.write(
                 Data("Error: unknown command '\(word)'.\(advice)\nThe commands: \(choices.joined(separator: ", ")).\n".utf8))
             Foundation.exit(64)
@@ -49,9 +48,8 @@ struct Gatehouse: AsyncParsableCommand {
                 let option = String(message[range].dropFirst("Unknown option '".count).dropLast())
                 let words = arguments.prefix { !$0.hasPrefix("-") }
                 let help = helpMessage(for: Suggestions.command(at: Array(words), root: Gatehouse.self))
-                let near = Suggestions.nearest(option, among: Suggestions.longOptions(in: help))
-                if !near.isEmpty {
-                    message += "\nDid you mean \(near.map { "'\($0)'" }.joined(separator: " or "))?"
+                if let advice = Suggestions.didYouMean(option, among: Suggestions.longOptions(in: help)) {
+                    message += "\n" + advice
                     FileHandle.standardError.write(Data("Error: \(message)\n".utf8))
                     Foundation.exit(exitCode(for: error).rawValue)
                 }

@@ -46,7 +46,13 @@ enum Suggestions {
         return scored.filter { $0.1 == best }.map(\.0).sorted()
     }
 
-    /// The long options the help of the command `arguments` names lists (`--name`).
+    /// "Did you mean 'x'?" for the choices nearest to `word`, if any is near.
+    static func didYouMean(_ word: String, among choices: [String]) -> String? {
+        let near = nearest(word, among: choices)
+        return near.isEmpty ? nil : "Did you mean \(near.map { "'\($0)'" }.joined(separator: " or "))?"
+    }
+
+    /// The long options (`--name`) a command's help text lists.
     static func longOptions(in help: String) -> [String] {
         var names = Set<String>()
         for token in help.split(whereSeparator: { $0 == " " || $0 == "," || $0 == "\n" || $0 == "/" }) {
