@@ -38,8 +38,6 @@ public final class PostgresListener: Service, Sendable {
                 channel.closeFuture.whenComplete { _ in open.withLockedValue { $0 -= 1 } }
                 return channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(
-                        ByteToMessageHandler(FrontendDecoder(maxMessageLength: environment.config.limits.maxMessageBytes)))
-                    try channel.pipeline.syncOperations.addHandler(
                         ClientConnectionHandler(
                             environment: environment, remoteAddress: channel.remoteAddress, eventLoop: channel.eventLoop))
                 }

@@ -37,11 +37,9 @@ struct UpstreamConnector: Sendable {
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(
-                        ByteToMessageHandler(
-                            BackendDecoder(maxMessageLength: limits.maxMessageBytes, expectingSSLResponse: tlsContext != nil)))
-                    try channel.pipeline.syncOperations.addHandler(
                         UpstreamHandler(
-                            connection: connection, startupParameters: parameters, tlsContext: tlsContext, ready: ready))
+                            connection: connection, startupParameters: parameters, tlsContext: tlsContext,
+                            maxMessageLength: limits.maxMessageBytes, ready: ready))
                 }
             }
         let handler = NIOLoopBoundBox<UpstreamHandler?>(nil, eventLoop: eventLoop)
@@ -83,10 +81,9 @@ struct UpstreamConnector: Sendable {
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(
-                        ByteToMessageHandler(BackendDecoder(maxMessageLength: 1 << 20, expectingSSLResponse: tlsContext != nil)))
-                    try channel.pipeline.syncOperations.addHandler(
                         UpstreamHandler(
-                            connection: connection, startupParameters: parameters, tlsContext: tlsContext, ready: ready))
+                            connection: connection, startupParameters: parameters, tlsContext: tlsContext,
+                            maxMessageLength: 1 << 20, ready: ready))
                 }
             }
         bootstrap.connect(host: connection.host, port: connection.port).whenComplete { result in

@@ -15,9 +15,10 @@ public struct UpstreamStartup: Sendable, Equatable {
 
 /// The upstream end of a proxied session: logs in with the brokered credentials, then relays.
 ///
-/// Lives on the same event loop as its client connection, so the two call each other directly.
+/// Lives on the same event loop as its client connection, so the two call each other directly. Splits
+/// the server's bytes into frames itself (`BackendDecoder` through NIO's single-step processor).
 final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
-    typealias InboundIn = BackendInput
+    typealias InboundIn = ByteBuffer
     typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
@@ -35,6 +36,9 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private let startupParameters: StartupParameters
     private let tlsContext: NIOSSLContext?
     private let ready: EventLoopPromise<UpstreamStartup>
+    private let decoder: NIOSingleStepByteToMessageProcessor<BackendDecoder>
+    /// Set once the server's input could not be decoded: nothing after it is read.
+    private var inputRefused = false
     private var authenticator: UpstreamAuthenticator
     private var phase = Phase.connecting
     private var parameterFrames: [PostgresFrame] = []
@@ -48,8 +52,10 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     init(
         connection: Connection, startupParameters: StartupParameters, tlsContext: NIOSSLContext?,
-        ready: EventLoopPromise<UpstreamStartup>
+        maxMessageLength: Int, ready: EventLoopPromise<UpstreamStartup>
     ) {
+        self.decoder = NIOSingleStepByteToMessageProcessor(
+            BackendDecoder(maxMessageLength: maxMessageLength, expectingSSLResponse: tlsContext != nil))
         self.connection = connection
         self.startupParameters = startupParameters
         self.tlsContext = tlsContext
@@ -82,7 +88,17 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch unwrapInboundIn(data) {
+        guard !inputRefused else { return }
+        do {
+            try decoder.process(buffer: unwrapInboundIn(data)) { input in receive(input, context: context) }
+        } catch {
+            inputRefused = true
+            errorCaught(context: context, error: error)
+        }
+    }
+
+    private func receive(_ input: BackendInput, context: ChannelHandlerContext) {
+        switch input {
         case .sslResponse(let accepted):
             guard accepted, let tlsContext else {
                 return fail(context, "the upstream server does not accept TLS, and connection '\(connection.name)' requires it")

@@ -44,7 +44,6 @@ struct ClientConnectionHandlerTests {
             let channel = NIOAsyncTestingChannel()
             let (environment, address) = (environment, try SocketAddress(ipAddress: source, port: 50_000))
             try await channel.testingEventLoop.executeInContext {
-                try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrontendDecoder(maxMessageLength: 1 << 16)))
                 try channel.pipeline.syncOperations.addHandler(
                     ClientConnectionHandler(environment: environment, remoteAddress: address, eventLoop: channel.eventLoop))
             }
@@ -141,7 +140,7 @@ struct ClientConnectionHandlerTests {
         var bad = ByteBuffer()
         bad.writeInteger(UInt8(ascii: "p"))
         bad.writeInteger(Int32(2))  // shorter than its own length field
-        // The decoder's error goes to the handler (errorCaught), not back to the writer.
+        // The handler decodes its input itself: the error ends the connection, it is not thrown back at the writer.
         try await channel.writeInbound(bad)
         let frame = try await Self.nextFrame(channel)
         let fields = ErrorNoticeFields.decode(frame.body)
@@ -152,6 +151,24 @@ struct ClientConnectionHandlerTests {
         #expect(fixture.environment.registry.list().isEmpty)
         let events = try await fixture.store.latestAuditEvents(count: 10)
         #expect(!events.contains { $0.type == AuditEventType.sessionStart.rawValue })
+        try await fixture.close()
+    }
+
+    @Test("input split anywhere is put together: a startup packet and a password arriving a byte at a time")
+    func inputSplitAnywhere() async throws {
+        let fixture = try await Fixture.make()
+        let channel = try await fixture.channel(from: "127.0.0.1")
+        for byte in Self.startup(user: "alice").readableBytesView {
+            try await channel.writeInbound(ByteBuffer(integer: byte))
+        }
+        let ask = try await Self.nextFrame(channel)
+        #expect(ask.type == UInt8(ascii: "R"))
+        for byte in Self.password("not-a-token").readableBytesView {
+            try await channel.writeInbound(ByteBuffer(integer: byte))
+        }
+        let frame = try await Self.nextFrame(channel)
+        #expect(ErrorNoticeFields.decode(frame.body).sqlState == ClientMessage.Code.invalidPassword)
+        try await channel.closeFuture.get()
         try await fixture.close()
     }
 }
