@@ -25,12 +25,9 @@ struct ConsoleBrowserTests {
               message: writes need a fresh second factor
         """
 
-    /// Where screenshots go: scripts/test keeps them in test-artifacts/; a bare run keeps them in scratch.
+    /// Where a screenshot goes (`testArtifact`).
     static func artifact(_ name: String) throws -> String {
-        let environment = ProcessInfo.processInfo.environment
-        var directory = environment["GATEHOUSE_TEST_ARTIFACTS"] ?? ""
-        if directory.isEmpty { directory = "\(try TestCluster.fromEnvironment().scratch)/artifacts" }
-        return "\(directory)/console/\(name)"
+        try testArtifact("console/\(name)")
     }
 
     static func signIn(

@@ -457,6 +457,17 @@ extension TestCluster {
     }
 }
 
+/// Where a test artefact goes: scripts/test keeps them in test-artifacts/, a bare run in scratch. The
+/// directory is made.
+func testArtifact(_ name: String) throws -> String {
+    var directory = ProcessInfo.processInfo.environment["GATEHOUSE_TEST_ARTIFACTS"] ?? ""
+    if directory.isEmpty { directory = "\(try TestCluster.fromEnvironment().scratch)/artifacts" }
+    let path = "\(directory)/\(name)"
+    try FileManager.default.createDirectory(
+        atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+    return path
+}
+
 /// A table name no other test uses.
 func uniqueTable(_ prefix: String) -> String {
     "\(prefix)_\(UUID().uuidString.prefix(8).lowercased())"
