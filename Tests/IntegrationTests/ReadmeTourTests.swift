@@ -70,8 +70,33 @@ struct ReadmeTourTests {
             }
             rest = rest[(index + 1)...]
         }
+
+        // The README's block of everyday API commands, run as the tour's administrator (its login is
+        // still there): each works against the live gateway; `policy test` answers a denial with status 3.
+        let block = try Self.shellBlock(containing: "gatehouse grants", in: "\(root)/README.md")
+        #expect(block.count >= 5, "\(block)")
+        for words in block {
+            let result = try await Command.run(
+                cluster.gatehouse, words,
+                environment: [
+                    "GATEHOUSE_HOME": "\(directory)/home/.config/gatehouse-admin",
+                    "GATEHOUSE_SERVER": "http://127.0.0.1:\(httpPort)",
+                ])
+            let expected: Int32 = words.starts(with: ["policy", "test"]) ? 3 : 0
+            #expect(result.status == expected, "gatehouse \(words.joined(separator: " ")): \(result)")
+            #expect(!result.stdout.isEmpty, "gatehouse \(words.joined(separator: " ")) printed nothing")
+        }
         gateway.signal(SIGTERM)
         _ = try await gateway.wait(timeout: 30)
+    }
+
+    /// The `gatehouse …` lines (without the word `gatehouse`) of the README's `sh` block holding `marker`.
+    static func shellBlock(containing marker: String, in readme: String) throws -> [[String]] {
+        let text = try String(contentsOfFile: readme, encoding: .utf8)
+        let blocks = text.components(separatedBy: "```sh\n").dropFirst().map { $0.components(separatedBy: "```")[0] }
+        guard let block = blocks.first(where: { $0.contains(marker) }) else { return [] }
+        return block.split(separator: "\n").map { ReadmeCommandsTests.words(of: String($0)) }
+            .filter { $0.first == "gatehouse" }.map { Array($0.dropFirst()) }
     }
 
     static func word(after marker: String, in text: String) -> String? {
