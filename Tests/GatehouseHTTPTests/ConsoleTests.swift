@@ -238,7 +238,43 @@ struct ConsoleTests {
         #expect(ConsoleRoutes.outcome(of: "request.approved") == "ok")
         #expect(ConsoleRoutes.outcome(of: "challenge.created") == "pending")
         #expect(ConsoleRoutes.outcome(of: "session.start") == "plain")
-        #expect(ConsoleRoutes.readableTime("2026-12-06T21:00:34.891Z") == "2026-12-06 21:00:34")
+    }
+
+    @Test("times in the reader's zone, on one line; a zone name that is not one is UTC")
+    func readersZone() throws {
+        let instant = try Date.ISO8601FormatStyle(includingFractionalSeconds: true).parse("2026-12-06T21:00:34.891Z")
+        let utc = ConsoleClock(zone: ConsoleClock.utc, now: instant)
+        #expect(utc.shown(instant) == "2026-12-06 21:00:34")
+        #expect(utc.label == "UTC")
+        let paris = ConsoleClock(zone: try #require(ConsoleClock.zone(named: "Europe%2FParis")), now: instant)
+        #expect(paris.shown(instant) == "2026-12-06 22:00:34")
+        #expect(paris.label == "Europe/Paris")
+        #expect(paris.time("2026-12-06T21:00:34.891Z").description.contains(">2026-12-06 22:00:34</time>"))
+        #expect(paris.time("not a time").description == "<time>not a time</time>")
+        // Summer time is the zone's business, not ours.
+        let july = try Date.ISO8601FormatStyle().parse("2026-07-01T12:00:00Z")
+        #expect(paris.shown(july) == "2026-07-01 14:00:00")
+        for junk in ["", "Mars/Olympus_Mons", "../../etc/passwd", "Europe/Paris\"<script>", String(repeating: "A", count: 80)] {
+            #expect(ConsoleClock.zone(named: junk) == nil, "\(junk)")
+        }
+    }
+
+    @Test("a countdown is counted on the server (no raw timestamp before the script runs) and does not change the region's tag")
+    func countdownsAreCountedAlready() throws {
+        let now = try Date.ISO8601FormatStyle().parse("2026-12-06T21:00:00Z")
+        let clock = ConsoleClock(zone: ConsoleClock.utc, now: now)
+        #expect(clock.countdown(now.addingTimeInterval(125)).description.hasSuffix(">2m 05s</span>"))
+        #expect(clock.countdown(now.addingTimeInterval(7800)).description.hasSuffix(">2h 10m</span>"))
+        #expect(clock.countdown(now.addingTimeInterval(-5)).description.hasSuffix(">ended</span>"))
+        #expect(!clock.countdown(now.addingTimeInterval(60)).description.contains(">2026-"))
+        let later = ConsoleClock(zone: ConsoleClock.utc, now: now.addingTimeInterval(3))
+        let end = now.addingTimeInterval(600)
+        let a: HTML = "<p>grant</p>\(html: clock.countdown(end))<p>x</p>"
+        let b: HTML = "<p>grant</p>\(html: later.countdown(end))<p>x</p>"
+        #expect(a.description != b.description)
+        #expect(ConsoleRoutes.tag(a) == ConsoleRoutes.tag(b))
+        let other: HTML = "<p>grant</p>\(html: clock.countdown(end.addingTimeInterval(60)))<p>x</p>"
+        #expect(ConsoleRoutes.tag(a) != ConsoleRoutes.tag(other), "another end is another state")
     }
 
     @Test func pagesShowGrantsSessionsAuditAndThePolicyTester() async throws {
@@ -287,6 +323,19 @@ struct ConsoleTests {
             }
             #expect(audit.text.contains("<details><summary>"))
             #expect(audit.text.contains("<dt>role</dt><dd>dba</dd>"))
+            #expect(!grants.text.contains("\">20"), "the countdown is counted, not a raw timestamp: \(grants.text)")
+
+            // Once the browser has named its zone (the page's script sets the cookie), times are in it.
+            browser.cookies[ConsoleClock.cookie] = "Asia%2FTokyo"
+            let local = try await Self.request(client, browser, .get, "/console/audit?type=request.")
+            #expect(local.text.contains("<th>Time (Asia/Tokyo)</th>"), "\(local.text.prefix(300))")
+            let shown = try #require(local.text.components(separatedBy: "<time datetime=\"").dropFirst().first)
+            let exact = try Date.ISO8601FormatStyle(includingFractionalSeconds: true).parse(
+                String(shown.prefix { $0 != "\"" }))
+            let tokyo = ConsoleClock(zone: TimeZone(identifier: "Asia/Tokyo")!, now: exact)
+            #expect(shown.contains(">\(tokyo.shown(exact))</time>"), "\(shown.prefix(160))")
+            let sessions = try await Self.request(client, browser, .get, "/console/sessions")
+            #expect(sessions.status == .ok)
         }
     }
 }

@@ -52,7 +52,8 @@ struct ConsoleBrowserTests {
     @Test("sign in, approve a request, verify a held statement, terminate a session, read the audit trail")
     func consoleFlow() async throws {
         let gateway = try await Gateway.start(extraConfig: Self.config)
-        let browser = try await Browser.start()
+        // A browser in Tokyo: the console writes times in the browser's zone.
+        let browser = try await Browser.start(timeZone: "Asia/Tokyo")
         do {
             try await flow(gateway, browser)
         } catch {
@@ -155,6 +156,7 @@ struct ConsoleBrowserTests {
         // 5. The audit trail shows what happened, with the chain verified.
         try await browser.click("#nav-audit")
         try await browser.waitForText("chain intact")
+        try await browser.waitForText("Time (Asia/Tokyo)")
         for type in ["request.approved", "challenge.verified", "session.terminated", "login.success"] {
             try await browser.waitForText(type)
         }

@@ -20,13 +20,14 @@ final class Browser: @unchecked Sendable {
         self.session = session
     }
 
-    static func start() async throws -> Browser {
+    /// A browser whose clock is in `timeZone` (an IANA name; Chromium takes it from `TZ`).
+    static func start(timeZone: String = "UTC") async throws -> Browser {
         for path in [driverPath, chromiumPath] where !FileManager.default.isExecutableFile(atPath: path) {
             throw HarnessError(
                 "\(path) is missing: the console test needs Debian's chromium and chromium-driver (scripts/setup installs them)")
         }
         let port = try freePort()
-        let driver = try await Command.start(driverPath, ["--port=\(port)"])
+        let driver = try await Command.start(driverPath, ["--port=\(port)"], environment: ["TZ": timeZone])
         let base = "http://127.0.0.1:\(port)"
         var ready = false
         var problem = "no answer"

@@ -3,10 +3,18 @@
 enum ConsoleAssets {
     /// Keeps `[data-live]` regions current by polling their fragment URL every two seconds: a region is
     /// replaced only when its ETag changed, and left alone while someone is typing in it. Counts down
-    /// `[data-expires]` times.
+    /// `[data-expires]` times (the server has counted them already, `ConsoleClock`). Tells the server the
+    /// browser's time zone (the `gatehouse_zone` cookie), in which it then writes times.
     static let script = #"""
         "use strict";
         (function () {
+          try {
+            var zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+            var pair = "gatehouse_zone=" + encodeURIComponent(zone);
+            if (zone && document.cookie.split("; ").indexOf(pair) < 0) {
+              document.cookie = pair + "; path=/console; max-age=31536000; samesite=strict";
+            }
+          } catch (error) {}
           function refresh(region) {
             fetch(region.getAttribute("data-live"), { credentials: "same-origin", headers: { "Accept": "text/html" } })
               .then(function (response) {

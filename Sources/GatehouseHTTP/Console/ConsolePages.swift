@@ -10,10 +10,9 @@ extension ConsoleRoutes {
         "<input type=\"hidden\" name=\"csrf\" value=\"\(csrfToken(for: caller))\">"
     }
 
-    static func time(_ date: Date) -> String { Timestamp.format(date) }
-
-    static func countdown(_ date: Date) -> HTML {
-        "<span class=\"countdown\" data-expires=\"\(Timestamp.format(date))\">\(Timestamp.format(date))</span>"
+    /// The reader's clock: their zone, and now.
+    func clock(_ request: Request) -> ConsoleClock {
+        ConsoleClock(request: request, now: api.environment.identities.now())
     }
 
     // MARK: Inbox
@@ -21,6 +20,7 @@ extension ConsoleRoutes {
     /// What waits for me: my held statements (give a code), statements and requests I may approve,
     /// and my own requests still pending.
     @Sendable func inbox(_ caller: APIRoutes.Caller, _ request: Request) async throws -> HTML {
+        let clock = self.clock(request)
         let me = caller.user.name
         let challenges = await api.environment.stepUp?.challenges(for: me, groups: caller.user.groups) ?? []
         let mine = challenges.filter { $0.user == me && $0.kind == .stepUp }
@@ -41,7 +41,7 @@ extension ConsoleRoutes {
                     <div class="card challenge" id="challenge-\(challenge.id)">
                       <div><span class="badge step_up">step-up</span> on <b>\(challenge.connection)</b>, session \(challenge.session)</div>
                       <pre>\(challenge.statement)</pre>
-                      <div class="meta">\(challenge.reason) · expires in \(html: Self.countdown(challenge.expiresAt))</div>
+                      <div class="meta">\(challenge.reason) · expires in \(html: clock.countdown(challenge.expiresAt))</div>
                       <form class="inline" method="post" action="/console/challenges/\(challenge.id)/verify">\(html: hidden(caller))
                         <input name="code" id="code-\(challenge.id)" inputmode="numeric" autocomplete="one-time-code" placeholder="code from your authenticator" required>
                         <button type="submit" id="verify-\(challenge.id)">Verify and run</button></form>
@@ -60,7 +60,7 @@ extension ConsoleRoutes {
                     <div class="card challenge" id="challenge-\(challenge.id)">
                       <div><span class="badge approve">approval</span> <b>\(challenge.user)</b> on <b>\(challenge.connection)</b></div>
                       <pre>\(challenge.statement)</pre>
-                      <div class="meta">\(challenge.reason) · expires in \(html: Self.countdown(challenge.expiresAt))</div>
+                      <div class="meta">\(challenge.reason) · expires in \(html: clock.countdown(challenge.expiresAt))</div>
                       <form class="inline" method="post" action="/console/challenges/\(challenge.id)/approve">\(html: hidden(caller))\(html: code)
                         <button type="submit" id="approve-\(challenge.id)">Approve</button></form>
                       <form class="inline" method="post" action="/console/challenges/\(challenge.id)/deny">\(html: hidden(caller))
@@ -82,7 +82,7 @@ extension ConsoleRoutes {
                     """
                     <div class="card request" id="request-\(request.id)">
                       <div><b>\(request.requester)</b> asks for role <b>\(request.role)</b>\(request.connection.map { " on \($0)" } ?? "") for \(DurationText.format(request.duration))</div>
-                      <div class="meta">Reason: \(request.reason.isEmpty ? "none given" : request.reason) · approvals \(request.approvals.count) of \(needed) · asked \(Self.time(request.requestedAt))</div>
+                      <div class="meta">Reason: \(request.reason.isEmpty ? "none given" : request.reason) · approvals \(request.approvals.count) of \(needed) · asked \(html: clock.time(request.requestedAt)) (\(clock.label))</div>
                       <form class="inline" method="post" action="/console/requests/\(request.id)/approve">\(html: hidden(caller))\(html: code)
                         <button type="submit" id="approve-\(request.id)">Approve</button></form>
                       <form class="inline" method="post" action="/console/requests/\(request.id)/deny">\(html: hidden(caller))
@@ -108,6 +108,7 @@ extension ConsoleRoutes {
     // MARK: Grants
 
     @Sendable func grants(_ caller: APIRoutes.Caller, _ request: Request) async throws -> HTML {
+        let clock = self.clock(request)
         let live = try await api.activeGrants(for: caller)
         var rows: [HTML] = []
         for grant in live {
@@ -121,7 +122,7 @@ extension ConsoleRoutes {
                 """
                 <tr id="grant-\(grant.id)"><td>\(grant.id)</td><td>\(grant.requester)</td><td>\(grant.role)</td>
                 <td>\(grant.connection ?? "any")</td><td>\(grant.reason)</td><td>\(grant.breakGlass ? "break-glass" : grant.approvals.joined(separator: ", "))</td>
-                <td>\(html: grant.expiresAt.map(Self.countdown) ?? "")</td><td>\(html: revoke)</td></tr>
+                <td>\(html: grant.expiresAt.map(clock.countdown) ?? "")</td><td>\(html: revoke)</td></tr>
                 """)
         }
         let table: HTML =
@@ -155,6 +156,7 @@ extension ConsoleRoutes {
     // MARK: Sessions
 
     @Sendable func sessions(_ caller: APIRoutes.Caller, _ request: Request) async throws -> HTML {
+        let clock = self.clock(request)
         let list = api.visibleSessions(caller).sorted { $0.startedAt < $1.startedAt }
         guard !list.isEmpty else { return "<p class=\"empty\">No live session\(caller.user.seesAll ? "" : " of yours").</p>" }
         let rows = list.map { session -> HTML in
@@ -172,12 +174,12 @@ extension ConsoleRoutes {
                 """ : .empty
             return """
                 <tr id="session-\(session.id)" class="session"><td>\(session.id)</td><td>\(session.user)</td><td>\(session.connection)</td>
-                <td>\(session.source)</td><td>\(session.applicationName)</td><td>\(Self.time(session.startedAt))</td><td>\(session.tls ? "yes" : "no")</td>
+                <td>\(session.source)</td><td>\(session.applicationName)</td><td class="time">\(html: clock.time(session.startedAt))</td><td>\(session.tls ? "yes" : "no")</td>
                 <td>\(html: terminate)</td></tr>
                 """
         }
         return """
-            <table><thead><tr><th>Session</th><th>User</th><th>Connection</th><th>Source</th><th>Application</th><th>Started</th><th>TLS</th><th></th></tr></thead>
+            <table><thead><tr><th>Session</th><th>User</th><th>Connection</th><th>Source</th><th>Application</th><th>Started (\(clock.label))</th><th>TLS</th><th></th></tr></thead>
             <tbody>\(rows)</tbody></table>
             """
     }
@@ -185,6 +187,7 @@ extension ConsoleRoutes {
     // MARK: Audit
 
     @Sendable func audit(_ caller: APIRoutes.Caller, _ request: Request) async throws -> HTML {
+        let clock = self.clock(request)
         let parameters = request.uri.queryParameters
         var query: AuditQuery
         var problem: HTML = .empty
@@ -235,7 +238,7 @@ extension ConsoleRoutes {
                 ? .empty
                 : "<details><summary>\(headline.isEmpty ? "\(event.detail.count) details" : headline.truncated(to: 90))</summary><dl>\(html: items)</dl></details>"
             return """
-                <tr class="event \(outcome)" data-seq="\(event.seq)"><td>\(event.seq)</td><td class="time"><time datetime="\(event.time)">\(Self.readableTime(event.time))</time></td>
+                <tr class="event \(outcome)" data-seq="\(event.seq)"><td>\(event.seq)</td><td class="time">\(html: clock.time(event.time))</td>
                 <td><span class="badge \(outcome)">\(event.type)</span></td><td>\(event.actor ?? "")</td><td>\(event.connection ?? "")</td>
                 <td class="detail">\(html: detail)<div class="meta">\([event.session.map { "session \($0)" }, event.source.map { "from \($0)" }].compactMap { $0 }.joined(separator: " · "))</div></td></tr>
                 """
@@ -253,7 +256,7 @@ extension ConsoleRoutes {
             events.isEmpty
             ? "<p class=\"empty\">No event matches.</p>"
             : """
-            <table id="audit-table"><thead><tr><th>Seq</th><th>Time (UTC)</th><th>Event</th><th>Actor</th><th>Connection</th><th>What</th></tr></thead>
+            <table id="audit-table"><thead><tr><th>Seq</th><th>Time (\(clock.label))</th><th>Event</th><th>Actor</th><th>Connection</th><th>What</th></tr></thead>
             <tbody>\(rows)</tbody></table>
             """
         return chain + problem + filters + table + pager
@@ -273,12 +276,6 @@ extension ConsoleRoutes {
         default:
             return "plain"
         }
-    }
-
-    /// `2026-12-06T21:00:34.891Z` → `2026-12-06 21:00:34`, kept on one line.
-    static func readableTime(_ time: String) -> String {
-        let seconds = time.prefix(19)
-        return seconds.count == 19 ? seconds.replacingOccurrences(of: "T", with: " ") : time
     }
 
     // MARK: Policy

@@ -145,8 +145,18 @@ struct ConsoleRoutes: Sendable {
 
     /// A short digest of a fragment: the page's script replaces a region only when it changed, so
     /// what someone is about to click is not swapped under them for an identical copy.
+    /// Countdowns tick on the page itself, so their text is left out: a region is not replaced every
+    /// two seconds only because a second went by.
     static func tag(_ fragment: HTML) -> String {
-        Hex.encode(SHA256.hash(data: Data(fragment.description.utf8)).prefix(8))
+        let marker = "<span class=\"countdown\""
+        var parts = fragment.description.components(separatedBy: marker)
+        for index in parts.indices.dropFirst() {
+            let part = parts[index]
+            guard let open = part.range(of: "\">"), let close = part.range(of: "</span>", range: open.upperBound..<part.endIndex)
+            else { continue }
+            parts[index] = String(part[..<open.upperBound]) + String(part[close.lowerBound...])
+        }
+        return Hex.encode(SHA256.hash(data: Data(parts.joined(separator: marker).utf8)).prefix(8))
     }
 
     // MARK: Sign-in
