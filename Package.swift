@@ -203,7 +203,7 @@ let package = Package(
         .testTarget(
             name: "PostgresWireTests",
             dependencies: [
-                "PostgresWire",
+                "PostgresWire", "GatehouseTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOTestUtils", package: "swift-nio"),
@@ -213,7 +213,7 @@ let package = Package(
             name: "GatehouseProxyTests",
             dependencies: [
                 "GatehouseProxy", "GatehouseSessions", "PostgresWire", "GatehouseAuth", "GatehouseCore", "GatehouseConfig",
-                "GatehouseConfigYAML", "GatehousePolicy", "GatehouseStore",
+                "GatehouseConfigYAML", "GatehousePolicy", "GatehouseStore", "GatehouseTestSupport",
                 "SQLInspection",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),

@@ -14,7 +14,7 @@ import SQLInspection
 /// the actions it returns (I/O, backpressure, writes); `SessionLifecycle` runs the asynchronous steps
 /// around the session. It decides nothing itself.
 ///
-/// It splits the client's bytes into frames itself (`FrontendDecoder` through NIO's single-step
+/// Its startup steps are in ClientConnectionHandler+Startup.swift. It splits the client's bytes into frames itself (`FrontendDecoder` through NIO's single-step
 /// processor, as postgres-nio's channel handler does): no decoder handler in front of it, no boxing of
 /// every frame on its way down the pipeline.
 ///
@@ -24,16 +24,16 @@ final class ClientConnectionHandler: ChannelDuplexHandler, SessionEvents {
     typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
-    private let session: SessionLifecycle
+    let session: SessionLifecycle
     private let worldSource: WorldSource
-    private var machine: SessionStateMachine
+    var machine: SessionStateMachine
     private let decoder: NIOSingleStepByteToMessageProcessor<FrontendDecoder>
     /// Set once the client's input could not be decoded: nothing after it is read.
     private var inputRefused = false
     private var context: ChannelHandlerContext?
-    private var upstream: UpstreamHandler?
+    var upstream: UpstreamHandler?
     private var pendingRead = false
-    private var timeout: Scheduled<Void>?
+    var timeout: Scheduled<Void>?
     /// Whether this loop has acted on a termination requested from another thread.
     private var terminationSeen = false
     /// Server frames of the current read, gathered into one write (one pass through the pipeline).
@@ -48,8 +48,8 @@ final class ClientConnectionHandler: ChannelDuplexHandler, SessionEvents {
             FrontendDecoder(maxMessageLength: environment.config.limits.maxMessageBytes))
     }
 
-    private var environment: ProxyEnvironment { session.environment }
-    private var logger: Logger { session.logger }
+    var environment: ProxyEnvironment { session.environment }
+    var logger: Logger { session.logger }
 
     // MARK: Channel events
 
@@ -193,7 +193,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler, SessionEvents {
         }
     }
 
-    private func perform(_ action: SessionStateMachine.Action) {
+    func perform(_ action: SessionStateMachine.Action) {
         guard let context else { return }
         switch action {
         case .none:
@@ -215,7 +215,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler, SessionEvents {
             context.flush()
             session.hold(challenge, events: self)
         case .inspect(let sql):
-            inspect(sql, context: context)
+            session.inspect(sql, with: worldSource.guardrails) { self.run(self.machine.inspected($0, world: self.world)) }
         case .cancelChallenge(let id, let reason):
             session.cancelChallenge(id: id, reason: reason)
         case .rememberDevice:
@@ -237,104 +237,9 @@ final class ClientConnectionHandler: ChannelDuplexHandler, SessionEvents {
         }
     }
 
-    private func performStartup(_ step: ClientStateMachine.Action, context: ChannelHandlerContext) {
-        switch step {
-        case .startTLS:
-            startTLS(context: context)
-        case .refuseEncryption:
-            context.writeAndFlush(wrapOutboundOut(ByteBuffer(integer: UInt8(ascii: "N"))), promise: nil)
-        case .negotiateProtocol(let newestMinor, let unsupported):
-            let frame = NegotiateProtocolVersion(newestMinor: newestMinor, unsupportedOptions: unsupported).frame
-            context.write(wrapOutboundOut(frame.bytes), promise: nil)
-            performStartup(.requestPassword, context: context)
-        case .requestPassword:
-            context.writeAndFlush(wrapOutboundOut(AuthenticationMessage.cleartextPassword.frame.bytes), promise: nil)
-        case .verifyToken(let request, let token):
-            session.verify(request, token: token) { refusal in
-                if let refusal {
-                    self.perform(self.machine.authenticationFailed(refusal))
-                } else {
-                    self.perform(self.machine.tokenVerified())
-                }
-            }
-        case .connectUpstream:
-            openSession()
-        case .forwardCancel(let key):
-            session.forwardCancel(key)
-            context.close(promise: nil)
-        case .completeStartup, .fatal, .close, .none:
-            // The session machine answers these itself (`SessionStateMachine.startup`).
-            break
-        }
-    }
-
     /// What the judge reads of the world now.
     private func world() -> StatementJudge.World {
         worldSource.world(user: session.client?.user.name, connection: session.client?.connection.name)
-    }
-
-    private func startTLS(context: ChannelHandlerContext) {
-        guard let tls = environment.clientTLS else {
-            context.writeAndFlush(wrapOutboundOut(ByteBuffer(integer: UInt8(ascii: "N"))), promise: nil)
-            return
-        }
-        context.writeAndFlush(wrapOutboundOut(ByteBuffer(integer: UInt8(ascii: "S"))), promise: nil)
-        do {
-            try context.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls), position: .first)
-            session.tls = true
-        } catch {
-            context.close(promise: nil)
-        }
-    }
-
-    private func openSession() {
-        session.open(events: self) { upstream in
-            self.upstream = upstream
-            if case .closed = self.machine.state { upstream.close() }
-        } abandoned: {
-            guard case .closed = self.machine.state else { return false }
-            self.upstream?.close()
-            return true
-        } then: { opened in
-            switch opened {
-            case .ready(let startup, let judge, let marker, let tokenRevoked):
-                self.perform(self.machine.upstreamReady(startup, judge: judge, marker: marker, tokenRevoked: tokenRevoked))
-            case .notRecorded:
-                self.perform(self.machine.startNotRecorded())
-            case .unavailable(let message):
-                self.perform(self.machine.upstreamFailed(message))
-            }
-        }
-    }
-
-    private func completeStartup(_ startup: UpstreamStartup, context: ChannelHandlerContext) {
-        guard let key = session.gatewayKey else { return }
-        timeout?.cancel()
-        context.write(wrapOutboundOut(AuthenticationMessage.ok.frame.bytes), promise: nil)
-        for frame in startup.parameterFrames { context.write(wrapOutboundOut(frame.bytes), promise: nil) }
-        context.write(
-            wrapOutboundOut(BackendKeyData(processID: key.processID, secretKey: key.secretKey).frame.bytes), promise: nil)
-        context.writeAndFlush(wrapOutboundOut(startup.readyFrame.bytes), promise: nil)
-        let client = session.client
-        logger.info(
-            "session started", metadata: ["user": "\(client?.user.name ?? "")", "connection": "\(client?.connection.name ?? "")"])
-        upstream?.link(self)
-        resumeReading()
-    }
-
-    /// Inspects a long statement text on the blocking-work pool, then judges it back on this loop.
-    private func inspect(_ sql: String, context: ChannelHandlerContext) {
-        let guardrails = worldSource.guardrails
-        NIOThreadPool.singleton.runIfActive(eventLoop: context.eventLoop) { guardrails.inspect(sql) }
-            .assumeIsolated().whenComplete { result in
-                let inspection =
-                    (try? result.get())
-                    ?? Inspection(
-                        statements: [],
-                        parseError: ParseError(
-                            message: "the gateway is stopping", position: 0, sqlState: ParseError.internalError))
-                self.run(self.machine.inspected(inspection, world: self.world))
-            }
     }
 
     /// Writes what was gathered from the server, keeping order with the gateway's own messages.

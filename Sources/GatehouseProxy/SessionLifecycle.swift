@@ -241,6 +241,21 @@ final class SessionLifecycle {
         }
     }
 
+    /// Inspects a long statement text on NIO's blocking-work pool (threads with a large stack), so the
+    /// loop's other sessions go on meanwhile; the inspection comes back on this loop. A gateway that is
+    /// stopping answers with an internal parse error, and the statement is refused.
+    func inspect(_ sql: String, with guardrails: Guardrails, then: @escaping (Inspection) -> Void) {
+        NIOThreadPool.singleton.runIfActive(eventLoop: eventLoop) { guardrails.inspect(sql) }
+            .assumeIsolated().whenComplete { result in
+                then(
+                    (try? result.get())
+                        ?? Inspection(
+                            statements: [],
+                            parseError: ParseError(
+                                message: "the gateway is stopping", position: 0, sqlState: ParseError.internalError)))
+            }
+    }
+
     func cancelChallenge(id: String, reason: String) {
         if let stepUp = environment.stepUp { Task { await stepUp.cancel(id: id, reason: reason) } }
     }

@@ -286,6 +286,8 @@ struct SessionStateMachine: Sendable {
     /// The server closed the connection.
     mutating func upstreamClosed() -> Action {
         guard state == .live, live?.closing == false else { return .none }
+        // Nothing more goes either way: what the client sent in the same read is not forwarded.
+        live!.closing = true
         endReason = endReason ?? "upstream server closed the connection"
         return .close
     }

@@ -1,3 +1,4 @@
+import GatehouseTestSupport
 import NIOCore
 import PostgresWire
 import Testing
