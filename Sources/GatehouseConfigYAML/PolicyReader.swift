@@ -132,7 +132,7 @@ extension Reader {
                 "not_countries", "applications", "during", "outside", "session_age", "idle", "new_device", "kinds", "objects",
                 "tables", "tables_read", "tables_written", "not_tables_written", "writes", "no_where", "functions",
                 "multi_statement",
-                "unparsable", "dynamic", "copy_program",
+                "unparsable", "dynamic", "copy_program", "admin_functions", "file_access", "user_functions", "settings",
             ])
         {
             switch key {
@@ -192,6 +192,10 @@ extension Reader {
             case "multi_statement": match.multiStatement = try bool(value, "match.multi_statement")
             case "unparsable": match.unparsable = try bool(value, "match.unparsable")
             case "dynamic": match.dynamic = try bool(value, "match.dynamic")
+            case "admin_functions": match.adminFunctions = try bool(value, "match.admin_functions")
+            case "file_access": match.fileAccess = try bool(value, "match.file_access")
+            case "user_functions": match.userFunctions = try bool(value, "match.user_functions")
+            case "settings": match.settings = try strings(value, "match.settings").map { Glob($0.lowercased()) }
             default: match.copyProgram = try bool(value, "match.copy_program")
             }
         }

@@ -365,7 +365,7 @@ extension RuleMatch {
             // Unparsable text: only rules without statement conditions (besides `unparsable`) apply.
             return kinds == nil && objectTypes == nil && tables == nil && tablesRead == nil && tablesWritten == nil
                 && notTablesWritten == nil && writes == nil && wherelessWrite == nil && functions == nil && dynamic == nil
-                && copyProgram == nil
+                && copyProgram == nil && adminFunctions == nil && fileAccess == nil && userFunctions == nil && settings == nil
         }
         if let kinds, kinds.isDisjoint(with: facts.kinds) { return false }
         if let objectTypes, objectTypes.isDisjoint(with: facts.objectTypes) { return false }
@@ -409,6 +409,16 @@ extension RuleMatch {
         }
         if let dynamic, dynamic != facts.dynamic { return false }
         if let copyProgram, copyProgram != facts.copyProgram { return false }
+        if let adminFunctions, adminFunctions != !facts.adminFunctions.isEmpty { return false }
+        if let fileAccess, fileAccess != facts.fileAccess { return false }
+        if let userFunctions, userFunctions != !facts.userFunctions.isEmpty { return false }
+        if let settings {
+            let hit = facts.settings.contains { change in
+                guard let name = change.name else { return true }
+                return settings.contains { $0.matches(name) }
+            }
+            if !hit { return false }
+        }
         return true
     }
 

@@ -139,6 +139,16 @@ public struct RuleMatch: Sendable, Equatable {
     public var unparsable: Bool?
     public var dynamic: Bool?
     public var copyProgram: Bool?
+    /// Calls a built-in function that signals or administers the server, or that only superusers and
+    /// predefined roles may run.
+    public var adminFunctions: Bool?
+    /// Reads or writes files on the database server (COPY to or from a file, file functions).
+    public var fileAccess: Bool?
+    /// Calls a function that is not built in: its effect cannot be known from the text.
+    public var userFunctions: Bool?
+    /// Changes a setting whose name matches (SET, RESET, set_config); a setting computed when the
+    /// statement runs matches every pattern.
+    public var settings: [Glob]?
 
     public init() {}
 

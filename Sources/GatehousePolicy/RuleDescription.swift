@@ -51,6 +51,10 @@ extension RuleMatch {
         flag("unparsable", unparsable)
         flag("dynamic SQL", dynamic)
         flag("COPY to or from a program", copyProgram)
+        flag("administers the server", adminFunctions)
+        flag("server files", fileAccess)
+        flag("user functions", userFunctions)
+        add("settings", settings?.map(\.pattern))
         return lines
     }
 }

@@ -23,6 +23,17 @@ public enum Inspector {
         "dblink_fetch", "dblink_close", "crosstab", "crosstab2", "crosstab3", "crosstab4", "connectby", "xpath_table",
     ]
 
+    /// Settings that turn off triggers, logging or auditing (or corrupt-data safety): changing one is a
+    /// write whatever the value. A setting computed when the statement runs (nil) may be any of them.
+    static func isGuardSetting(_ name: String?) -> Bool {
+        guard let name else { return true }
+        return name.hasPrefix("log_") || name.hasPrefix("pgaudit.")
+            || [
+                "session_replication_role", "zero_damaged_pages", "ignore_checksum_failure", "allow_system_table_mods",
+                "ignore_system_indexes", "ignore_invalid_pages",
+            ].contains(name)
+    }
+
     static func trimmed(_ bytes: ArraySlice<UInt8>) -> String {
         var slice = bytes
         while let first = slice.first, first == 0x20 || (0x09...0x0D).contains(first) { slice.removeFirst() }
@@ -115,6 +126,13 @@ public enum Inspector {
                 facts.copyProgram = walker.copyProgram
                 facts.dynamic = walker.dynamic
                 facts.preparedName = walker.preparedName
+                facts.writeEffects = walker.writeEffects
+                if walker.settings.contains(where: { $0.kind != .reset && Inspector.isGuardSetting($0.name) }) {
+                    facts.writeEffects.insert(.setting)
+                }
+                facts.adminFunctions = walker.adminFunctions
+                facts.fileAccess = walker.fileAccess
+                facts.userFunctions = walker.userFunctions
                 result.append(facts)
             }
             if failed {
@@ -168,6 +186,10 @@ struct Walker {
     var copyProgram = false
     var dynamic = false
     var preparedName: String?
+    var writeEffects: Set<WriteEffect> = []
+    var adminFunctions: Set<String> = []
+    var fileAccess = false
+    var userFunctions: Set<String> = []
 
     /// CTE names visible at the current point, innermost scope last.
     private var cteScopes: [Set<String>] = []
@@ -187,6 +209,11 @@ struct Walker {
         if planOnly && kind != .explain { return }
         if primary == nil { primary = kind }
         kinds.insert(kind)
+    }
+
+    /// A write effect, unless the statement is only planned (EXPLAIN without ANALYZE).
+    private mutating func effect(_ effect: WriteEffect) {
+        if !planOnly { writeEffects.insert(effect) }
     }
 
     private mutating func node(_ index: Int?, write: Bool) {
@@ -264,6 +291,7 @@ struct Walker {
         case "SelectStmt":
             // Nested SELECTs (subqueries, VALUES lists, INSERT ... SELECT) only read: their tables say so.
             if depth == 1 { add(.select) }
+            if tape.member(f, "lockingClause") != nil { effect(.rowLock) }
             if let into = tape.member(f, "intoClause") {
                 add(.create)
                 objectTypes.insert("table")
@@ -298,7 +326,13 @@ struct Walker {
         case "CopyStmt":
             let from = (tape.bool(tape.member(f, "is_from")) ?? false)
             add(from ? .copyFrom : .copyTo)
-            if (tape.bool(tape.member(f, "is_program")) ?? false) { copyProgram = true }
+            if (tape.bool(tape.member(f, "is_program")) ?? false) {
+                copyProgram = true
+            } else if tape.member(f, "filename") != nil {
+                // A file on the server (not the client's STDIN or STDOUT).
+                fileAccess = true
+                if !from { effect(.serverFile) }
+            }
             node(tape.member(f, "relation"), write: from)
             children(f, skipping: ["relation"])
         case "ExplainStmt":
@@ -347,6 +381,12 @@ struct Walker {
             add(.cursor)
         case "TransactionStmt":
             add(.transaction)
+            if let kind = tape.member(f, "kind"),
+                tape.equals(kind, "TRANS_STMT_PREPARE") || tape.equals(kind, "TRANS_STMT_COMMIT_PREPARED")
+                    || tape.equals(kind, "TRANS_STMT_ROLLBACK_PREPARED")
+            {
+                effect(.twoPhase)
+            }
         case "VariableSetStmt":
             let name = (tape.string(tape.member(f, "name")) ?? "").lowercased()
             let kind = tape.member(f, "kind")
@@ -371,6 +411,7 @@ struct Walker {
             add(.notify)
         case "LockStmt":
             add(.lock)
+            effect(.tableLock)
             node(tape.member(f, "relations"), write: false)
         case "VacuumStmt":
             add((tape.bool(tape.member(f, "is_vacuumcmd")) ?? false) ? .vacuum : .analyze)
@@ -379,6 +420,7 @@ struct Walker {
             add(.load)
         case "CheckPointStmt":
             add(.utility)
+            effect(.checkpoint)
         case "GrantStmt":
             add((tape.bool(tape.member(f, "is_grant")) ?? false) ? .grant : .revoke)
             objectTypes.insert(objectType(tape.member(f, "objtype")) ?? "object")
@@ -521,13 +563,33 @@ struct Walker {
             let bare = name.split(separator: ".").last.map(String.init) ?? name
             if Inspector.dynamicSQLFunctions.contains(bare) { dynamic = true }
             if bare == "set_config" { setConfig(f) }
+            builtin(name, bare: bare)
         }
         children(f, skipping: ["funcname"])
+    }
+
+    /// What the catalogue says of a function called: built in (unqualified, or in pg_catalog) or the user's.
+    private mutating func builtin(_ name: String, bare: String) {
+        let schema = name.split(separator: ".").dropLast().last
+        guard schema == nil || schema == "pg_catalog", let function = FunctionCatalogue.lookup(bare) else {
+            userFunctions.insert(name)
+            return
+        }
+        if function.effects.contains(.write) || function.effects.contains(.admin) { effect(.function) }
+        if function.effects.contains(.admin) || function.restricted { adminFunctions.insert(bare) }
+        if function.effects.contains(.fileAccess) { fileAccess = true }
+        if function.effects.contains(.dynamic) { dynamic = true }
     }
 
     private mutating func attributes(_ names: [String]) {
         for name in names {
             let lowered = name.lowercased()
+            // Maybe a call of a built-in function: what it would do counts (a column of that name too).
+            if let function = FunctionCatalogue.lookup(lowered),
+                !function.effects.isEmpty || function.restricted
+            {
+                builtin(lowered, bare: lowered)
+            }
             attributeCalls.insert(lowered)
             if Inspector.dynamicSQLFunctions.contains(lowered) { dynamic = true }
         }

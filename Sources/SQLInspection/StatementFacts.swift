@@ -70,6 +70,17 @@ public struct StatementFacts: Sendable, Hashable, Codable {
     /// The effect cannot be known from the text: DO blocks, EXECUTE of a prepared statement not seen in
     /// this session, functions that run SQL given as a string.
     public var dynamic = false
+    /// Why the statement counts as a write beyond its kind and the tables it writes: what PostgreSQL
+    /// refuses in a read-only transaction, and what it lets through there that a read-only person must
+    /// not do.
+    public var writeEffects: Set<WriteEffect> = []
+    /// Built-in functions called that signal or administer the server, or that only superusers and
+    /// members of a predefined role may run (FunctionCatalogue).
+    public var adminFunctions: Set<String> = []
+    /// Files on the database server are read or written: COPY to or from a file, file functions.
+    public var fileAccess = false
+    /// Functions called that are not built in (as written): what they do cannot be known from the text.
+    public var userFunctions: Set<String> = []
     /// For PREPARE, EXECUTE and DEALLOCATE: the prepared statement's name (nil for DEALLOCATE ALL).
     public var preparedName: String?
     /// Normalised fingerprint (constants and layout do not change it), from libpg_query.
@@ -92,10 +103,14 @@ public struct StatementFacts: Sendable, Hashable, Codable {
         case wherelessWrite = "whereless_write"
         case copyProgram = "copy_program"
         case preparedName = "prepared_name"
+        case writeEffects = "write_effects"
+        case adminFunctions = "admin_functions"
+        case fileAccess = "file_access"
+        case userFunctions = "user_functions"
     }
 
     /// Whether anything in the statement writes.
-    public var isWrite: Bool { kinds.contains { $0.isWrite } || !tablesWritten.isEmpty }
+    public var isWrite: Bool { kinds.contains { $0.isWrite } || !tablesWritten.isEmpty || !writeEffects.isEmpty }
 
     /// A one-line summary for audit events and notices.
     public var summary: String {
@@ -107,9 +122,31 @@ public struct StatementFacts: Sendable, Hashable, Codable {
         if !settings.isEmpty { parts.append("settings=" + settings.map(\.summary).joined(separator: ",")) }
         if wherelessWrite { parts.append("no-where") }
         if copyProgram { parts.append("program") }
+        if !writeEffects.isEmpty { parts.append("effects=" + writeEffects.map(\.rawValue).sorted().joined(separator: ",")) }
+        if !adminFunctions.isEmpty { parts.append("admin=" + adminFunctions.sorted().joined(separator: ",")) }
+        if fileAccess { parts.append("server-files") }
+        if !userFunctions.isEmpty { parts.append("user-functions=" + userFunctions.sorted().joined(separator: ",")) }
         if dynamic { parts.append("dynamic") }
         return parts.joined(separator: " ")
     }
+}
+
+/// A reason a statement writes that its kind does not give.
+public enum WriteEffect: String, Sendable, Hashable, Codable, CaseIterable {
+    /// SELECT ... FOR UPDATE / NO KEY UPDATE / SHARE / KEY SHARE: row locks (refused read-only).
+    case rowLock = "row_lock"
+    /// LOCK TABLE: an explicit table lock, which blocks other sessions.
+    case tableLock = "table_lock"
+    /// PREPARE TRANSACTION, COMMIT PREPARED, ROLLBACK PREPARED: a transaction that outlives the session.
+    case twoPhase = "two_phase"
+    /// CHECKPOINT: server administration.
+    case checkpoint
+    /// COPY ... TO a file: a file written on the database server.
+    case serverFile = "server_file"
+    /// A built-in function that writes or administers (nextval, lo_put, pg_advisory_lock, pg_switch_wal, ...).
+    case function
+    /// A setting that turns off triggers, logging or auditing, or one computed when the statement runs.
+    case setting
 }
 
 /// A change of a server setting that a statement makes.

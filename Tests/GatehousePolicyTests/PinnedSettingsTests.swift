@@ -64,7 +64,7 @@ struct PinnedSettingsTests {
     func attributeNotation(sql: String) {
         let decision = decide(starter, sql)
         #expect(decision.action == .deny, "\(sql)")
-        #expect(decision.decidingRules.map(\.name) == ["no-dangerous-functions"], "\(decision.reason)")
+        #expect(decision.decidingRules.map(\.name).contains("no-dangerous-functions"), "\(decision.reason)")
     }
 
     @Test("an EXECUTE is judged by its own arguments as well as by what it runs")
