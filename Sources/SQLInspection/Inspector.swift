@@ -563,14 +563,16 @@ struct Walker {
             let bare = name.split(separator: ".").last.map(String.init) ?? name
             if Inspector.dynamicSQLFunctions.contains(bare) { dynamic = true }
             if bare == "set_config" { setConfig(f) }
-            builtin(name, bare: bare)
+            // The catalogue is asked with the name as the server reads it: a quoted "Lower" is not lower.
+            if let exact = strings(tape.member(f, "funcname")), let last = exact.last {
+                builtin(exact.joined(separator: "."), bare: last, schema: exact.count > 1 ? exact[exact.count - 2] : nil)
+            }
         }
         children(f, skipping: ["funcname"])
     }
 
     /// What the catalogue says of a function called: built in (unqualified, or in pg_catalog) or the user's.
-    private mutating func builtin(_ name: String, bare: String) {
-        let schema = name.split(separator: ".").dropLast().last
+    private mutating func builtin(_ name: String, bare: String, schema: String?) {
         guard schema == nil || schema == "pg_catalog", let function = FunctionCatalogue.lookup(bare) else {
             userFunctions.insert(name)
             return
@@ -585,10 +587,8 @@ struct Walker {
         for name in names {
             let lowered = name.lowercased()
             // Maybe a call of a built-in function: what it would do counts (a column of that name too).
-            if let function = FunctionCatalogue.lookup(lowered),
-                !function.effects.isEmpty || function.restricted
-            {
-                builtin(lowered, bare: lowered)
+            if let function = FunctionCatalogue.lookup(name), !function.effects.isEmpty || function.restricted {
+                builtin(name, bare: name, schema: nil)
             }
             attributeCalls.insert(lowered)
             if Inspector.dynamicSQLFunctions.contains(lowered) { dynamic = true }

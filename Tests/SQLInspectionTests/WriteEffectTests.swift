@@ -81,6 +81,10 @@ struct WriteEffectTests {
         let user = try Self.facts("SELECT cleanup_old_orders(), app.f(1), pg_catalog.lower('A'), public.lower('A')")
         #expect(user.userFunctions == ["cleanup_old_orders", "app.f", "public.lower"], "\(user.summary)")
         #expect(try Self.facts("SELECT query_to_xml('delete from t', true, false, '')").dynamic)
+        // Names as the server reads them: a quoted "Lower" is somebody's function, not lower().
+        let quoted = try Self.facts("SELECT \"Lower\"('x'), \"NEXTVAL\"('s'), \"lower\"('y')")
+        #expect(quoted.userFunctions == ["Lower", "NEXTVAL"], "\(quoted.summary)")
+        #expect(!quoted.writeEffects.contains(.function), "\(quoted.summary)")
     }
 
     @Test("the catalogue knows PostgreSQL's functions by name")
