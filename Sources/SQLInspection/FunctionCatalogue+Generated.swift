@@ -410,6 +410,10 @@ extension FunctionCatalogue {
         xpath xpath_exists
         """
 
+    /// Every operator name in pg_catalog, one space between (an operator runs a function too).
+    static let builtinOperatorNames =
+        "!! !~ !~* !~~ !~~* # ## #- #> #>> % & && &< &<| &> * *< *<= *<> *= *> *>= + - -> ->> -|- / < <-> << <<= <<| <= <> <@ <^ = > >= >> >>= >^ ? ?# ?& ?- ?-| ?| ?|| @ @-@ @> @? @@ @@@ ^ ^@ | |&> |/ |>> || ||/ ~ ~* ~<=~ ~<~ ~= ~>=~ ~>~ ~~ ~~*"
+
     /// The volatile and the restricted ones: volatility, restriction, reviewed effects.
     static let classified: [String: BuiltinFunction] = [
         "RI_FKey_cascade_del": BuiltinFunction(.volatile, restricted: false, []),

@@ -15,6 +15,11 @@ public enum FunctionCatalogue {
     /// Whether the review gave `name` its effects (every volatile or restricted function must have them).
     public static func isClassified(_ name: String) -> Bool { classified[name] != nil }
 
+    /// Whether `symbol` names an operator of pg_catalog.
+    public static func isBuiltinOperator(_ symbol: String) -> Bool { builtinOperators.contains(symbol) }
+
+    public static let builtinOperators: Set<String> = Set(builtinOperatorNames.split(separator: " ").map(String.init))
+
     /// Every function name in pg_catalog.
     public static let builtins: Set<String> = Set(builtinNames.split(separator: " ").map(String.init))
 }

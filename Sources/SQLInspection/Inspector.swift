@@ -238,6 +238,9 @@ struct Walker {
                     table(body, write: write)
                 } else if tape.equals(first, "FuncCall") {
                     functionCall(body)
+                } else if tape.equals(first, "A_Expr") {
+                    operatorCall(body)
+                    children(body, write: write)
                 } else if tape.equals(first, "A_Indirection") {
                     // `(x).f`: PostgreSQL calls `f(x)` when x has no field f.
                     if let indirection = tape.member(body, "indirection") { attributes(strings(indirection) ?? []) }
@@ -581,6 +584,15 @@ struct Walker {
         if function.effects.contains(.admin) || function.restricted { adminFunctions.insert(bare) }
         if function.effects.contains(.fileAccess) { fileAccess = true }
         if function.effects.contains(.dynamic) { dynamic = true }
+    }
+
+    /// An operator runs a function as well: one that is not built in is the user's.
+    private mutating func operatorCall(_ f: Int) {
+        guard let parts = strings(tape.member(f, "name")), let symbol = parts.last else { return }
+        let schema = parts.count > 1 ? parts[parts.count - 2] : nil
+        if (schema != nil && schema != "pg_catalog") || !FunctionCatalogue.isBuiltinOperator(symbol) {
+            userFunctions.insert("operator " + parts.joined(separator: "."))
+        }
     }
 
     private mutating func attributes(_ names: [String]) {

@@ -45,6 +45,14 @@ struct ReadOnlyAgreementTests {
         for name in FunctionCatalogue.builtins.subtracting(serverNames) {
             problems.append("\(name): in the table, not built into the server")
         }
+        let operators = try await cluster.must(
+            "SELECT DISTINCT oprname FROM pg_operator WHERE oprnamespace = 'pg_catalog'::regnamespace")
+        let serverOperators = Set(operators.split(separator: "\n").map(String.init))
+        if serverOperators != FunctionCatalogue.builtinOperators {
+            problems.append(
+                "operators: the server has \(serverOperators.subtracting(FunctionCatalogue.builtinOperators).sorted()), "
+                    + "the table \(FunctionCatalogue.builtinOperators.subtracting(serverOperators).sorted()) besides")
+        }
         #expect(serverNames.count > 2000, "\(serverNames.count) functions read")
         #expect(problems.isEmpty, "\(problems.count) differences:\n\(problems.prefix(40).joined(separator: "\n"))")
     }
@@ -150,6 +158,10 @@ struct ReadOnlyAgreementTests {
         #expect(run.stdout.contains("still here"), "\(run)")
         let denials = run.stderr.components(separatedBy: "developers read only").count - 1
         #expect(denials == statements.count, "\(denials) of \(statements.count) denied:\n\(run.stderr)")
+        // A setting in the startup packet is judged as the SET it is.
+        let options = try await gateway.psql(
+            password: token, environment: ["PGOPTIONS": "-c session_replication_role=replica"], ["-c", "select 1"])
+        #expect(options.status != 0 && options.stderr.contains("developers read only"), "\(options)")
         // The database afterwards: nothing of it happened.
         #expect(try await gateway.cluster.must("SELECT v FROM \(table)") == "x\n")
         #expect(try await gateway.cluster.must("SELECT last_value FROM \(table)_seq") == "1\n")

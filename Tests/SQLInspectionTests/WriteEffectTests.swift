@@ -85,6 +85,10 @@ struct WriteEffectTests {
         let quoted = try Self.facts("SELECT \"Lower\"('x'), \"NEXTVAL\"('s'), \"lower\"('y')")
         #expect(quoted.userFunctions == ["Lower", "NEXTVAL"], "\(quoted.summary)")
         #expect(!quoted.writeEffects.contains(.function), "\(quoted.summary)")
+        // An operator runs a function too.
+        let operators = try Self.facts(
+            "SELECT 1 + 2, 'a' || 'b', 3 === 4, 5 OPERATOR(app.<~~>) 6, 7 OPERATOR(pg_catalog.+) 8 WHERE 1 IN (1)")
+        #expect(operators.userFunctions == ["operator ===", "operator app.<~~>"], "\(operators.summary)")
     }
 
     @Test("the catalogue knows PostgreSQL's functions by name")
