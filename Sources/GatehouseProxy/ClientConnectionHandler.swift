@@ -85,7 +85,9 @@ final class ClientConnectionHandler: ChannelDuplexHandler, SessionEvents {
         case .frame(let frame):
             if !terminationSeen, let reason = session.ending?.requested { terminate(reason: reason) }
             // Only a statement text is judged: the clock is read for those alone.
-            let judged = frame.type == FrontendMessageType.query || frame.type == FrontendMessageType.parse
+            let judged =
+                frame.type == FrontendMessageType.query || frame.type == FrontendMessageType.parse
+                || frame.type == FrontendMessageType.execute
             let began = judged ? DispatchTime.now().uptimeNanoseconds : 0
             let action = machine.clientFrame(frame, world: world)
             if judged, case .journal = action {
@@ -137,7 +139,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler, SessionEvents {
         case .toClient(let frame):
             if toClient == nil { toClient = frame.bytes } else { toClient!.writeImmutableBuffer(frame.bytes) }
         case .end(let message):
-            logger.warning("ending session: a pinned setting changed", metadata: ["reason": "\(message.fields.message ?? "")"])
+            logger.warning("ending session", metadata: ["reason": "\(message.fields.message ?? "")"])
             sendFatal(message)
             upstream?.close()
         case .drop:

@@ -47,6 +47,10 @@ public enum ClientMessage: Error, Sendable, Equatable {
     case unrecorded
     case unreadableText(String)
     case functionCallRefused
+    /// An Execute of a portal the gateway cannot tie to a statement it judged.
+    case refusedExecution(String)
+    /// What the server answers no longer fits what the gateway sent: it cannot say what a name runs.
+    case namespaceLost(String)
 
     // MARK: A statement held (NOTICE)
 
@@ -70,7 +74,7 @@ public enum ClientMessage: Error, Sendable, Equatable {
 
     public var severity: String {
         switch self {
-        case .refused, .unparsable, .holdEnded, .unrecorded, .unreadableText, .functionCallRefused: "ERROR"
+        case .refused, .unparsable, .holdEnded, .unrecorded, .unreadableText, .functionCallRefused, .refusedExecution: "ERROR"
         case .holding: "NOTICE"
         default: "FATAL"
         }
@@ -191,6 +195,17 @@ public enum ClientMessage: Error, Sendable, Equatable {
                 Code.insufficientPrivilege,
                 "Gatehouse does not pass the FunctionCall protocol message: call the function with SQL",
                 nil, "use SELECT function_name(...) so the statement can be checked"
+            )
+        case .refusedExecution(let reason):
+            return (
+                Code.insufficientPrivilege, "Gatehouse refused this Execute: \(reason)", nil,
+                "Parse and Bind the statement in this session through the gateway, then Execute it"
+            )
+        case .namespaceLost(let what):
+            return (
+                Code.protocolViolation,
+                "Gatehouse ended the session: it lost track of the session's prepared statements (\(what))", nil,
+                "reconnect; if this repeats, report the client and the statements it sent"
             )
         case .holding(let challenge):
             return Self.holdNotice(challenge)

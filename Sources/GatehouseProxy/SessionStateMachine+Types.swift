@@ -9,6 +9,8 @@ extension SessionStateMachine {
     struct Live: Sendable {
         var statementGuard: StatementGuard
         var judge: StatementJudge
+        /// What the session's statement and portal names stand for on the server.
+        var tracker: StatementTracker
         /// A long statement text being inspected off the event loop.
         var inspecting: (frame: PostgresFrame, sql: String)?
         /// The statement being recorded: its verdict is carried out once its record is journaled.
@@ -22,24 +24,50 @@ extension SessionStateMachine {
 
         /// A statement is held or being recorded: what the client sends waits.
         var isWaiting: Bool { held != nil || recording != nil || inspecting != nil }
+
+        /// Sends `frame` to the server, the tracker following (`entry`: the judged text of a Parse or
+        /// Query; `refusal`: the frame is a marker, answered with this).
+        mutating func send(
+            _ frame: PostgresFrame, entry: StatementTracker.Entry? = nil, refusal: ErrorNoticeFields? = nil
+        )
+            -> Action
+        {
+            tracker.sent(frame, entry: entry, refusal: refusal)
+            return .forward(frame)
+        }
+
+        /// What EXECUTE and FETCH in SQL sent now may run.
+        var prepared: PreparedStatements.Lookup {
+            let tracker = tracker
+            return PreparedStatements.Lookup(
+                statement: { name in tracker.statementCandidates(Array(name.utf8))?.compactMap(\.inspection.statements.first) },
+                cursor: { name in tracker.portalCandidates(Array(name.utf8))?.compactMap(\.inspection.statements.first) })
+        }
+
+        /// The tracker's entry for a statement text judged now, as it will run.
+        func entry(_ sql: String, parsed: Inspection) -> StatementTracker.Entry {
+            StatementTracker.Entry(id: judge.lastNumber, sql: sql, inspection: parsed, cycle: tracker.cycle)
+        }
     }
 
     struct Pending: Sendable {
         var frame: PostgresFrame
         var outcome: Outcome
+        /// For a statement text: what the tracker keeps of it once sent.
+        var entry: StatementTracker.Entry?
 
         enum Outcome: Sendable {
             /// Judged: carry out the judgement's verdict.
             case judged(StatementJudge.Judgement)
-            /// Refused before any judgement: send the marker frame in its place.
-            case unjudged(PostgresFrame)
+            /// Refused before any judgement: send the marker frame in its place, answered with `refusal`.
+            case unjudged(PostgresFrame, refusal: ErrorNoticeFields)
         }
     }
 
     struct Held: Sendable {
         var frame: PostgresFrame
         var challenge: Challenge
-        var inspection: Inspection
+        var entry: StatementTracker.Entry?
     }
 
     enum Action: Sendable, Equatable {
@@ -85,7 +113,7 @@ extension SessionStateMachine {
     /// What to do with one frame of the server.
     enum UpstreamAction: Sendable, Equatable {
         case toClient(PostgresFrame)
-        /// The session cannot go on (a pinned setting changed): FATAL, and close both ends.
+        /// The session cannot go on (a pinned setting changed, the namespace is lost): FATAL, and close both ends.
         case end(ClientMessage)
         case drop
     }

@@ -94,7 +94,7 @@ struct SessionStateMachine: Sendable {
             return refuseStart(.upstreamPinViolation(violation))
         }
         _ = self.startup.upstreamReady()
-        live = Live(statementGuard: StatementGuard(marker: marker), judge: judge)
+        live = Live(statementGuard: StatementGuard(marker: marker), judge: judge, tracker: StatementTracker(marker: marker))
         state = .live
         return .completeStartup(startup)
     }
@@ -157,9 +157,7 @@ struct SessionStateMachine: Sendable {
     /// The long statement text being inspected was inspected: it is judged now.
     mutating func inspected(_ inspection: Inspection, world: () -> StatementJudge.World) -> [Action] {
         guard state == .live, live?.closing == false, let (frame, sql) = live!.inspecting.take() else { return [] }
-        let judgement = live!.judge.judge(sql, inspection: inspection, in: world())
-        live!.recording = Pending(frame: frame, outcome: .judged(judgement))
-        return [.journal(judgement.record, action: judgement.decision.action, usedGrants: judgement.decision.usedGrants)]
+        return [Self.judge(frame, sql: sql, inspection: inspection, into: &live!, world: world())]
     }
 
     /// The journal took (or could not take) the record of the statement being recorded.
@@ -167,20 +165,19 @@ struct SessionStateMachine: Sendable {
         guard state == .live, live?.closing == false, let pending = live!.recording.take() else { return [] }
         var actions: [Action] = []
         switch pending.outcome {
-        case .unjudged(let replacement):
-            actions.append(.forward(replacement))
+        case .unjudged(let replacement, let refusal):
+            actions.append(live!.send(replacement, refusal: refusal))
         case .judged(let judgement):
             var verdict = judgement.verdict
             // Nothing runs unaudited; a refusal is refused whether or not its record was kept.
             if !journaled, judgement.decision.action != .deny { verdict = .refuse(.unrecorded) }
             switch verdict {
             case .proceed:
-                live!.judge.ran(judgement.inspection)
-                actions.append(.forward(live!.statementGuard.decided(pending.frame, .proceed)))
+                actions.append(live!.send(pending.frame, entry: pending.entry))
             case .refuse(let message):
-                actions.append(.forward(live!.statementGuard.decided(pending.frame, .refuse(message.fields))))
+                actions.append(Self.refuse(pending.frame, message.fields, into: &live!))
             case .hold(let challenge):
-                live!.held = Held(frame: pending.frame, challenge: challenge, inspection: judgement.inspection)
+                live!.held = Held(frame: pending.frame, challenge: challenge, entry: pending.entry)
                 return [.hold(challenge)]
             }
         }
@@ -208,10 +205,9 @@ struct SessionStateMachine: Sendable {
                     actions.append(.rememberDevice)
                 }
             }
-            live!.judge.ran(held.inspection)
-            actions.append(.forward(live!.statementGuard.decided(held.frame, .proceed)))
+            actions.append(live!.send(held.frame, entry: held.entry))
         } else {
-            actions.append(.forward(live!.statementGuard.decided(held.frame, .refuse(ClientMessage.holdEnded(challenge).fields))))
+            actions.append(Self.refuse(held.frame, ClientMessage.holdEnded(challenge).fields, into: &live!))
         }
         actions += Self.drain(&live!, world: world)
         if case .fatal(let message)? = actions.last {
@@ -219,6 +215,11 @@ struct SessionStateMachine: Sendable {
             endReason = endReason ?? message.fields.message
         }
         return actions
+    }
+
+    /// Sends the refusal marker in place of `frame`; the client reads `refusal` where the server rejects it.
+    private static func refuse(_ frame: PostgresFrame, _ refusal: ErrorNoticeFields, into live: inout Live) -> Action {
+        live.send(live.statementGuard.decided(frame, .refuse(refusal)), refusal: refusal)
     }
 
     /// The client sent a CancelRequest for this session: a held statement is the gateway's to cancel.
@@ -250,22 +251,38 @@ struct SessionStateMachine: Sendable {
     private static func take(_ frame: PostgresFrame, into live: inout Live, world: () -> StatementJudge.World) -> Action {
         switch live.statementGuard.arrived(frame) {
         case .forward:
-            return .forward(frame)
+            return live.send(frame)
         case .protocolViolation(let reason):
             return .fatal(.protocolViolation(reason))
-        case .refuseUnjudged(let replacement, let reason, let what):
-            live.recording = Pending(frame: frame, outcome: .unjudged(replacement))
-            return .journal(live.judge.unjudgedRecord(reason: reason, what: what), action: .deny, usedGrants: [])
+        case .refuseUnjudged(let replacement, let refusal, let what):
+            live.recording = Pending(frame: frame, outcome: .unjudged(replacement, refusal: refusal))
+            return .journal(
+                live.judge.unjudgedRecord(reason: refusal.message ?? "", what: what), action: .deny, usedGrants: [])
+        case .execute(let portal):
+            // The server skips it (an earlier message of its cycle fails), or it is the first run of a text
+            // judged moments ago in this cycle: that decision is this run's.
+            if live.tracker.cycleDoomed || live.tracker.isFirstRunOfThisCycle(portal) { return live.send(frame) }
+            let judgement = live.judge.judgeExecution(
+                portal: portal, candidates: live.tracker.portalCandidates(portal), in: world(), prepared: live.prepared)
+            live.recording = Pending(frame: frame, outcome: .judged(judgement))
+            return .journal(judgement.record, action: judgement.decision.action, usedGrants: judgement.decision.usedGrants)
         case .statement(let sql) where sql.utf8.count > Inspector.inlineTextBytes:
             // Parsing it may take a while: the event loop serves its other sessions meanwhile.
             live.inspecting = (frame, sql)
             return .inspect(sql)
         case .statement(let sql):
             let world = world()
-            let judgement = live.judge.judge(sql, inspection: world.inspect(sql), in: world)
-            live.recording = Pending(frame: frame, outcome: .judged(judgement))
-            return .journal(judgement.record, action: judgement.decision.action, usedGrants: judgement.decision.usedGrants)
+            return judge(frame, sql: sql, inspection: world.inspect(sql), into: &live, world: world)
         }
+    }
+
+    /// Judges a statement text (a Query or a Parse) and asks for its record.
+    private static func judge(
+        _ frame: PostgresFrame, sql: String, inspection: Inspection, into live: inout Live, world: StatementJudge.World
+    ) -> Action {
+        let judgement = live.judge.judge(sql, inspection: inspection, in: world, prepared: live.prepared)
+        live.recording = Pending(frame: frame, outcome: .judged(judgement), entry: live.entry(sql, parsed: inspection))
+        return .journal(judgement.record, action: judgement.decision.action, usedGrants: judgement.decision.usedGrants)
     }
 
     // MARK: The server
@@ -279,8 +296,16 @@ struct SessionStateMachine: Sendable {
             endReason = endReason ?? "pinned setting changed: \(violation)"
             return .end(.pinnedSettingChanged(violation))
         }
-        let forwarded = live!.statementGuard.upstream(frame)
-        return .toClient(forwarded)
+        switch live!.tracker.received(frame.type, frame.body) {
+        case .pass:
+            return .toClient(frame)
+        case .replace(let refusal):
+            return .toClient(refusal.errorFrame)
+        case .lost(let what):
+            live!.closing = true
+            endReason = endReason ?? "lost track of the server's prepared statements: \(what)"
+            return .end(.namespaceLost(what))
+        }
     }
 
     /// The server closed the connection.

@@ -55,7 +55,9 @@ struct StatementJudge: Sendable {
     }
 
     var session: Session
-    private(set) var prepared = PreparedStatements()
+    /// The number of the last statement text judged in this session: an execution's record names the
+    /// number of the text it runs.
+    private(set) var lastNumber = 0
     /// Where this session's unqualified table names may resolve.
     private(set) var searchPath = SearchPath()
     private(set) var lastActivity: Date
@@ -89,11 +91,53 @@ struct StatementJudge: Sendable {
     }
 
     /// Judges one statement text (inspected by the caller: `inspection` is what the parser made of `sql`).
-    mutating func judge(_ sql: String, inspection parsed: Inspection, in world: World) -> Judgement {
-        let inspection = prepared.resolve(parsed)
-        let context = self.context(in: world)
+    /// `prepared` says what the session's prepared statements and cursors are, for EXECUTE and FETCH.
+    mutating func judge(
+        _ sql: String, inspection parsed: Inspection, in world: World, prepared: PreparedStatements.Lookup = .none
+    ) -> Judgement {
+        let inspection = PreparedStatements.resolve(parsed, lookup: prepared)
         // Widened before the decision: a refused SET never ran, but counting it costs nothing.
         searchPath.widen(by: inspection)
+        lastNumber += 1
+        var judgement = decide(inspection, sql: sql, in: world)
+        judgement.record.detail["statement_number"] = String(lastNumber)
+        return judgement
+    }
+
+    /// Judges one execution of a statement judged earlier (an Execute of a portal), against the world of
+    /// this moment: the time, the session's age and idleness, the grants and step-up freshness now.
+    /// `candidates` are what the portal may stand for (nil: nothing the gateway judged); the strictest of
+    /// their decisions is the execution's.
+    mutating func judgeExecution(
+        portal: [UInt8], candidates: [StatementTracker.Entry]?, in world: World,
+        prepared: PreparedStatements.Lookup = .none
+    ) -> Judgement {
+        let name = portal.isEmpty ? "the unnamed portal" : "portal \"\(String(decoding: portal, as: UTF8.self))\""
+        guard let candidates, !candidates.isEmpty else {
+            let reason =
+                "\(name) is not bound to a statement the gateway judged in this session, so what it runs cannot be checked"
+            lastActivity = world.now
+            var record = unjudgedRecord(reason: reason, what: "(Execute of \(name))")
+            record.detail["portal"] = String(decoding: portal, as: UTF8.self)
+            return Judgement(
+                verdict: .refuse(.refusedExecution(reason)), decision: .refusal(reason),
+                inspection: Inspection(statements: []), record: record)
+        }
+        var strictest: Judgement?
+        for entry in candidates {
+            let inspection = PreparedStatements.resolve(entry.inspection, lookup: prepared)
+            let judgement = decide(inspection, sql: entry.sql, in: world)
+            if strictest.map({ judgement.decision.action > $0.decision.action }) ?? true { strictest = judgement }
+        }
+        var judgement = strictest!
+        judgement.record.detail["execution_of"] = candidates.map { String($0.id) }.joined(separator: ",")
+        judgement.record.detail["portal"] = String(decoding: portal, as: UTF8.self)
+        return judgement
+    }
+
+    /// The decision on a resolved inspection in the world of this moment, its record, and its verdict.
+    private mutating func decide(_ inspection: Inspection, sql: String, in world: World) -> Judgement {
+        let context = self.context(in: world)
         lastActivity = world.now
         let policy = world.policy
         if sessionRules?.policy != ObjectIdentifier(policy) { sessionRules = policy.sessionRules(for: context) }
@@ -139,12 +183,6 @@ struct StatementJudge: Sendable {
             verdict = .refuse(inspection.parseError.map { .unparsable(decision, $0) } ?? .refused(decision))
         }
         return Judgement(verdict: verdict, decision: decision, inspection: inspection, record: record)
-    }
-
-    /// A judged statement is on its way to the server (allowed, or released from its hold): what it
-    /// prepares or deallocates is remembered for later EXECUTEs.
-    mutating func ran(_ inspection: Inspection) {
-        prepared.record(inspection)
     }
 
     /// The user proved their second factor for a held statement.

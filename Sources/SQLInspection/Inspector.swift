@@ -126,6 +126,8 @@ public enum Inspector {
                 facts.copyProgram = walker.copyProgram
                 facts.dynamic = walker.dynamic
                 facts.preparedName = walker.preparedName
+                facts.cursorName = walker.cursor?.name
+                facts.cursorUse = walker.cursor?.use
                 facts.writeEffects = walker.writeEffects
                 if walker.settings.contains(where: { $0.kind != .reset && Inspector.isGuardSetting($0.name) }) {
                     facts.writeEffects.insert(.setting)
@@ -186,6 +188,7 @@ struct Walker {
     var copyProgram = false
     var dynamic = false
     var preparedName: String?
+    var cursor: (name: String?, use: CursorUse)?
     var writeEffects: Set<WriteEffect> = []
     var adminFunctions: Set<String> = []
     var fileAccess = false
@@ -379,9 +382,14 @@ struct Walker {
             if depth == 1 { preparedName = tape.string(tape.member(f, "name")) }
         case "DeclareCursorStmt":
             add(.cursor)
+            if depth == 1 { cursor = (tape.string(tape.member(f, "portalname")), .declare) }
             node(tape.member(f, "query"), write: false)
-        case "FetchStmt", "ClosePortalStmt":
+        case "FetchStmt":
             add(.cursor)
+            if depth == 1 { cursor = (tape.string(tape.member(f, "portalname")), .fetch) }
+        case "ClosePortalStmt":
+            add(.cursor)
+            if depth == 1 { cursor = (tape.string(tape.member(f, "portalname")), .close) }
         case "TransactionStmt":
             add(.transaction)
             if let kind = tape.member(f, "kind"),

@@ -83,6 +83,9 @@ public struct StatementFacts: Sendable, Hashable, Codable {
     public var userFunctions: Set<String> = []
     /// For PREPARE, EXECUTE and DEALLOCATE: the prepared statement's name (nil for DEALLOCATE ALL).
     public var preparedName: String?
+    /// For DECLARE, FETCH, MOVE and CLOSE: the cursor's name (nil for CLOSE ALL), and which of them.
+    public var cursorName: String?
+    public var cursorUse: CursorUse?
     /// Normalised fingerprint (constants and layout do not change it), from libpg_query.
     public var fingerprint: String
 
@@ -103,6 +106,8 @@ public struct StatementFacts: Sendable, Hashable, Codable {
         case wherelessWrite = "whereless_write"
         case copyProgram = "copy_program"
         case preparedName = "prepared_name"
+        case cursorName = "cursor_name"
+        case cursorUse = "cursor_use"
         case writeEffects = "write_effects"
         case adminFunctions = "admin_functions"
         case fileAccess = "file_access"
@@ -129,6 +134,15 @@ public struct StatementFacts: Sendable, Hashable, Codable {
         if dynamic { parts.append("dynamic") }
         return parts.joined(separator: " ")
     }
+}
+
+/// What a cursor statement does with its cursor.
+public enum CursorUse: String, Sendable, Hashable, Codable {
+    /// DECLARE: the cursor's query is judged now and runs as it is fetched.
+    case declare
+    /// FETCH or MOVE: runs the cursor's query on.
+    case fetch
+    case close
 }
 
 /// A reason a statement writes that its kind does not give.

@@ -220,10 +220,11 @@ struct StatementJudgeTests {
         let harmless = "prepare q as select 1"
         let allowed = judge.judge(harmless, inspection: Inspector.inspect(harmless), in: Bench.world())
         #expect(allowed.verdict == .proceed)
-        judge.ran(allowed.inspection)
-        let execute = judge.judge("execute q", inspection: Inspector.inspect("execute q"), in: Bench.world())
+        let q = allowed.inspection.statements[0]
+        let prepared = PreparedStatements.Lookup(statement: { $0 == "q" ? [q] : nil })
+        let execute = judge.judge("execute q", inspection: Inspector.inspect("execute q"), in: Bench.world(), prepared: prepared)
         #expect(execute.verdict == .proceed, "EXECUTE of a remembered harmless statement runs")
-        let unknown = judge.judge("execute p", inspection: Inspector.inspect("execute p"), in: Bench.world())
+        let unknown = judge.judge("execute p", inspection: Inspector.inspect("execute p"), in: Bench.world(), prepared: prepared)
         #expect(unknown.verdict != .proceed, "EXECUTE of a statement never prepared here is unclassified")
     }
 
@@ -284,31 +285,47 @@ struct StatementGuardTests {
     let marker = "gatehouse_refused_guard"
 
     @Test func aRefusedQueryIsReplacedByTheMarkerAndTheServersErrorByTheRefusal() throws {
-        var guardian = StatementGuard(marker: marker)
+        let guardian = StatementGuard(marker: marker)
+        var tracker = StatementTracker(marker: marker)
         let frame = Bench.query("drop table t")
         #expect(guardian.arrived(frame) == .statement("drop table t"))
         let refusal = ErrorNoticeFields(severity: "ERROR", sqlState: "42501", message: "denied")
         let sent = guardian.decided(frame, .refuse(refusal))
         #expect(try QueryMessage.decode(sent.body).sql == marker)
-        #expect(guardian.hasPendingRefusals)
+        tracker.sent(sent, refusal: refusal)
+        #expect(tracker.hasPendingRefusals)
         let serverError = ErrorNoticeFields(
             severity: "ERROR", sqlState: "42601", message: "syntax error at or near \"\(marker)\"")
-        #expect(guardian.upstream(serverError.errorFrame) == refusal.errorFrame)
-        _ = guardian.upstream(Bench.frame(MessageType.readyForQuery, [UInt8(ascii: "I")]))
-        #expect(!guardian.hasPendingRefusals)
+        #expect(tracker.received(MessageType.errorResponse, serverError.errorFrame.body) == .replace(refusal))
+        #expect(tracker.received(MessageType.readyForQuery, ByteBuffer(bytes: [UInt8(ascii: "I")])) == .pass)
+        #expect(!tracker.hasPendingRefusals)
     }
 
     @Test func aServerErrorThatIsNotTheMarkersPassesUnchanged() {
-        var guardian = StatementGuard(marker: marker)
+        let guardian = StatementGuard(marker: marker)
+        var tracker = StatementTracker(marker: marker)
         let frame = Bench.query("drop table t")
-        _ = guardian.arrived(frame)
-        _ = guardian.decided(frame, .refuse(ErrorNoticeFields(severity: "ERROR", sqlState: "42501", message: "denied")))
+        let refusal = ErrorNoticeFields(severity: "ERROR", sqlState: "42501", message: "denied")
+        tracker.sent(guardian.decided(frame, .refuse(refusal)), refusal: refusal)
         let other = ErrorNoticeFields(severity: "ERROR", sqlState: "23505", message: "duplicate key").errorFrame
-        #expect(guardian.upstream(other) == other)
+        #expect(tracker.received(other.type, other.body) == .pass)
+    }
+
+    @Test func aRefusedExecuteIsANamedParseTheServerRejects() throws {
+        let guardian = StatementGuard(marker: marker)
+        let execute = Bench.frame(FrontendMessageType.execute, [0x70, 0, 0, 0, 0, 0])
+        #expect(guardian.arrived(execute) == .execute(portal: [0x70]))
+        let sent = guardian.decided(execute, .refuse(ErrorNoticeFields(severity: "ERROR", sqlState: "42501", message: "no")))
+        let parse = try ParseMessage.decode(sent.body)
+        #expect(parse.name == marker, "not the unnamed statement, which a failed Parse of it would drop")
+        #expect(parse.sql == marker)
+        #expect(
+            guardian.arrived(Bench.frame(FrontendMessageType.execute, [0x70, 0, 0]))
+                == .protocolViolation("malformed Execute message"))
     }
 
     @Test func aRefusedParseKeepsItsStatementName() throws {
-        var guardian = StatementGuard(marker: marker)
+        let guardian = StatementGuard(marker: marker)
         let frame = Bench.parse("drop table t", name: "s7")
         #expect(guardian.arrived(frame) == .statement("drop table t"))
         let sent = guardian.decided(frame, .refuse(ErrorNoticeFields(severity: "ERROR", sqlState: "42501", message: "no")))
@@ -318,7 +335,7 @@ struct StatementGuardTests {
     }
 
     @Test func textThatIsNotUTF8AndFunctionCallsAreRefusedUnjudged() {
-        var guardian = StatementGuard(marker: marker)
+        let guardian = StatementGuard(marker: marker)
         var body = ByteBuffer(bytes: [0x73, 0x65, 0xFF, 0x00])
         guard
             case .refuseUnjudged(let replacement, _, let what) = guardian.arrived(
@@ -342,7 +359,7 @@ struct StatementGuardTests {
     }
 
     @Test func messagesOfNoSessionEndIt() {
-        var guardian = StatementGuard(marker: marker)
+        let guardian = StatementGuard(marker: marker)
         #expect(
             guardian.arrived(Bench.frame(UInt8(ascii: "p"), [0]))
                 == .protocolViolation("unexpected message type 'p' in a session"))
@@ -350,18 +367,21 @@ struct StatementGuardTests {
     }
 
     @Test func aRefusalInAnExtendedBatchIsAnsweredOnceAndForgottenAtReadyForQuery() {
-        var guardian = StatementGuard(marker: marker)
+        let guardian = StatementGuard(marker: marker)
+        var tracker = StatementTracker(marker: marker)
         let parse = Bench.parse("drop table t")
-        _ = guardian.arrived(parse)
         let refusal = ErrorNoticeFields(severity: "ERROR", sqlState: "42501", message: "denied")
-        _ = guardian.decided(parse, .refuse(refusal))
-        #expect(guardian.arrived(Bench.frame(FrontendMessageType.bind, [0, 0, 0, 0, 0, 0, 0])) == .forward)
-        #expect(guardian.arrived(Bench.frame(FrontendMessageType.sync)) == .forward)
+        tracker.sent(guardian.decided(parse, .refuse(refusal)), refusal: refusal)
+        #expect(tracker.cycleDoomed, "the server skips the rest of the cycle")
+        tracker.sent(Bench.frame(FrontendMessageType.bind, [0, 0, 0, 0, 0, 0, 0]))
+        tracker.sent(Bench.frame(FrontendMessageType.sync))
+        #expect(!tracker.cycleDoomed)
         let serverError = ErrorNoticeFields(severity: "ERROR", sqlState: "42601", message: "at \"\(marker)\"").errorFrame
-        #expect(guardian.upstream(serverError) == refusal.errorFrame)
-        #expect(guardian.upstream(serverError) == serverError, "one refusal answers one error")
-        _ = guardian.upstream(Bench.frame(MessageType.readyForQuery, [UInt8(ascii: "I")]))
-        #expect(!guardian.hasPendingRefusals)
+        #expect(tracker.received(serverError.type, serverError.body) == .replace(refusal))
+        #expect(tracker.received(serverError.type, serverError.body) == .pass, "one refusal answers one error")
+        #expect(tracker.received(MessageType.readyForQuery, ByteBuffer(bytes: [UInt8(ascii: "I")])) == .pass)
+        #expect(!tracker.hasPendingRefusals)
+        #expect(tracker.pending.isEmpty)
     }
 
     @Test func aServerReportingAnotherEncodingBreaksThePins() {

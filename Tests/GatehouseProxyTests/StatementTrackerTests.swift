@@ -1,0 +1,370 @@
+import Foundation
+import GatehouseCore
+import GatehousePolicy
+import NIOCore
+import PostgresWire
+import SQLInspection
+import Testing
+
+@testable import GatehouseProxy
+
+/// Frames of the extended protocol, both ways, for tests of the tracker and the machine.
+enum Wire {
+    static func cString(_ text: String) -> [UInt8] { Array(text.utf8) + [0] }
+
+    static func bind(_ portal: String = "", _ statement: String = "") -> PostgresFrame {
+        Bench.frame(FrontendMessageType.bind, cString(portal) + cString(statement) + [0, 0, 0, 0, 0, 0])
+    }
+
+    static func execute(_ portal: String = "") -> PostgresFrame {
+        Bench.frame(FrontendMessageType.execute, cString(portal) + [0, 0, 0, 0])
+    }
+
+    static func close(statement name: String) -> PostgresFrame {
+        Bench.frame(FrontendMessageType.close, [UInt8(ascii: "S")] + cString(name))
+    }
+
+    static func close(portal name: String) -> PostgresFrame {
+        Bench.frame(FrontendMessageType.close, [UInt8(ascii: "P")] + cString(name))
+    }
+
+    static let describe = Bench.frame(FrontendMessageType.describe, [UInt8(ascii: "P"), 0])
+    static let sync = Bench.frame(FrontendMessageType.sync)
+    static let flush = Bench.frame(FrontendMessageType.flush)
+    static let copyData = Bench.frame(FrontendMessageType.copyData, [0x31, 0x0A])
+    static let copyDone = Bench.frame(FrontendMessageType.copyDone)
+
+    // The server's side.
+    static let parseComplete = Bench.frame(UInt8(ascii: "1"))
+    static let bindComplete = Bench.frame(UInt8(ascii: "2"))
+    static let closeComplete = Bench.frame(UInt8(ascii: "3"))
+    static let noData = Bench.frame(UInt8(ascii: "n"))
+    static let copyInResponse = Bench.frame(UInt8(ascii: "G"), [0, 0, 0])
+    static let portalSuspended = Bench.frame(UInt8(ascii: "s"))
+
+    static func complete(_ tag: String) -> PostgresFrame { Bench.frame(UInt8(ascii: "C"), cString(tag)) }
+
+    static func ready(_ status: Character = "I") -> PostgresFrame {
+        Bench.frame(MessageType.readyForQuery, [status.asciiValue!])
+    }
+
+    static func error(_ message: String = "duplicate prepared statement") -> PostgresFrame {
+        ErrorNoticeFields(severity: "ERROR", sqlState: "42P05", message: message).errorFrame
+    }
+}
+
+@Suite("The statement tracker: the server's namespace as the server's answers shape it")
+struct StatementTrackerTests {
+    static let marker = "gatehouse_refused_tracker"
+
+    static func entry(_ id: Int, _ sql: String, cycle: Int = 0) -> StatementTracker.Entry {
+        StatementTracker.Entry(id: id, sql: sql, inspection: Inspector.inspect(sql), cycle: cycle)
+    }
+
+    /// Sends frames (a Parse or Query with its entry) and answers with server frames; every answer must fit.
+    struct Run {
+        var tracker = StatementTracker(marker: StatementTrackerTests.marker)
+
+        mutating func send(_ frames: PostgresFrame...) {
+            for frame in frames { tracker.sent(frame) }
+        }
+
+        mutating func send(_ frame: PostgresFrame, _ entry: StatementTracker.Entry) {
+            tracker.sent(frame, entry: entry)
+        }
+
+        mutating func answer(_ frames: PostgresFrame..., sourceLocation: SourceLocation = #_sourceLocation) {
+            for frame in frames {
+                let answer = tracker.received(frame.type, frame.body)
+                #expect(answer == .pass, "the server's \(frame.typeName) must fit", sourceLocation: sourceLocation)
+            }
+        }
+
+        func statement(_ name: String) -> [String]? { tracker.statementCandidates(Array(name.utf8))?.map(\.sql) }
+        func portal(_ name: String) -> [String]? { tracker.portalCandidates(Array(name.utf8))?.map(\.sql) }
+    }
+
+    @Test func aParseTheServerRefusesNeverReplacesTheStatementThatStays() {
+        var run = Run()
+        run.send(Bench.parse("delete from t", name: "s"), Self.entry(1, "delete from t"))
+        run.send(Wire.sync)
+        run.answer(Wire.parseComplete, Wire.ready())
+        #expect(run.statement("s") == ["delete from t"])
+        // The same name again: the server says 42P05 and keeps the DELETE.
+        run.send(Bench.parse("select 1", name: "s"), Self.entry(2, "select 1", cycle: 1))
+        run.send(Wire.sync)
+        #expect(run.statement("s") == ["delete from t", "select 1"], "until the server answers, both are candidates")
+        run.answer(Wire.error(), Wire.ready())
+        #expect(run.statement("s") == ["delete from t"])
+        run.send(Wire.bind("p", "s"))
+        #expect(run.portal("p") == ["delete from t"], "a Bind of this cycle is the portal's only candidate")
+    }
+
+    @Test func withinACycleTheLatestParseIsTheOnlyCandidate() {
+        var run = Run()
+        run.send(Bench.parse("delete from t"), Self.entry(1, "delete from t"))
+        run.send(Wire.sync)
+        run.answer(Wire.parseComplete, Wire.ready())
+        run.send(Bench.parse("select 1"), Self.entry(2, "select 1", cycle: 1))
+        run.send(Wire.bind())
+        // If the Parse fails the server skips the Bind and the Execute: only the new text can run.
+        #expect(run.portal("") == ["select 1"])
+        #expect(run.tracker.isFirstRunOfThisCycle([]))
+        run.send(Wire.execute())
+        #expect(!run.tracker.isFirstRunOfThisCycle([]), "a second Execute in the cycle is judged again")
+    }
+
+    @Test func aCloseSkippedAfterAnErrorKeepsTheStatement() {
+        var run = Run()
+        run.send(Bench.parse("delete from t", name: "s"), Self.entry(1, "delete from t"))
+        run.send(Wire.sync)
+        run.answer(Wire.parseComplete, Wire.ready())
+        // A Bind to a statement that does not exist fails; the Close after it is skipped.
+        run.send(Wire.bind("", "nope"), Wire.close(statement: "s"), Wire.sync)
+        run.answer(Wire.error("prepared statement \"nope\" does not exist"), Wire.ready())
+        #expect(run.statement("s") == ["delete from t"])
+        #expect(run.tracker.pending.isEmpty)
+        run.send(Wire.close(statement: "s"), Wire.sync)
+        run.answer(Wire.closeComplete, Wire.ready())
+        #expect(run.statement("s") == nil)
+    }
+
+    @Test func messagesSentAfterAnErrorUpToTheSyncAreSkipped() {
+        var run = Run()
+        run.send(Bench.parse("select 1", name: "s"), Self.entry(1, "select 1"))
+        run.answer(Wire.error())
+        #expect(run.tracker.cycleDoomed)
+        run.send(Wire.bind("", "s"), Wire.execute())
+        run.send(Wire.sync)
+        #expect(!run.tracker.cycleDoomed)
+        run.answer(Wire.ready())
+        #expect(run.tracker.pending.isEmpty)
+    }
+
+    @Test func theUnnamedStatementIsDroppedByAFailedUnnamedParseAndBySimpleQueries() {
+        var run = Run()
+        run.send(Bench.parse("delete from t"), Self.entry(1, "delete from t"))
+        run.send(Wire.sync)
+        run.answer(Wire.parseComplete, Wire.ready())
+        run.send(Bench.parse("selec 1"), Self.entry(2, "selec 1", cycle: 1))
+        run.send(Wire.sync)
+        run.answer(Wire.error("syntax error"), Wire.ready())
+        #expect(run.statement("") == nil, "the server dropped the old unnamed statement before parsing")
+        run.send(Bench.parse("delete from t"), Self.entry(3, "delete from t", cycle: 2))
+        run.send(Wire.sync)
+        run.answer(Wire.parseComplete, Wire.ready())
+        run.send(Bench.query("select 1"), Self.entry(4, "select 1", cycle: 3))
+        run.answer(Bench.frame(UInt8(ascii: "T"), [0, 0]), Wire.complete("SELECT 1"), Wire.ready())
+        #expect(run.statement("") == nil)
+    }
+
+    @Test func portalsEndWithTheirTransaction() {
+        var run = Run()
+        run.send(Bench.query("begin"), Self.entry(1, "begin"))
+        run.answer(Wire.complete("BEGIN"), Wire.ready("T"))
+        run.send(Bench.parse("select 1"), Self.entry(2, "select 1", cycle: 1))
+        run.send(Wire.bind("p"), Wire.sync)
+        run.answer(Wire.parseComplete, Wire.bindComplete, Wire.ready("T"))
+        #expect(run.portal("p") == ["select 1"], "a portal outlives Sync inside a transaction")
+        run.send(Bench.query("commit"), Self.entry(3, "commit", cycle: 2))
+        run.answer(Wire.complete("COMMIT"), Wire.ready("I"))
+        #expect(run.portal("p") == nil)
+    }
+
+    @Test func sqlPrepareDeallocateAndDeclareShareTheNamespace() {
+        var run = Run()
+        run.send(
+            Bench.query("prepare a as select 1; prepare a as delete from t"),
+            Self.entry(1, "prepare a as select 1; prepare a as delete from t"))
+        #expect(run.statement("a") == ["prepare a as select 1", "prepare a as delete from t"])
+        // The second PREPARE fails: only the first completed.
+        run.answer(Wire.complete("PREPARE"), Wire.error(), Wire.ready())
+        #expect(run.statement("a") == ["prepare a as select 1"])
+        run.send(Bench.query("deallocate all"), Self.entry(2, "deallocate all", cycle: 1))
+        run.answer(Wire.complete("DEALLOCATE ALL"), Wire.ready())
+        #expect(run.statement("a") == nil)
+        run.send(
+            Bench.query("begin; declare c cursor for select * from t"),
+            Self.entry(3, "begin; declare c cursor for select * from t", cycle: 2))
+        run.answer(Wire.complete("BEGIN"), Wire.complete("DECLARE CURSOR"), Wire.ready("T"))
+        #expect(run.portal("c") == ["declare c cursor for select * from t"])
+    }
+
+    @Test func aCommandTagThatDoesNotFitTheStatementLosesTheNamespace() {
+        var tracker = StatementTracker(marker: Self.marker)
+        tracker.sent(Bench.query("prepare a as select 1"), entry: Self.entry(1, "prepare a as select 1"))
+        let tag = Wire.complete("SELECT 1")
+        guard case .lost = tracker.received(tag.type, tag.body) else {
+            Issue.record("a PREPARE completed as something else must not be trusted")
+            return
+        }
+        var other = StatementTracker(marker: Self.marker)
+        guard case .lost = other.received(Wire.bindComplete.type, Wire.bindComplete.body) else {
+            Issue.record("an answer to nothing sent must not be trusted")
+            return
+        }
+    }
+
+    @Test func copyFromStdinSwallowsTheSyncsSentDuringIt() {
+        var run = Run()
+        run.send(Bench.parse("copy t from stdin"), Self.entry(1, "copy t from stdin"))
+        run.send(Wire.bind(), Wire.execute(), Wire.sync)
+        run.answer(Wire.parseComplete, Wire.bindComplete, Wire.copyInResponse)
+        run.send(Wire.copyData, Wire.copyDone, Wire.sync)
+        // The Sync after the Execute was read by the COPY: one ReadyForQuery, for the Sync after CopyDone.
+        run.answer(Wire.complete("COPY 1"), Wire.ready())
+        #expect(run.tracker.pending.isEmpty)
+    }
+
+    @Test func aRowLimitedPortalIsExecutedAgainAfterPortalSuspended() {
+        var run = Run()
+        run.send(Bench.query("begin"), Self.entry(1, "begin"))
+        run.answer(Wire.complete("BEGIN"), Wire.ready("T"))
+        run.send(Bench.parse("select * from t"), Self.entry(2, "select * from t", cycle: 1))
+        run.send(Wire.bind("p"), Wire.execute("p"), Wire.sync)
+        run.answer(Wire.parseComplete, Wire.bindComplete, Wire.portalSuspended, Wire.ready("T"))
+        run.send(Wire.execute("p"), Wire.sync)
+        #expect(run.portal("p") == ["select * from t"])
+        #expect(!run.tracker.isFirstRunOfThisCycle(Array("p".utf8)), "bound in an earlier cycle: judged again")
+        run.answer(Wire.complete("SELECT 3"), Wire.ready("T"))
+    }
+}
+
+@Suite("Every execution is judged in the world of its moment")
+struct ExecutionJudgementTests {
+    static let policy = Bench.compile(
+        """
+          rules:
+            - {name: no-drop, match: {kinds: [drop], elevated: false}, action: deny, message: no drops}
+            - {name: late-writes, match: {writes: true, session_age: 1h}, action: step_up, step_up: {method: totp}}
+        """)
+
+    static func world(after seconds: TimeInterval = 0, grants: [ActiveGrant] = []) -> StatementJudge.World {
+        Bench.world(at: Bench.start.addingTimeInterval(seconds), grants: grants, policy: policy)
+    }
+
+    static func send(
+        _ machine: inout SessionStateMachine, _ frames: [PostgresFrame], world: StatementJudge.World
+    ) -> (actions: [SessionStateMachine.Action], records: [AuditRecord]) {
+        var actions: [SessionStateMachine.Action] = []
+        var records: [AuditRecord] = []
+        for frame in frames {
+            let (done, journaled) = SessionStateMachineTests.send(&machine, frame, world: world)
+            actions += done
+            records += journaled
+        }
+        return (actions, records)
+    }
+
+    static func answer(_ machine: inout SessionStateMachine, _ frames: PostgresFrame...) {
+        for frame in frames {
+            #expect(machine.upstreamFrame(frame) == .toClient(frame), "the server's \(frame.typeName) passes")
+        }
+    }
+
+    /// The frames sent to the server, by type.
+    static func forwarded(_ actions: [SessionStateMachine.Action]) -> [String] {
+        actions.compactMap {
+            guard case .forward(let frame) = $0 else { return nil }
+            if frame.type == FrontendMessageType.parse, let parse = try? ParseMessage.decode(frame.body),
+                parse.sql.hasPrefix("gatehouse_refused")
+            {
+                return "marker"
+            }
+            return frame.typeName
+        }
+    }
+
+    @Test func aStatementParsedEarlyIsHeldAtAnExecuteThatALaterRuleCatches() {
+        var machine = Bench.live()
+        var (actions, records) = Self.send(
+            &machine, [Bench.parse("update t set a = 1", name: "s"), Wire.sync], world: Self.world(after: 60))
+        #expect(Self.forwarded(actions) == ["P", "S"], "a young session's write runs")
+        #expect(records.count == 1)
+        #expect(records[0].detail["statement_number"] == "1")
+        Self.answer(&machine, Wire.parseComplete, Wire.ready())
+        // Two hours later: the same statement, bound and executed, is a late write.
+        (actions, records) = Self.send(
+            &machine, [Wire.bind("", "s"), Wire.execute(), Wire.sync], world: Self.world(after: 7200))
+        #expect(Self.forwarded(actions) == ["B"], "the Execute waits for its step-up, the Sync behind it")
+        #expect(records.count == 1)
+        #expect(records.first?.type == .statementHeld)
+        #expect(records.first?.detail["execution_of"] == "1")
+        #expect(records.first?.detail["rules"] == "late-writes")
+        guard case .hold(var challenge)? = actions.first(where: { if case .hold = $0 { true } else { false } }) else {
+            Issue.record("expected a hold, got \(actions)")
+            return
+        }
+        #expect(challenge.statement == "update t set a = 1")
+        challenge.state = .verified
+        let released = machine.holdEnded(challenge, world: { Self.world(after: 7210) })
+        #expect(Self.forwarded(released) == ["E", "S"], "after the proof the Execute runs")
+    }
+
+    @Test func aPortalExecutedAgainAfterItsGrantEndsIsRefused() {
+        var machine = Bench.live()
+        let grant = ActiveGrant(id: "g1", role: "dba", expiresAt: Bench.start.addingTimeInterval(600))
+        var (actions, records) = Self.send(&machine, [Bench.query("begin")], world: Self.world())
+        Self.answer(&machine, Wire.complete("BEGIN"), Wire.ready("T"))
+        (actions, records) = Self.send(
+            &machine, [Bench.parse("drop table t"), Wire.bind("p"), Wire.execute("p"), Wire.sync],
+            world: Self.world(after: 10, grants: [grant]))
+        #expect(Self.forwarded(actions) == ["P", "B", "E", "S"], "under the grant the drop runs")
+        #expect(records.count == 1, "the Parse's decision is its first run's")
+        Self.answer(&machine, Wire.parseComplete, Wire.bindComplete, Wire.complete("DROP TABLE"), Wire.ready("T"))
+        (actions, records) = Self.send(&machine, [Wire.execute("p"), Wire.sync], world: Self.world(after: 700))
+        #expect(Self.forwarded(actions) == ["marker", "S"], "the grant has ended: the Execute is refused")
+        #expect(records.first?.type == .statementDenied)
+        #expect(records.first?.detail["execution_of"] == "2", "the DROP's text was the session's second")
+        #expect(records.first?.detail["portal"] == "p")
+        // The server rejects the marker; the client reads the refusal, and the transaction is failed.
+        let serverError = ErrorNoticeFields(severity: "ERROR", sqlState: "42601", message: "at \"gatehouse_refused_test\"")
+        guard case .toClient(let reply) = machine.upstreamFrame(serverError.errorFrame) else {
+            Issue.record("the refusal reaches the client")
+            return
+        }
+        #expect(ErrorNoticeFields.decode(reply.body).message?.contains("no drops") == true)
+        Self.answer(&machine, Wire.ready("E"))
+    }
+
+    @Test func anExecuteOfAPortalTheGatewayNeverSawBoundIsRefused() {
+        var machine = Bench.live()
+        let (actions, records) = Self.send(&machine, [Wire.execute("c"), Wire.sync], world: Self.world())
+        #expect(Self.forwarded(actions) == ["marker", "S"])
+        #expect(records.first?.type == .statementDenied)
+        #expect(records.first?.detail["reason"]?.contains("portal \"c\" is not bound") == true)
+    }
+
+    @Test func anExecuteInACycleTheServerSkipsIsNotJudged() {
+        var machine = Bench.live()
+        let (actions, records) = Self.send(
+            &machine, [Bench.parse("drop table t"), Wire.bind(), Wire.execute(), Wire.sync], world: Self.world())
+        #expect(Self.forwarded(actions) == ["marker", "B", "E", "S"], "after the marker the server skips to the Sync")
+        #expect(records.count == 1, "only the refused Parse is a decision")
+    }
+
+    @Test func eachExecutionOfAPreparedStatementIsAuditedPointingAtItsText() {
+        var machine = Bench.live()
+        _ = Self.send(&machine, [Bench.parse("select * from t", name: "q"), Wire.sync], world: Self.world())
+        Self.answer(&machine, Wire.parseComplete, Wire.ready())
+        var all: [AuditRecord] = []
+        for run in 1...3 {
+            let (actions, records) = Self.send(
+                &machine, [Wire.bind("", "q"), Wire.execute(), Wire.sync], world: Self.world(after: Double(run)))
+            #expect(Self.forwarded(actions) == ["B", "E", "S"])
+            Self.answer(&machine, Wire.bindComplete, Wire.complete("SELECT 0"), Wire.ready())
+            all += records
+        }
+        #expect(all.map(\.type) == [.statementAllowed, .statementAllowed, .statementAllowed])
+        #expect(all.allSatisfy { $0.detail["execution_of"] == "1" })
+    }
+
+    @Test func sqlExecuteOfAProtocolStatementIsJudgedByItsText() {
+        var machine = Bench.live()
+        _ = Self.send(&machine, [Bench.parse("drop table t", name: "d")], world: Self.world())
+        // Refused at Parse; the server never has it. A harmless statement under that name cannot be swapped.
+        _ = Self.send(&machine, [Bench.parse("select 1", name: "s"), Wire.sync], world: Self.world())
+        let (_, records) = Self.send(&machine, [Bench.query("execute d")], world: Self.world())
+        #expect(records.first?.type == .statementDenied, "EXECUTE of a name never prepared here is unclassified")
+    }
+}
