@@ -35,6 +35,14 @@ struct StatementTracker: Sendable {
         var inspection: Inspection
         /// The cycle its text was sent in.
         var cycle: Int
+        /// Whether it is what a SQL `PREPARE` or `DECLARE` named: a run of it runs the query (which
+        /// changes no namespace), not the PREPARE or DECLARE around it.
+        var named = false
+
+        /// What `facts`, a PREPARE or DECLARE statement of this entry's text, names.
+        func naming(_ facts: StatementFacts) -> Entry {
+            Entry(id: id, sql: facts.text, inspection: Inspection(statements: [facts]), cycle: cycle, named: true)
+        }
     }
 
     /// A message sent to the server and not yet answered.
@@ -82,6 +90,9 @@ struct StatementTracker: Sendable {
     private(set) var copyIn = false
     /// A refusal marker is in the current cycle: the server will skip what follows it up to the Sync.
     private var cycleRefused = false
+    /// The server is in a failed transaction block (its last ReadyForQuery said so, and no statement
+    /// has ended the block since): an error there aborts nothing more, so the portals stay.
+    private var failedBlock = false
 
     init(marker: String) {
         self.marker = marker
@@ -237,7 +248,9 @@ struct StatementTracker: Sendable {
             consumeCopy()
         case (UInt8(ascii: "C"), .execute(_, let candidates)):
             copyIn = false
-            if candidates.count == 1, let facts = candidates[0].inspection.statements.first,
+            ended(tag: Self.tag(body))
+            // A statement SQL prepared or a cursor declared runs its query, not the PREPARE or DECLARE.
+            if candidates.count == 1, !candidates[0].named, let facts = candidates[0].inspection.statements.first,
                 let lost = completed(facts, tag: Self.tag(body), entry: candidates[0])
             {
                 return .lost(lost)
@@ -246,8 +259,11 @@ struct StatementTracker: Sendable {
         case (UInt8(ascii: "I"), .execute), (UInt8(ascii: "s"), .execute):
             pending.removeFirst()
         case (UInt8(ascii: "C"), .query(let entry, let done)):
+            // After an error a simple Query runs nothing more.
+            if done == Int.max { return .lost("the server completed '\(Self.tag(body))' after the query failed") }
             copyIn = false
             beginQuery()
+            ended(tag: Self.tag(body))
             if let entry, done < entry.inspection.statements.count,
                 let lost = completed(entry.inspection.statements[done], tag: Self.tag(body), entry: entry)
             {
@@ -265,7 +281,9 @@ struct StatementTracker: Sendable {
             beginQuery()
             pending.removeFirst()
             var body = body
-            if body.readInteger(as: UInt8.self) == UInt8(ascii: "I") { portals.removeAll() }
+            let status = body.readInteger(as: UInt8.self)
+            if status == UInt8(ascii: "I") { portals.removeAll() }
+            failedBlock = status == UInt8(ascii: "E")
         default:
             return .lost("the server sent '\(Character(UnicodeScalar(type)))' in answer to \(head.message)")
         }
@@ -275,7 +293,7 @@ struct StatementTracker: Sendable {
     /// The server failed `head`: it skips the rest of an extended-protocol cycle, and the failed
     /// transaction's portals cannot run again.
     private mutating func failed(_ head: Sent) {
-        portals.removeAll()
+        if !failedBlock { portals.removeAll() }
         copyIn = false
         switch head {
         case .query(let entry, _):
@@ -325,6 +343,16 @@ struct StatementTracker: Sendable {
         }
     }
 
+    /// A statement completed: one that ends the transaction (or, in a failed block, the only kind that
+    /// runs there: COMMIT, ROLLBACK, ROLLBACK TO, PREPARE TRANSACTION) drops its portals. A rollback to
+    /// a savepoint drops only those of the savepoint, but the tracker forgets them all: a portal of the
+    /// server that the gateway does not know is refused, never misjudged.
+    private mutating func ended(tag: String) {
+        guard failedBlock || tag == "COMMIT" || tag == "ROLLBACK" || tag == "PREPARE TRANSACTION" else { return }
+        portals.removeAll()
+        failedBlock = false
+    }
+
     /// A simple Query drops the unnamed statement before it runs.
     private mutating func beginQuery() {
         if case .query? = pending.first?.message { statements[[]] = nil }
@@ -336,8 +364,7 @@ struct StatementTracker: Sendable {
         case .prepare:
             guard tag == "PREPARE" else { return Self.mismatch(facts, tag) }
             if let name = facts.preparedName {
-                statements[Array(name.utf8)] = Entry(
-                    id: entry.id, sql: facts.text, inspection: Inspection(statements: [facts]), cycle: entry.cycle)
+                statements[Array(name.utf8)] = entry.naming(facts)
             }
         case .deallocate:
             guard tag.hasPrefix("DEALLOCATE") else { return Self.mismatch(facts, tag) }
@@ -354,9 +381,7 @@ struct StatementTracker: Sendable {
             case .declare?:
                 guard tag == "DECLARE CURSOR" else { return Self.mismatch(facts, tag) }
                 if let name = facts.cursorName {
-                    portals[Array(name.utf8)] = [
-                        Entry(id: entry.id, sql: facts.text, inspection: Inspection(statements: [facts]), cycle: entry.cycle)
-                    ]
+                    portals[Array(name.utf8)] = [entry.naming(facts)]
                 }
             case .close?:
                 if let name = facts.cursorName { portals[Array(name.utf8)] = nil } else { portals.removeAll() }
@@ -398,13 +423,13 @@ struct StatementTracker: Sendable {
 
     private static func statementsPrepared(_ name: Name, by entry: Entry) -> [Entry] {
         entry.inspection.statements.filter { $0.primary == .prepare && $0.preparedName.map { Array($0.utf8) } == name }.map {
-            Entry(id: entry.id, sql: $0.text, inspection: Inspection(statements: [$0]), cycle: entry.cycle)
+            entry.naming($0)
         }
     }
 
     private static func cursorsDeclared(_ name: Name, by entry: Entry) -> [Entry] {
         entry.inspection.statements.filter { $0.cursorUse == .declare && $0.cursorName.map { Array($0.utf8) } == name }.map {
-            Entry(id: entry.id, sql: $0.text, inspection: Inspection(statements: [$0]), cycle: entry.cycle)
+            entry.naming($0)
         }
     }
 

@@ -1,5 +1,5 @@
 import Foundation
-import GatehouseProxy
+@_spi(Fuzzing) import GatehouseProxy
 import NIOCore
 import PostgresWire
 @_spi(Fuzzing) import SQLInspection
@@ -8,14 +8,16 @@ import PostgresWire
 /// - 0: the frontend decoder (startup packet, then frames) as a client's byte stream, in two chunks,
 ///   then the startup machine and `StartupSettings` on every startup packet it yields;
 /// - 1: the parse-tree tape reader on arbitrary bytes;
-/// - 2: the inspector (libpg_query, the tape, the walk) on the bytes as text.
+/// - 2: the inspector (libpg_query, the tape, the walk) on the bytes as text;
+/// - 3: the session's statement tracker, the bytes read as messages both ways (`StatementTrackerFuzz`).
 enum Fuzz {
     static func run(_ input: UnsafeRawBufferPointer) {
         guard let selector = input.first else { return }
         let rest = UnsafeRawBufferPointer(rebasing: input.dropFirst())
-        switch selector % 3 {
+        switch selector % 4 {
         case 0: decode(rest)
         case 1: _ = Inspector.readsAsTape(rest.bindMemory(to: UInt8.self))
+        case 3: StatementTrackerFuzz.run(rest)
         default: _ = Inspector.inspect(String(decoding: rest, as: UTF8.self))
         }
     }

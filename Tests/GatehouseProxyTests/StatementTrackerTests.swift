@@ -1,12 +1,13 @@
 import Foundation
 import GatehouseCore
 import GatehousePolicy
+import GatehouseTestSupport
 import NIOCore
 import PostgresWire
 import SQLInspection
 import Testing
 
-@testable import GatehouseProxy
+@_spi(Fuzzing) @testable import GatehouseProxy
 
 /// Frames of the extended protocol, both ways, for tests of the tracker and the machine.
 enum Wire {
@@ -190,6 +191,63 @@ struct StatementTrackerTests {
         #expect(run.portal("c") == ["declare c cursor for select * from t"])
     }
 
+    @Test func aPortalOfAStatementSQLPreparedRunsItsQueryNotAPrepare() {
+        // Found by the namespace fuzz: the PREPARE's facts must not expect the tag PREPARE at Execute.
+        var run = Run()
+        run.send(Bench.query("prepare a as select 3"), Self.entry(1, "prepare a as select 3"))
+        run.answer(Wire.complete("PREPARE"), Wire.ready())
+        run.send(Wire.bind("p", "a"), Wire.execute("p"), Wire.sync)
+        #expect(run.portal("p") == ["prepare a as select 3"])
+        run.answer(Wire.bindComplete, Wire.complete("SELECT 1"), Wire.ready())
+        #expect(run.tracker.pending.isEmpty)
+    }
+
+    @Test func aCursorPortalRunsItsQueryAndAProtocolPrepareRunsThePrepare() {
+        // Found by the namespace fuzz: an Execute of a declared cursor completes as its SELECT.
+        var run = Run()
+        run.send(Bench.query("begin"), Self.entry(1, "begin"))
+        run.answer(Wire.complete("BEGIN"), Wire.ready("T"))
+        run.send(Bench.query("declare c cursor for select 5"), Self.entry(2, "declare c cursor for select 5", cycle: 1))
+        run.answer(Wire.complete("DECLARE CURSOR"), Wire.ready("T"))
+        run.send(Wire.execute("c"), Wire.sync)
+        run.answer(Wire.complete("SELECT 1"), Wire.ready("T"))
+        #expect(run.portal("c") == ["declare c cursor for select 5"])
+        // A PREPARE parsed through the protocol and executed is a PREPARE: it names a statement.
+        run.send(Bench.parse("prepare b as select 2", name: "a"), Self.entry(3, "prepare b as select 2", cycle: 3))
+        run.send(Wire.bind("", "a"), Wire.execute(), Wire.sync)
+        run.answer(Wire.parseComplete, Wire.bindComplete, Wire.complete("PREPARE"), Wire.ready("T"))
+        #expect(run.statement("b") == ["prepare b as select 2"])
+    }
+
+    @Test func anErrorInAFailedTransactionBlockKeepsItsPortals() {
+        // Found by the namespace fuzz: the server aborts a failed block only once, so a portal bound
+        // there (only a COMMIT or ROLLBACK can be) outlives the errors after it, until the block ends.
+        var run = Run()
+        run.send(Bench.parse("commit", name: "a"), Self.entry(1, "commit"))
+        run.send(Wire.sync)
+        run.answer(Wire.parseComplete, Wire.ready("E"))
+        run.send(Wire.bind("", "a"), Wire.sync)
+        run.answer(Wire.bindComplete, Wire.ready("E"))
+        run.send(Bench.parse("select 1", name: "b"), Self.entry(2, "select 1", cycle: 2))
+        run.send(Wire.sync)
+        run.answer(Wire.error("current transaction is aborted"), Wire.ready("E"))
+        #expect(run.portal("") == ["commit"])
+        // The block ends: so do its portals, within the cycle already.
+        run.send(Wire.execute(), Wire.execute(), Wire.sync)
+        run.answer(Wire.complete("ROLLBACK"))
+        #expect(run.tracker.portals.isEmpty)
+        run.answer(Wire.error("portal \"\" does not exist"), Wire.ready("I"))
+        // In an open block an error forgets every portal: the server keeps them failed, never to run.
+        run.send(Bench.query("begin"), Self.entry(3, "begin", cycle: 4))
+        run.answer(Wire.complete("BEGIN"), Wire.ready("T"))
+        run.send(Bench.parse("select 1"), Self.entry(4, "select 1", cycle: 5))
+        run.send(Wire.bind("p"), Wire.sync)
+        run.answer(Wire.parseComplete, Wire.bindComplete, Wire.ready("T"))
+        run.send(Bench.query("select 1/0"), Self.entry(5, "select 1/0", cycle: 6))
+        run.answer(Wire.error("division by zero"), Wire.ready("E"))
+        #expect(run.portal("p") == nil)
+    }
+
     @Test func aCommandTagThatDoesNotFitTheStatementLosesTheNamespace() {
         var tracker = StatementTracker(marker: Self.marker)
         tracker.sent(Bench.query("prepare a as select 1"), entry: Self.entry(1, "prepare a as select 1"))
@@ -366,5 +424,19 @@ struct ExecutionJudgementTests {
         _ = Self.send(&machine, [Bench.parse("select 1", name: "s"), Wire.sync], world: Self.world())
         let (_, records) = Self.send(&machine, [Bench.query("execute d")], world: Self.world())
         #expect(records.first?.type == .statementDenied, "EXECUTE of a name never prepared here is unclassified")
+    }
+}
+
+@Suite("The statement tracker under random messages")
+struct StatementTrackerRandomTests {
+    @Test("random messages both ways never trap it nor make it answer an error with a refusal never sent")
+    func randomMessages() {
+        var random = SplitMix64(seed: 0x5EED_0016)
+        var applied = 0
+        for _ in 0..<3000 {
+            let bytes = (0..<Int(random.next() % 160)).map { _ in UInt8(truncatingIfNeeded: random.next()) }
+            applied += StatementTrackerFuzz.run(bytes)
+        }
+        #expect(applied > 50_000, "the walks must get somewhere before the tracker gives up: \(applied)")
     }
 }

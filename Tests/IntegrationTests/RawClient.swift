@@ -108,6 +108,63 @@ final class RawClient {
         }
     }
 
+    // MARK: The extended protocol, a message at a time (nothing is read until `readUntilReady`)
+
+    func parse(_ name: String, _ sql: String) throws {
+        try send(Self.frame("P", Array(name.utf8) + [0] + Array(sql.utf8) + [0, 0, 0]))
+    }
+
+    /// Binds `statement` to `portal` with text parameters (nil: NULL), results in text.
+    func bind(_ portal: String = "", _ statement: String = "", _ parameters: [String?] = []) throws {
+        var body = Array(portal.utf8) + [0] + Array(statement.utf8) + [0, 0, 0]
+        body += [UInt8(parameters.count >> 8), UInt8(parameters.count & 0xFF)]
+        for parameter in parameters {
+            if let parameter {
+                body += Self.be32(parameter.utf8.count) + Array(parameter.utf8)
+            } else {
+                body += Self.be32(-1)
+            }
+        }
+        body += [0, 0]
+        try send(Self.frame("B", body))
+    }
+
+    func execute(_ portal: String = "", maxRows: Int = 0) throws {
+        try send(Self.frame("E", Array(portal.utf8) + [0] + Self.be32(maxRows)))
+    }
+
+    func describe(portal: String) throws { try send(Self.frame("D", [UInt8(ascii: "P")] + Array(portal.utf8) + [0])) }
+
+    func describe(statement: String) throws { try send(Self.frame("D", [UInt8(ascii: "S")] + Array(statement.utf8) + [0])) }
+
+    func closeStatement(_ statement: String) throws {
+        try send(Self.frame("C", [UInt8(ascii: "S")] + Array(statement.utf8) + [0]))
+    }
+
+    func closePortal(_ portal: String) throws { try send(Self.frame("C", [UInt8(ascii: "P")] + Array(portal.utf8) + [0])) }
+
+    func sync() throws { try send(Self.frame("S", [])) }
+
+    func flush() throws { try send(Self.frame("H", [])) }
+
+    /// Reads every message up to and including the next ReadyForQuery (or a FATAL error).
+    func readUntilReady() throws -> Reply {
+        var reply = Reply()
+        while true {
+            let message = try read()
+            reply.messages.append(message)
+            switch message.type {
+            case UInt8(ascii: "C"): reply.tags.append(message.text)
+            case UInt8(ascii: "D"): reply.rows.append(Self.dataRow(message.body))
+            case UInt8(ascii: "E"):
+                if reply.error == nil { reply.error = message.fields }
+                if message.fields["S"] == "FATAL" { return reply }
+            case UInt8(ascii: "Z"): return reply
+            default: break
+            }
+        }
+    }
+
     /// Sends one simple Query without waiting for its answer (a pipeline); `readMessage` reads answers.
     func send(query sql: String) throws { try send(Self.frame("Q", Array(sql.utf8) + [0])) }
 
