@@ -33,6 +33,8 @@ final class ClientConnectionHandler: ChannelDuplexHandler, SessionEvents {
     private var context: ChannelHandlerContext?
     var upstream: UpstreamHandler?
     private var pendingRead = false
+    /// Inside a read: its end flushes the upstream writes once, for every frame the read brought.
+    private var reading = false
     var timeout: Scheduled<Void>?
     /// Whether this loop has acted on a termination requested from another thread.
     private var terminationSeen = false
@@ -71,6 +73,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler, SessionEvents {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !inputRefused else { return }
+        reading = true
         do {
             try decoder.process(buffer: unwrapInboundIn(data)) { input in receive(input) }
         } catch {
@@ -100,6 +103,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler, SessionEvents {
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
+        reading = false
         upstream?.flush()
         context.fireChannelReadComplete()
     }
@@ -223,7 +227,8 @@ final class ClientConnectionHandler: ChannelDuplexHandler, SessionEvents {
         case .rememberDevice:
             if let judge = machine.judge { session.rememberDevice(judge.session) }
         case .resume:
-            upstream?.flush()
+            // A statement recorded at once within a read goes out with the rest of the read, in one write.
+            if !reading { upstream?.flush() }
             resumeReading()
         case .terminate(let message):
             session.ending?.endBackend()
