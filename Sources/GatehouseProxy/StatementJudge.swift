@@ -126,7 +126,10 @@ struct StatementJudge: Sendable {
         var strictest: Judgement?
         for entry in candidates {
             let inspection = PreparedStatements.resolve(entry.inspection, lookup: prepared)
-            let judgement = decide(inspection, sql: entry.sql, in: world)
+            // Its record points at the decision on its text; only a text that runs another (EXECUTE,
+            // FETCH), resolved anew here, says what it ran.
+            let resolved = entry.inspection.statements.contains { $0.primary == .execute || $0.cursorUse != nil }
+            let judgement = decide(inspection, sql: entry.sql, in: world, pointing: !resolved)
             if strictest.map({ judgement.decision.action > $0.decision.action }) ?? true { strictest = judgement }
         }
         var judgement = strictest!
@@ -136,7 +139,11 @@ struct StatementJudge: Sendable {
     }
 
     /// The decision on a resolved inspection in the world of this moment, its record, and its verdict.
-    private mutating func decide(_ inspection: Inspection, sql: String, in world: World) -> Judgement {
+    private mutating func decide(
+        _ inspection: Inspection, sql: String, in world: World, pointing: Bool = false
+    )
+        -> Judgement
+    {
         let context = self.context(in: world)
         lastActivity = world.now
         let policy = world.policy
@@ -159,9 +166,9 @@ struct StatementJudge: Sendable {
                 "step-up proven \(Int(world.now.timeIntervalSince(last)))s ago, within the rule's \(DurationText.format(maxAge))"
             return Judgement(
                 verdict: .proceed, decision: decision, inspection: inspection,
-                record: record(decision, inspection: inspection, sql: sql, note: "fresh_step_up"))
+                record: record(decision, inspection: inspection, sql: sql, note: "fresh_step_up", pointing: pointing))
         }
-        let record = record(decision, inspection: inspection, sql: sql)
+        let record = record(decision, inspection: inspection, sql: sql, pointing: pointing)
         let verdict: Judgement.Verdict
         switch decision.action {
         case .allow, .alert:
@@ -219,7 +226,8 @@ struct StatementJudge: Sendable {
     /// The audit record of a decision: what the statement was (in full, or with `$n` for its constants),
     /// what it does, and why it was decided so.
     func record(
-        _ decision: Decision, inspection: Inspection, sql: String, note: String? = nil, verbatim: Bool = false
+        _ decision: Decision, inspection: Inspection, sql: String, note: String? = nil, verbatim: Bool = false,
+        pointing: Bool = false
     ) -> AuditRecord {
         let type: AuditEventType =
             switch decision.action {
@@ -228,16 +236,18 @@ struct StatementJudge: Sendable {
             case .stepUp, .approve: .statementHeld
             case .deny: .statementDenied
             }
-        var detail: [String: String] = [
-            "action": decision.action.rawValue,
-            "facts": inspection.unparsable ? "unparsable" : inspection.statements.map(\.summary).joined(separator: "; "),
-            "fingerprint": inspection.statements.map(\.fingerprint).joined(separator: ","),
-        ]
+        var detail: [String: String] = ["action": decision.action.rawValue]
+        if !pointing {
+            // An execution that points at the decision on its text (`execution_of`) does not repeat it.
+            detail["facts"] =
+                inspection.unparsable ? "unparsable" : inspection.statements.map(\.summary).joined(separator: "; ")
+            detail["fingerprint"] = inspection.statements.map(\.fingerprint).joined(separator: ",")
+            let text =
+                verbatim || session.statementText == .full
+                ? sql : (PostgresParser.normalized(sql) ?? "(masked: \(sql.utf8.count) bytes that do not parse)")
+            detail["statement"] = text.truncated(to: 2000)
+        }
         if !decision.matched.isEmpty { detail["rules"] = decision.matched.map(\.name).joined(separator: ",") }
-        let text =
-            verbatim || session.statementText == .full
-            ? sql : (PostgresParser.normalized(sql) ?? "(masked: \(sql.utf8.count) bytes that do not parse)")
-        detail["statement"] = text.truncated(to: 2000)
         if decision.action != .allow { detail["reason"] = decision.reason }
         if !decision.shadowed.isEmpty {
             detail["shadow_rules"] = decision.shadowed.map(\.name).joined(separator: ",")
