@@ -78,20 +78,7 @@ final class RawClient {
     /// Sends one simple Query whose text is exactly `bytes`, and reads until ReadyForQuery.
     func query(bytes: [UInt8]) throws -> Reply {
         try send(Self.frame("Q", bytes + [0]))
-        var reply = Reply()
-        while true {
-            let message = try read()
-            reply.messages.append(message)
-            switch message.type {
-            case UInt8(ascii: "C"): reply.tags.append(message.text)
-            case UInt8(ascii: "D"): reply.rows.append(Self.dataRow(message.body))
-            case UInt8(ascii: "E"):
-                if reply.error == nil { reply.error = message.fields }
-                if message.fields["S"] == "FATAL" { return reply }
-            case UInt8(ascii: "Z"): return reply
-            default: break
-            }
-        }
+        return try readUntilReady()
     }
 
     func query(_ sql: String) throws -> Reply { try query(bytes: Array(sql.utf8)) }
