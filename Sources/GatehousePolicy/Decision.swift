@@ -199,6 +199,15 @@ public final class CompiledPolicy: Sendable {
     ///
     /// - Parameter session: this policy's `sessionRules(for:)` for the same session; computed here when nil.
     public func evaluate(_ inspection: Inspection, in context: SessionContext, session: SessionRules? = nil) -> Decision {
+        var readsClock = false
+        return evaluate(inspection, in: context, session: session, readsClock: &readsClock)
+    }
+
+    /// `evaluate`, saying whether the outcome depended on the moment: `readsClock` is set when a rule's
+    /// time condition (a window, the session's age, idleness) was consulted.
+    public func evaluate(
+        _ inspection: Inspection, in context: SessionContext, session: SessionRules? = nil, readsClock: inout Bool
+    ) -> Decision {
         // Pinned settings hold whatever the rules say: the checks below rely on them.
         if let pinned = PinnedSettings.violation(in: inspection) {
             return Decision.refusal(pinned, hint: PinnedSettings.hint)
@@ -231,7 +240,8 @@ public final class CompiledPolicy: Sendable {
             for compiled in candidates {
                 guard
                     compiled.rule.match.matchesStatement(
-                        facts: subject.facts, inspection: inspection, context: context, grants: grants)
+                        facts: subject.facts, inspection: inspection, context: context, grants: grants,
+                        readsClock: &readsClock)
                 else { continue }
                 let rule = compiled.rule
                 let hit = MatchedRule(
@@ -342,23 +352,38 @@ extension RuleMatch {
         return true
     }
 
+    /// Whether the rule's statement conditions read the clock.
+    var speaksOfTime: Bool { during != nil || outside != nil || sessionAgeAtLeast != nil || idleAtLeast != nil }
+
     /// Conditions that can change from one statement to the next: time, grants, the statement itself.
+    ///
+    /// The clock is read last, and `readsClock` set when it is: a statement no time condition was
+    /// reached for is decided the same at any moment (for the same grants, device and search path).
     func matchesStatement(
-        facts: StatementFacts?, inspection: Inspection, context: SessionContext, grants: [ActiveGrant]
+        facts: StatementFacts?, inspection: Inspection, context: SessionContext, grants: [ActiveGrant],
+        readsClock: inout Bool
     )
         -> Bool
     {
         if let roles, !grants.contains(where: { roles.contains($0.role) }) { return false }
         if let elevated, elevated != !grants.isEmpty { return false }
+        if let newDevice, newDevice != context.newDevice { return false }
+        guard matchesStatementConditions(facts: facts, inspection: inspection, context: context) else { return false }
+        guard speaksOfTime else { return true }
+        readsClock = true
         if let during, !during.contains(context.now) { return false }
         if let outside, outside.contains(context.now) { return false }
         if let sessionAgeAtLeast, context.now.timeIntervalSince(context.sessionStartedAt) < sessionAgeAtLeast {
             return false
         }
         if let idleAtLeast, context.now.timeIntervalSince(context.lastActivityAt) < idleAtLeast { return false }
-        if let newDevice, newDevice != context.newDevice { return false }
+        return true
+    }
 
-        // Statement conditions
+    /// What the statement itself is (and where its unqualified names may resolve).
+    private func matchesStatementConditions(
+        facts: StatementFacts?, inspection: Inspection, context: SessionContext
+    ) -> Bool {
         if let unparsable, unparsable != inspection.unparsable { return false }
         if let multiStatement, multiStatement != inspection.isMultiStatement { return false }
         guard let facts else {

@@ -67,6 +67,28 @@ struct StatementJudge: Sendable {
     var newDevice: Bool
     /// The rules that apply to this session's user, connection and source, for one policy version.
     private var sessionRules: CompiledPolicy.SessionRules?
+    /// Decisions on texts this session runs again and again (executions of prepared statements), by the
+    /// text's entry number, each with what it was decided under; reused only while all of that holds.
+    private var reusable: [Int: Reusable] = [:]
+
+    private struct Reusable: Sendable {
+        var sql: String
+        var policy: CompiledPolicy
+        var grants: [ActiveGrant]
+        var searchPath: SearchPath
+        var newDevice: Bool
+        /// The first expiry among its grants (the active grants change then).
+        var until: Date?
+        var decision: Decision
+
+        func holds(for sql: String, in world: World, searchPath: SearchPath, newDevice: Bool) -> Bool {
+            policy === world.policy && self.searchPath == searchPath && self.newDevice == newDevice
+                && grants == world.grants && until.map { world.now < $0 } ?? true && self.sql == sql
+        }
+    }
+
+    /// How many decisions a session keeps for reuse; past it, they are forgotten and made anew.
+    static let reusableLimit = 128
 
     init(session: Session, newDevice: Bool = false, searchPath: SearchPath = SearchPath()) {
         self.session = session
@@ -129,7 +151,8 @@ struct StatementJudge: Sendable {
             // Its record points at the decision on its text; only a text that runs another (EXECUTE,
             // FETCH), resolved anew here, says what it ran.
             let resolved = entry.inspection.statements.contains { $0.primary == .execute || $0.cursorUse != nil }
-            let judgement = decide(inspection, sql: entry.sql, in: world, pointing: !resolved)
+            let judgement = decide(
+                inspection, sql: entry.sql, in: world, pointing: !resolved, reuse: resolved ? nil : entry.id)
             if strictest.map({ judgement.decision.action > $0.decision.action }) ?? true { strictest = judgement }
         }
         var judgement = strictest!
@@ -139,22 +162,42 @@ struct StatementJudge: Sendable {
     }
 
     /// The decision on a resolved inspection in the world of this moment, its record, and its verdict.
+    ///
+    /// `reuse`: the number of a text judged before whose decision may be reused, when no rule's time
+    /// condition was consulted for it and the policy, grants, search path and device are what they were.
     private mutating func decide(
-        _ inspection: Inspection, sql: String, in world: World, pointing: Bool = false
+        _ inspection: Inspection, sql: String, in world: World, pointing: Bool = false, reuse: Int? = nil
     )
         -> Judgement
     {
-        let context = self.context(in: world)
-        lastActivity = world.now
-        let policy = world.policy
-        if sessionRules?.policy != ObjectIdentifier(policy) { sessionRules = policy.sessionRules(for: context) }
-        var decision = policy.evaluate(inspection, in: context, session: sessionRules)
-        if !world.grants.isEmpty, decision.action.proceeds {
-            // A grant is used when the statement would not run without it; the session then ends with it.
-            var withoutGrants = context
-            withoutGrants.grants = []
-            if policy.evaluate(inspection, in: withoutGrants, session: sessionRules).action > decision.action {
-                decision.usedGrants = Array(Set(decision.usedGrants).union(world.grants.map(\.id))).sorted()
+        var decision: Decision
+        if let reuse, let kept = reusable[reuse],
+            kept.holds(for: sql, in: world, searchPath: searchPath, newDevice: newDevice)
+        {
+            lastActivity = world.now
+            decision = kept.decision
+        } else {
+            let context = self.context(in: world)
+            lastActivity = world.now
+            let policy = world.policy
+            if sessionRules?.policy != ObjectIdentifier(policy) { sessionRules = policy.sessionRules(for: context) }
+            var readsClock = false
+            decision = policy.evaluate(inspection, in: context, session: sessionRules, readsClock: &readsClock)
+            if !world.grants.isEmpty, decision.action.proceeds {
+                // A grant is used when the statement would not run without it; the session then ends with it.
+                var withoutGrants = context
+                withoutGrants.grants = []
+                let without = policy.evaluate(
+                    inspection, in: withoutGrants, session: sessionRules, readsClock: &readsClock)
+                if without.action > decision.action {
+                    decision.usedGrants = Array(Set(decision.usedGrants).union(world.grants.map(\.id))).sorted()
+                }
+            }
+            if let reuse, !readsClock {
+                if reusable.count >= Self.reusableLimit { reusable.removeAll(keepingCapacity: true) }
+                reusable[reuse] = Reusable(
+                    sql: sql, policy: policy, grants: world.grants, searchPath: searchPath,
+                    newDevice: newDevice, until: world.grants.map(\.expiresAt).min(), decision: decision)
             }
         }
         // A fresh proof in this session covers step-up rules that grant a freshness window.

@@ -235,6 +235,32 @@ struct PolicyDecisionTests {
     }
 }
 
+@Suite("Whether a decision read the clock")
+struct ReadsClockTests {
+    func readsClock(_ policy: Policy, _ sql: String) -> (PolicyAction, Bool) {
+        var reads = false
+        let decision = CompiledPolicy(policy).evaluate(Inspector.inspect(sql), in: context(), readsClock: &reads)
+        return (decision.action, reads)
+    }
+
+    @Test("a time condition counts only when the rest of its rule matched")
+    func onlyReachedTimeConditionsCount() throws {
+        let rules = try policy(
+            """
+              rules:
+                - {name: late-writes, match: {writes: true, outside: {days: [mon-fri], hours: "08:00-19:00"}}, action: step_up}
+                - {name: old-sessions, match: {kinds: [drop], session_age: 8h}, action: deny}
+                - {name: idle-reads, match: {tables: [payroll], idle: 10m}, action: step_up}
+            """)
+        #expect(readsClock(rules, "select * from t") == (.allow, false), "no time rule fits a plain read")
+        #expect(readsClock(rules, "update t set a = 1") == (.allow, true), "office hours: allowed, by the clock")
+        #expect(readsClock(rules, "drop table t") == (.allow, true))
+        #expect(readsClock(rules, "select * from payroll") == (.allow, true))
+        let timeless = try policy("  rules:\n    - {name: no-drop, match: {kinds: [drop]}, action: deny}")
+        #expect(readsClock(timeless, "drop table t") == (.deny, false))
+    }
+}
+
 @Suite("Policy configuration errors")
 struct PolicyConfigTests {
     func error(_ yaml: String) -> String {

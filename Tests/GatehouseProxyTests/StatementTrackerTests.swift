@@ -440,3 +440,124 @@ struct StatementTrackerRandomTests {
         #expect(applied > 50_000, "the walks must get somewhere before the tracker gives up: \(applied)")
     }
 }
+
+@Suite("A decision is reused only while all it was made under holds")
+struct DecisionReuseTests {
+    typealias Run = ExecutionJudgementTests
+
+    static let timeless = Bench.compile(
+        """
+          rules:
+            - {name: no-secret, match: {tables: [secret.*]}, action: deny, message: not the secret schema}
+            - {name: dba-writes, match: {writes: true, roles: [dba]}, action: allow}
+            - {name: no-writes, match: {writes: true, elevated: false}, action: deny, message: read-only}
+        """)
+
+    static func world(
+        after seconds: TimeInterval = 0, grants: [ActiveGrant] = [], policy: CompiledPolicy = timeless
+    ) -> StatementJudge.World {
+        Bench.world(at: Bench.start.addingTimeInterval(seconds), grants: grants, policy: policy)
+    }
+
+    /// Binds and executes statement `name` once; what went to the server and the execution's record.
+    static func execute(
+        _ machine: inout SessionStateMachine, _ name: String, world: StatementJudge.World, refused: Bool = false
+    ) -> (forwarded: [String], record: AuditRecord?) {
+        let (actions, records) = Run.send(&machine, [Wire.bind("", name), Wire.execute(), Wire.sync], world: world)
+        if refused {
+            Run.answer(&machine, Wire.bindComplete)
+            _ = machine.upstreamFrame(
+                ErrorNoticeFields(severity: "ERROR", sqlState: "42601", message: "at \"gatehouse_refused_test\"")
+                    .errorFrame)
+            Run.answer(&machine, Wire.ready())
+        } else {
+            Run.answer(&machine, Wire.bindComplete, Wire.complete("SELECT 0"), Wire.ready())
+        }
+        return (Run.forwarded(actions), records.first)
+    }
+
+    static func prepared(_ sql: String, name: String, world: StatementJudge.World) -> SessionStateMachine {
+        var machine = Bench.live()
+        _ = Run.send(&machine, [Bench.parse(sql, name: name), Wire.sync], world: world)
+        Run.answer(&machine, Wire.parseComplete, Wire.ready())
+        return machine
+    }
+
+    @Test func aNewPolicyDecidesTheNextExecution() {
+        var machine = Self.prepared("select * from t", name: "q", world: Self.world())
+        for run in 1...3 {
+            #expect(Self.execute(&machine, "q", world: Self.world(after: Double(run))).forwarded == ["B", "E", "S"])
+        }
+        let stricter = Bench.compile(
+            """
+              rules:
+                - {name: no-t, match: {tables: [t]}, action: deny, message: t is closed}
+            """)
+        let (forwarded, record) = Self.execute(
+            &machine, "q", world: Self.world(after: 4, policy: stricter), refused: true)
+        #expect(forwarded == ["B", "marker", "S"], "the reloaded policy applies to the next run")
+        #expect(record?.detail["rules"] == "no-t")
+        #expect(Self.execute(&machine, "q", world: Self.world(after: 5)).forwarded == ["B", "E", "S"])
+    }
+
+    @Test func aGrantThatRunsOutEndsTheReuseEvenIfStillListed() {
+        let grant = ActiveGrant(id: "g1", role: "dba", expiresAt: Bench.start.addingTimeInterval(600))
+        var machine = Self.prepared("delete from t", name: "d", world: Self.world(grants: [grant]))
+        for run in [10.0, 20, 599] {
+            let (forwarded, record) = Self.execute(&machine, "d", world: Self.world(after: run, grants: [grant]))
+            #expect(forwarded == ["B", "E", "S"], "under the grant at \(run)s")
+            #expect(record?.detail["grants"] == "g1", "each run says it used the grant")
+        }
+        // The world still lists the grant (its session has not heard yet), but its time is up.
+        let (forwarded, record) = Self.execute(
+            &machine, "d", world: Self.world(after: 600, grants: [grant]), refused: true)
+        #expect(forwarded == ["B", "marker", "S"])
+        #expect(record?.detail["rules"] == "no-writes")
+    }
+
+    @Test func theGrantsOfEachMomentDecide() {
+        let grant = ActiveGrant(id: "g2", role: "dba", expiresAt: Bench.start.addingTimeInterval(600))
+        var machine = Self.prepared("delete from t", name: "d", world: Self.world(grants: [grant]))
+        #expect(Self.execute(&machine, "d", world: Self.world(after: 1, grants: [grant])).forwarded == ["B", "E", "S"])
+        let revoked = Self.execute(&machine, "d", world: Self.world(after: 2), refused: true)
+        #expect(revoked.forwarded == ["B", "marker", "S"], "revoked: the next run is refused")
+        let renewed = ActiveGrant(id: "g3", role: "dba", expiresAt: Bench.start.addingTimeInterval(900))
+        let again = Self.execute(&machine, "d", world: Self.world(after: 3, grants: [renewed]))
+        #expect(again.forwarded == ["B", "E", "S"])
+        #expect(again.record?.detail["grants"] == "g3", "the run names the grant of its moment")
+    }
+
+    @Test func aSearchPathSetLaterChangesWhatAnUnqualifiedNameMayBe() {
+        var machine = Self.prepared("select * from pay", name: "q", world: Self.world())
+        #expect(Self.execute(&machine, "q", world: Self.world(after: 1)).forwarded == ["B", "E", "S"])
+        _ = Run.send(&machine, [Bench.query("set search_path = secret, public")], world: Self.world(after: 2))
+        Run.answer(&machine, Wire.complete("SET"), Wire.ready())
+        let (forwarded, record) = Self.execute(&machine, "q", world: Self.world(after: 3), refused: true)
+        #expect(forwarded == ["B", "marker", "S"], "pay may now be secret.pay")
+        #expect(record?.detail["rules"] == "no-secret")
+    }
+
+    @Test func aReadNoTimeRuleFitsIsReusedWhileAWriteIsJudgedByTheClock() {
+        // late-writes (session_age 1h) speaks of writes only.
+        var machine = Self.prepared("select * from t", name: "r", world: Run.world())
+        _ = Run.send(&machine, [Bench.parse("update t set a = 1", name: "w"), Wire.sync], world: Run.world())
+        Run.answer(&machine, Wire.parseComplete, Wire.ready())
+        for at in [60.0, 3601] {
+            #expect(Self.execute(&machine, "r", world: Run.world(after: at)).forwarded == ["B", "E", "S"])
+        }
+        let (actions, records) = Run.send(
+            &machine, [Wire.bind("", "w"), Wire.execute(), Wire.sync], world: Run.world(after: 3602))
+        #expect(Run.forwarded(actions) == ["B"], "the write waits for its step-up")
+        #expect(records.first?.type == .statementHeld)
+    }
+
+    @Test func aTimeRuleIsJudgedAtEveryExecution() {
+        // The policy of the suite above reads the clock (session_age): nothing is reused.
+        var machine = Self.prepared("update t set a = 1", name: "u", world: Run.world())
+        #expect(Self.execute(&machine, "u", world: Run.world(after: 60)).forwarded == ["B", "E", "S"])
+        let (actions, records) = Run.send(
+            &machine, [Wire.bind("", "u"), Wire.execute(), Wire.sync], world: Run.world(after: 3601))
+        #expect(Run.forwarded(actions) == ["B"], "an hour on, the same statement waits for a step-up")
+        #expect(records.first?.type == .statementHeld)
+    }
+}
