@@ -128,6 +128,9 @@ public struct Connection: Sendable, Equatable {
     public var password: String?
     public var tls: TLSMode = .disable
     public var caFile: String?
+    /// How people appear in this database: a role of their own that follows their grants. nil: every
+    /// session logs in as `user`.
+    public var databaseRoles: DatabaseRoles?
 
     public init(name: String, host: String, port: Int = 5432, database: String, user: String, password: String?) {
         self.name = name
@@ -137,6 +140,52 @@ public struct Connection: Sendable, Equatable {
         self.user = user
         self.password = password
     }
+}
+
+/// Each Gatehouse user logs in to a connection's database as a role of their own, which holds the
+/// connection's `base` roles and, while one of their grants is active, the roles that grant's JIT role
+/// maps to. The gateway's own login (`Connection.user`) creates these roles and changes their memberships.
+public struct DatabaseRoles: Sendable, Equatable {
+    public enum Mode: String, Sendable, Equatable, CaseIterable {
+        /// A role per Gatehouse user, created on first use.
+        case perUser = "per_user"
+    }
+
+    public var mode: Mode = .perUser
+    /// The person's role name; `{user}` stands for the Gatehouse user name.
+    public var name: String = "gh_{user}"
+    /// Database roles every person's role holds.
+    public var base: [String] = []
+    /// Database roles a grant of each JIT role adds while it is active.
+    public var grants: [String: [String]] = [:]
+
+    public init(name: String = "gh_{user}", base: [String] = [], grants: [String: [String]] = [:]) {
+        self.name = name
+        self.base = base
+        self.grants = grants
+    }
+
+    /// The role `user` logs in as.
+    public func role(for user: String) -> String {
+        name.replacingOccurrences(of: "{user}", with: user)
+    }
+
+    /// The Gatehouse user a role name stands for, if it has this connection's form.
+    public func user(of role: String) -> String? {
+        guard let marker = name.range(of: "{user}") else { return nil }
+        let prefix = String(name[..<marker.lowerBound])
+        let suffix = String(name[marker.upperBound...])
+        guard role.count > prefix.count + suffix.count, role.hasPrefix(prefix), role.hasSuffix(suffix) else { return nil }
+        return String(role.dropFirst(prefix.count).dropLast(suffix.count))
+    }
+
+    /// What a person's role holds while grants of `grantRoles` (JIT role names) are active.
+    public func memberships(grantRoles: [String]) -> Set<String> {
+        Set(base).union(grantRoles.flatMap { grants[$0] ?? [] })
+    }
+
+    /// Every database role this connection hands out.
+    public var handedOut: Set<String> { Set(base).union(grants.values.joined()) }
 }
 
 public struct UserEntry: Sendable, Equatable {

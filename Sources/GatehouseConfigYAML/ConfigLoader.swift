@@ -421,6 +421,14 @@ struct Reader {
             }
         }
         if let rolesNode { config.roles = try readRoles(rolesNode, config: config) }
+        for connection in config.connections {
+            for role in (connection.databaseRoles?.grants.keys).map(Array.init) ?? []
+            where !config.roles.contains(where: { $0.name == role }) {
+                throw fail(
+                    root,
+                    "connection '\(connection.name)': database_roles.grants names '\(role)', which is not a role under roles")
+            }
+        }
         if let policyNode {
             config.policy = try readPolicy(policyNode)
             try checkReferences(config.policy, config: config, node: policyNode)
@@ -487,10 +495,12 @@ struct Reader {
         var passwordGiven = false
         var tls = Connection.TLSMode.disable
         var caFile: String?
+        var databaseRoles: DatabaseRoles?
         for (key, keyNode, value) in try mapping(
             node, "a connection",
             allowed: [
                 "name", "host", "port", "database", "user", "password_env", "password_file", "tls", "ca_file", "trust",
+                "database_roles",
             ])
         {
             switch key {
@@ -528,6 +538,8 @@ struct Reader {
                     throw fail(value, "connection tls must be one of disable, require, verify-full, not '\(text)'")
                 }
                 tls = mode
+            case "database_roles":
+                databaseRoles = try readDatabaseRoles(value)
             default: caFile = try existingFile(value, "ca_file")
             }
         }
@@ -544,7 +556,66 @@ struct Reader {
         var connection = Connection(name: name, host: host, port: port, database: database, user: user, password: password)
         connection.tls = tls
         connection.caFile = caFile
+        connection.databaseRoles = databaseRoles
+        if let databaseRoles, databaseRoles.handedOut.contains(user) || databaseRoles.user(of: user) != nil {
+            throw fail(node, "connection '\(name)': the gateway's login \(user) cannot also be a role database_roles hands out")
+        }
         return connection
+    }
+
+    /// `database_roles:` of a connection: the person's role name, and the database roles it holds.
+    func readDatabaseRoles(_ node: Node) throws -> DatabaseRoles {
+        var roles = DatabaseRoles()
+        for (key, _, value) in try mapping(node, "database_roles", allowed: ["mode", "name", "base", "grants"]) {
+            switch key {
+            case "mode":
+                let text = try string(value, "database_roles.mode")
+                guard let mode = DatabaseRoles.Mode(rawValue: text) else {
+                    throw fail(value, "database_roles.mode must be per_user, not '\(text)'")
+                }
+                roles.mode = mode
+            case "name":
+                let text = try string(value, "database_roles.name")
+                let parts = text.components(separatedBy: "{user}")
+                guard parts.count == 2 else {
+                    throw fail(value, "database_roles.name must hold {user} exactly once, as in gh_{user}")
+                }
+                guard parts.joined().allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" }), parts[0].first?.isNumber != true
+                else {
+                    throw fail(value, "database_roles.name: around {user}, only letters, digits and _")
+                }
+                roles.name = text
+            case "base":
+                roles.base = try databaseRoleList(value, "database_roles.base")
+            default:
+                guard let mapping = value.mapping else {
+                    throw fail(value, "database_roles.grants must map JIT roles to lists of database roles")
+                }
+                for (key, list) in mapping {
+                    guard let role = key.string, Name.isValid(role) else {
+                        throw fail(key, "database_roles.grants: keys are JIT role names")
+                    }
+                    guard roles.grants[role] == nil else { throw fail(key, "database_roles.grants names \(role) twice") }
+                    roles.grants[role] = try databaseRoleList(list, "database_roles.grants.\(role)")
+                }
+            }
+        }
+        return roles
+    }
+
+    func databaseRoleList(_ node: Node, _ what: String) throws -> [String] {
+        var list: [String] = []
+        for item in try sequence(node, what) {
+            let role = try string(item, what)
+            guard !role.isEmpty, role.utf8.count <= 63, !role.contains("\0") else {
+                throw fail(item, "\(what): '\(role)' is not a PostgreSQL role name (1 to 63 bytes)")
+            }
+            guard !role.hasPrefix("pg_") else {
+                throw fail(item, "\(what): \(role) is a role of PostgreSQL itself; hand out roles of your own")
+            }
+            if !list.contains(role) { list.append(role) }
+        }
+        return list
     }
 
     func readUser(_ node: Node, groups declared: [String]) throws -> UserEntry {

@@ -45,6 +45,9 @@ public enum AuditEventType: String, Sendable, Codable, CaseIterable {
     case grantRevoked = "grant.revoked"
     case grantBreakGlass = "grant.break_glass"
     case webhookFailed = "webhook.failed"
+    case databaseRoleCreated = "database_role.created"
+    case databaseRoleGranted = "database_role.granted"
+    case databaseRoleRevoked = "database_role.revoked"
 }
 
 /// What a caller records; the log adds the sequence number, time and chain.

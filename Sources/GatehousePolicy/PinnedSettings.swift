@@ -64,3 +64,29 @@ public enum PostgresBool {
         return nil
     }
 }
+
+/// On a connection whose people have database roles of their own, a session is its person: it logs in
+/// as their role, and nothing it sends may change who it runs as. Refused whatever the policy says.
+/// Going back to the login role (RESET ALL, DISCARD ALL) needs no refusal: it is the person's own.
+public enum PinnedIdentity {
+    static let names: Set<String> = ["role", "session_authorization"]
+
+    public static func violation(in inspection: Inspection) -> String? {
+        for facts in inspection.statements {
+            for change in facts.settings {
+                guard let name = change.name, names.contains(name) else { continue }
+                let spelled = name == "role" ? "the role" : "the session authorization"
+                return
+                    "this connection gives each person a database role of their own: a session cannot change \(spelled) it runs as"
+            }
+            if facts.kinds.contains(.setRole) {
+                return
+                    "this connection gives each person a database role of their own: a session cannot change the role it runs as"
+            }
+        }
+        return nil
+    }
+
+    public static let hint =
+        "what your database role may do follows your grants: ask for more with `gatehouse request ROLE --reason \"why\"`"
+}

@@ -28,6 +28,9 @@ public struct ProxyEnvironment: Sendable {
     public var upstreamTLS: [String: NIOSSLContext]
     public var logger: Logger
     public var now: @Sendable () -> Date
+    /// Per connection name, for connections with `database_roles`: each session logs in as its
+    /// person's own role, made ready here first.
+    public var databaseRoles: [String: any DatabaseRoleLogins] = [:]
 
     public init(
         config: GatehouseConfig, tokens: TokenService, identities: IdentityService, store: any GatehouseStore,

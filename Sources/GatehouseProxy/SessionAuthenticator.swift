@@ -122,7 +122,8 @@ struct SessionAuthenticator: Sendable {
             session: StatementJudge.Session(
                 id: id, user: client.user.name, groups: client.user.groups, connection: client.connection.name,
                 source: source, country: environment.geoIP?.country(for: source), applicationName: request.applicationName,
-                startedAt: environment.now(), statementText: environment.config.auditStatementText))
+                startedAt: environment.now(), statementText: environment.config.auditStatementText,
+                pinnedIdentity: client.connection.databaseRoles != nil))
         let world = environment.judgeWorld(user: client.user.name, connection: client.connection.name)
         let limits = environment.config.limits
         let session = judge.session

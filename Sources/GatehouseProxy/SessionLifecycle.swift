@@ -1,5 +1,6 @@
 import Foundation
 import GatehouseAuth
+import GatehouseConfig
 import GatehouseCore
 import GatehousePolicy
 import GatehouseSessions
@@ -138,7 +139,34 @@ final class SessionLifecycle {
         then: @escaping (Opened) -> Void
     ) {
         guard let client else { return }
-        let connection = client.connection
+        guard let roles = environment.databaseRoles[client.connection.name] else {
+            connect(as: client.connection, events: events, connected: connected, abandoned: abandoned, then: then)
+            return
+        }
+        // The person logs in as their own role, which holds what their grants give now.
+        let user = client.user.name
+        runAsync {
+            try await roles.login(for: user)
+        } then: { result in
+            guard !abandoned() else { return }
+            switch result {
+            case .success(let login):
+                var connection = client.connection
+                (connection.user, connection.password) = (login.user, login.password)
+                self.connect(as: connection, events: events, connected: connected, abandoned: abandoned, then: then)
+            case .failure(let error):
+                self.logger.error("cannot make the database role ready", metadata: ["error": "\(error)"])
+                self.refuse(
+                    .connectionUnavailable(client.connection.name, reason: "your database role is not ready: \(error)"),
+                    then: then)
+            }
+        }
+    }
+
+    private func connect(
+        as connection: Connection, events: any SessionEvents, connected: @escaping (UpstreamHandler) -> Void,
+        abandoned: @escaping () -> Bool, then: @escaping (Opened) -> Void
+    ) {
         let connector = UpstreamConnector(
             connection: connection, tlsContext: environment.upstreamTLS[connection.name], limits: environment.config.limits,
             logger: logger)

@@ -23,6 +23,8 @@ struct StatementJudge: Sendable {
         var startedAt: Date
         /// Whether decisions record statements in full or with their constants masked.
         var statementText: AuditStatementText = .full
+        /// The session logs in as its person's own database role: nothing may change who it runs as.
+        var pinnedIdentity = false
     }
 
     /// What the judge reads of the world when it judges: passed in whole, read once per statement.
@@ -182,7 +184,11 @@ struct StatementJudge: Sendable {
             let policy = world.policy
             if sessionRules?.policy != ObjectIdentifier(policy) { sessionRules = policy.sessionRules(for: context) }
             var readsClock = false
-            decision = policy.evaluate(inspection, in: context, session: sessionRules, readsClock: &readsClock)
+            if session.pinnedIdentity, let reason = PinnedIdentity.violation(in: inspection) {
+                decision = Decision.refusal(reason, hint: PinnedIdentity.hint)
+            } else {
+                decision = policy.evaluate(inspection, in: context, session: sessionRules, readsClock: &readsClock)
+            }
             if !world.grants.isEmpty, decision.action.proceeds {
                 // A grant is used when the statement would not run without it; the session then ends with it.
                 var withoutGrants = context
@@ -244,7 +250,11 @@ struct StatementJudge: Sendable {
     /// second factor or another person: a hold is a refusal.
     mutating func judgeStartupSetting(_ setting: StartupSettings.Setting, inspection: Inspection, in world: World) -> Judgement {
         if setting.name == "search_path" { searchPath.widen(by: [setting.value]) }
-        var decision = world.policy.evaluate(inspection, in: context(in: world))
+        var decision =
+            session.pinnedIdentity
+            ? PinnedIdentity.violation(in: inspection).map { Decision.refusal($0, hint: PinnedIdentity.hint) }
+                ?? world.policy.evaluate(inspection, in: context(in: world))
+            : world.policy.evaluate(inspection, in: context(in: world))
         if decision.action == .stepUp || decision.action == .approve {
             decision.reason += "; a startup setting cannot wait for it: SET it in the session instead"
             decision.action = .deny

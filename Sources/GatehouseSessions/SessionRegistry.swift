@@ -193,6 +193,12 @@ public final class SessionRegistry: Sendable {
         terminateAll(reason: reason) { $0.usedGrants.contains(grant) }.map(\.id)
     }
 
+    /// Ends every session of `user` on `connections`: on a connection with database roles, what a
+    /// grant gave is the database's privilege, whichever statement used it.
+    public func terminateSessions(of user: String, on connections: Set<String>, reason: String) -> [String] {
+        terminateAll(reason: reason) { $0.info.user == user && connections.contains($0.info.connection) }.map(\.id)
+    }
+
     /// Which tokens a revocation took: one token by id, or every token of a user issued until now.
     public enum RevokedTokens: Sendable, Equatable {
         case token(id: String)
@@ -229,4 +235,20 @@ public final class SessionRegistry: Sendable {
     }
 
     public var count: Int { state.withLock { $0.sessions.count } }
+}
+
+/// How a session logs in to a connection whose people have database roles of their own.
+public struct DatabaseLogin: Sendable, Equatable {
+    public var user: String
+    public var password: String
+
+    public init(user: String, password: String) {
+        self.user = user
+        self.password = password
+    }
+}
+
+/// A connection's database roles, as the proxy sees them: the login of a person's own role, made ready.
+public protocol DatabaseRoleLogins: Sendable {
+    func login(for user: String) async throws -> DatabaseLogin
 }

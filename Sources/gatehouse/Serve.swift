@@ -1,9 +1,11 @@
 import ArgumentParser
+import Crypto
 import Foundation
 import GatehouseAuth
 import GatehouseConfig
 import GatehouseConfigYAML
 import GatehouseCore
+import GatehouseDatabaseRoles
 import GatehouseGeo
 import GatehouseHTTP
 import GatehouseProxy
@@ -149,17 +151,43 @@ struct Serve: AsyncParsableCommand {
             notifier = webhooks
         }
         let grants = GrantService(roles: gatewayConfig.roles, store: store, stepUp: stepUp, logger: logger)
+        // Connections whose people log in as their own database role: what a grant gave there is a
+        // privilege of the database, whichever statement used it, so all the person's sessions end with it.
+        let roleConnections = Set(gatewayConfig.connections.filter { $0.databaseRoles != nil }.map(\.name))
         try await grants.start { grant, reason in
-            let ended = registry.terminateSessions(usingGrant: grant.id, reason: reason)
+            var ended = registry.terminateSessions(usingGrant: grant.id, reason: reason)
+            let scope = grant.connection.map { roleConnections.intersection([$0]) } ?? roleConnections
+            if !scope.isEmpty {
+                ended += registry.terminateSessions(of: grant.requester, on: scope, reason: reason)
+            }
             if !ended.isEmpty {
                 logger.notice(
                     "sessions ended with their grant", metadata: ["grant": "\(grant.id)", "sessions": "\(ended.count)"])
             }
         }
-        let proxyEnvironment = ProxyEnvironment(
+        var proxyEnvironment = ProxyEnvironment(
             config: gatewayConfig, tokens: tokens, identities: identities, store: store, registry: registry,
             guardrails: guardrails, geoIP: geoIP, stepUp: stepUp, grants: grants, clientTLS: tls.client,
             upstreamTLS: tls.upstream, logger: logger)
+        var roleServices: [DatabaseRoleService] = []
+        if !roleConnections.isEmpty {
+            let key = SymmetricKey(
+                data: try TokenService.loadOrCreateSigningKey(
+                    at: (gatewayConfig.dataDirectory as NSString).appendingPathComponent("database-roles.key")))
+            for connection in gatewayConfig.connections where connection.databaseRoles != nil {
+                let service = DatabaseRoleService(
+                    connection: connection, key: key, grants: grants, store: store,
+                    tlsContext: tls.upstream[connection.name], logger: logger)
+                // Before any session: the database keeps no privilege the store says has ended.
+                do { try await service.reconcile() } catch {
+                    logger.error(
+                        "cannot reconcile the database roles at start; retrying in the background",
+                        metadata: ["connection": "\(connection.name)", "error": "\(error)"])
+                }
+                proxyEnvironment.databaseRoles[connection.name] = service
+                roleServices.append(service)
+            }
+        }
         let apiEnvironment = APIEnvironment(
             config: gatewayConfig, tokens: tokens, identities: identities, store: store, registry: registry, stepUp: stepUp,
             grants: grants, guardrails: guardrails, metrics: metrics, logger: logger)
@@ -204,7 +232,7 @@ struct Serve: AsyncParsableCommand {
                 metadata: ["recovered": "\(recovered)", "unreadable_lines": "\(unreadable)"])
         }
         _ = try await store.appendAudit(AuditRecord(.gatewayStart, actor: "gatehouse", detail: startDetail))
-        var services: [any Service] = [listener, app, ChallengeExpiry(stepUp), GrantExpiry(grants)]
+        var services: [any Service] = [listener, app, ChallengeExpiry(stepUp), GrantExpiry(grants)] + roleServices
         if let notifier { services.append(notifier) }
         if let path = config {
             services.append(

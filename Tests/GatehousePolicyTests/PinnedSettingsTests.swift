@@ -132,3 +132,24 @@ struct PinnedSettingsTests {
         }
     }
 }
+
+@Suite("A session with a database role of its own cannot change who it runs as")
+struct PinnedIdentityTests {
+    @Test("every spelling of a role change is refused; going back to the login role is not")
+    func spellings() {
+        let refused = [
+            "set role orders_write", "SET ROLE 'orders_write'", "set local role orders_write", "reset role",
+            "set role none", "set session authorization postgres", "reset session authorization",
+            "set session_authorization = 'postgres'", "select set_config('role', 'orders_write', false)",
+            "select set_config('ROLE', 'orders_write', true)",
+            "select pg_catalog.set_config('session_authorization', 'x', false)",
+            "select 1; set role x",
+        ]
+        for sql in refused {
+            #expect(PinnedIdentity.violation(in: Inspector.inspect(sql)) != nil, "\(sql)")
+        }
+        for sql in ["reset all", "discard all", "set search_path = public", "select current_user", "show role"] {
+            #expect(PinnedIdentity.violation(in: Inspector.inspect(sql)) == nil, "\(sql)")
+        }
+    }
+}
