@@ -155,10 +155,11 @@ struct Serve: AsyncParsableCommand {
         // privilege of the database, whichever statement used it, so all the person's sessions end with it.
         let roleConnections = Set(gatewayConfig.connections.filter { $0.databaseRoles != nil }.map(\.name))
         try await grants.start { grant, reason in
-            var ended = registry.terminateSessions(usingGrant: grant.id, reason: reason)
+            var ended = Set(registry.terminateSessions(usingGrant: grant.id, reason: reason))
             let scope = grant.connection.map { roleConnections.intersection([$0]) } ?? roleConnections
             if !scope.isEmpty {
-                ended += registry.terminateSessions(of: grant.requester, on: scope, reason: reason)
+                // A session may be both: it is counted once.
+                ended.formUnion(registry.terminateSessions(of: grant.requester, on: scope, reason: reason))
             }
             if !ended.isEmpty {
                 logger.notice(
