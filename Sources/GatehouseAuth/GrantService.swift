@@ -7,7 +7,8 @@ import NIOConcurrencyHelpers
 
 /// Just-in-time grants: requests, approvals, activation, expiry and revocation, kept in the store so
 /// they survive a restart. When a grant ends, `onGrantEnded` is told, so every session that used it
-/// can be terminated.
+/// can be terminated; when one is approved, `onGrantStarted` is awaited before the approval returns, so
+/// what the grant gives in the database is in place by the time the requester hears of it.
 public actor GrantService {
     private let store: any GatehouseStore
     private let stepUp: StepUpService?
@@ -17,6 +18,7 @@ public actor GrantService {
     /// Active grants by user, for the proxy to read synchronously on every statement.
     private nonisolated let active = NIOLockedValueBox<[String: [AccessRequest]]>([:])
     private var onGrantEnded: @Sendable (AccessRequest, String) -> Void = { _, _ in }
+    private var onGrantStarted: @Sendable (AccessRequest) async -> Void = { _ in }
     private var checkedUpTo: Date
 
     public init(
@@ -32,8 +34,12 @@ public actor GrantService {
     }
 
     /// Loads requests and grants from the store; `GrantExpiry` watches their deadlines from then on.
-    public func start(onGrantEnded: @escaping @Sendable (AccessRequest, String) -> Void) async throws {
+    public func start(
+        onGrantEnded: @escaping @Sendable (AccessRequest, String) -> Void,
+        onGrantStarted: @escaping @Sendable (AccessRequest) async -> Void = { _ in }
+    ) async throws {
         self.onGrantEnded = onGrantEnded
+        self.onGrantStarted = onGrantStarted
         book.restore(try await store.accessRequests())
         checkedUpTo = now()
         try await tick()
@@ -67,7 +73,10 @@ public actor GrantService {
             id: "req-" + RandomSecret.hex(6), requester: requester.name, groups: requester.groups, role: role,
             connection: connection, duration: duration, reason: reason, startAt: startAt, at: now())
         try await persist(request, event: .requestCreated)
-        if request.state == .approved { try await persist(request, event: .grantActivated, detail: ["auto_approved": "true"]) }
+        if request.state == .approved {
+            try await persist(request, event: .grantActivated, detail: ["auto_approved": "true"])
+            await onGrantStarted(request)
+        }
         return request
     }
 
@@ -86,6 +95,7 @@ public actor GrantService {
             id: "req-" + RandomSecret.hex(6), requester: requester.name, groups: requester.groups, role: role,
             connection: connection, duration: duration, reason: reason, at: now())
         try await persist(request, event: .grantBreakGlass)
+        await onGrantStarted(request)
         logger.warning(
             "BREAK-GLASS access activated", metadata: ["user": "\(requester.name)", "role": "\(role)", "reason": "\(reason)"])
         return request
@@ -102,7 +112,10 @@ public actor GrantService {
         }
         let request = try book.approve(id, by: approver.name, groups: approver.groups, at: now())
         try await persist(request, event: .requestApproved, actor: approver.name)
-        if request.state == .approved { try await persist(request, event: .grantActivated, actor: approver.name) }
+        if request.state == .approved {
+            try await persist(request, event: .grantActivated, actor: approver.name)
+            await onGrantStarted(request)
+        }
         return request
     }
 

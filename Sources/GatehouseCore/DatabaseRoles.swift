@@ -53,10 +53,11 @@ public enum RoleSQL {
     }
 
     /// Puts a role the gateway made back as it makes it: its password, no attributes beyond LOGIN,
-    /// no settings of its own (a `role` default would change who its sessions are).
+    /// no settings of its own (a `role` default would change who its sessions are). REPLICATION and
+    /// BYPASSRLS only a superuser may even name in ALTER ROLE: the service refuses a role that has them.
     public static func restore(_ role: String, verifier: String) -> [String] {
         [
-            "ALTER ROLE \(identifier(role)) LOGIN NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS INHERIT PASSWORD \(literal(verifier))",
+            "ALTER ROLE \(identifier(role)) LOGIN NOCREATEDB NOCREATEROLE INHERIT PASSWORD \(literal(verifier))",
             "ALTER ROLE \(identifier(role)) RESET ALL",
         ]
     }

@@ -90,18 +90,23 @@ public actor DatabaseRoleService: DatabaseRoleLogins, Service {
         DatabaseRolePassword.derive(key: key, connection: connection.name, role: role)
     }
 
-    /// Creates the role, or checks it is one the gateway made and puts its password and attributes back.
+    /// Creates the role, or checks it is one the gateway made (and still holds no attribute the gateway
+    /// never gives) and reads what it holds now, so a membership added by hand is taken back before the
+    /// session starts; its password and attributes are put back once per process.
     private func prepare(_ role: String, user: String) async throws {
-        if held[role] != nil, restored.contains(role) { return }
         let admin = try await adminConnection()
-        let salt = Array(HMAC<SHA256>.authenticationCode(for: Array("salt\u{0}\(role)".utf8), using: key).prefix(16))
-        let verifier = DatabaseRolePassword.scramVerifier(password: password(for: role), salt: salt)
         let existing = try await admin.query(
-            "SELECT rolsuper OR rolreplication OR rolbypassrls, COALESCE(shobj_description(oid, 'pg_authid'), '') FROM pg_roles WHERE rolname = \(role)",
+            """
+            SELECT r.rolsuper OR r.rolreplication OR r.rolbypassrls, COALESCE(shobj_description(r.oid, 'pg_authid'), ''),
+              ARRAY(SELECT g.rolname::text FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid WHERE m.member = r.oid)
+            FROM pg_roles r WHERE r.rolname = \(role)
+            """,
             logger: logger
         ).collect()
+        let salt = Array(HMAC<SHA256>.authenticationCode(for: Array("salt\u{0}\(role)".utf8), using: key).prefix(16))
+        let verifier = DatabaseRolePassword.scramVerifier(password: password(for: role), salt: salt)
         if let row = existing.first {
-            let (privileged, comment) = try row.decode((Bool, String).self)
+            let (privileged, comment, memberOf) = try row.decode((Bool, String, [String]).self)
             guard comment == RoleSQL.marker(connection: connection.name) else {
                 throw DatabaseRoleError(
                     "the database role \(role) exists but was not made by Gatehouse for connection \(connection.name): rename or drop it, or choose another database_roles.name"
@@ -112,6 +117,8 @@ public actor DatabaseRoleService: DatabaseRoleLogins, Service {
                     "the database role \(role) has SUPERUSER, REPLICATION or BYPASSRLS, which Gatehouse never gives: a superuser must remove them"
                 )
             }
+            held[role] = Set(memberOf)
+            guard !restored.contains(role) else { return }
             for statement in RoleSQL.restore(role, verifier: verifier) { try await run(statement, on: admin) }
         } else {
             for statement in RoleSQL.create(role, verifier: verifier, connection: connection.name) {
@@ -166,6 +173,8 @@ public actor DatabaseRoleService: DatabaseRoleLogins, Service {
         var read: [String: Set<String>] = [:]
         for row in rows {
             let (role, memberOf) = try row.decode((String, [String]).self)
+            // Another gateway's connection of the same name may keep roles of another form here.
+            guard roles.user(of: role) != nil else { continue }
             read[role] = Set(memberOf)
         }
         let first = lastRead == nil
@@ -219,20 +228,28 @@ public actor DatabaseRoleService: DatabaseRoleLogins, Service {
 
     private func adminConnection() async throws -> PostgresConnection {
         if let admin, !admin.isClosed { return admin }
+        let opened = try await Self.connect(
+            connection, tlsContext: tlsContext, applicationName: "gatehouse-roles", purpose: "to manage database roles",
+            logger: logger)
+        admin = opened
+        known = false
+        return opened
+    }
+
+    /// Logs in to `connection`'s database as the gateway's own login.
+    static func connect(
+        _ connection: Connection, tlsContext: NIOSSLContext?, applicationName: String, purpose: String, logger: Logger
+    ) async throws -> PostgresConnection {
         var configuration = PostgresConnection.Configuration(
             host: connection.host, port: connection.port, username: connection.user, password: connection.password,
             database: connection.database, tls: tlsContext.map { .require($0) } ?? .disable)
-        configuration.options.additionalStartupParameters = [("application_name", "gatehouse-roles")]
+        configuration.options.additionalStartupParameters = [("application_name", applicationName)]
         do {
-            let opened = try await PostgresConnection.connect(
+            return try await PostgresConnection.connect(
                 on: MultiThreadedEventLoopGroup.singleton.next(), configuration: configuration, id: 1, logger: logger)
-            admin = opened
-            known = false
-            return opened
         } catch {
             throw DatabaseRoleError(
-                "cannot log in to \(connection.host):\(connection.port) as \(connection.user) to manage database roles: \(Self.describe(error))"
-            )
+                "cannot log in to \(connection.host):\(connection.port) as \(connection.user) \(purpose): \(describe(error))")
         }
     }
 

@@ -83,6 +83,12 @@ public enum PinnedIdentity {
                 return
                     "this connection gives each person a database role of their own: a session cannot change the role it runs as"
             }
+            // A role may change its own password and session defaults: a password of the person's own
+            // would let them log in around the gateway, a default `role` would change who they run as.
+            if facts.kinds.contains(.alter), facts.objectTypes.contains("role") {
+                return
+                    "this connection gives each person a database role of their own: a session cannot alter roles (the gateway sets your role's password and settings)"
+            }
         }
         return nil
     }

@@ -154,18 +154,33 @@ struct Serve: AsyncParsableCommand {
         // Connections whose people log in as their own database role: what a grant gave there is a
         // privilege of the database, whichever statement used it, so all the person's sessions end with it.
         let roleConnections = Set(gatewayConfig.connections.filter { $0.databaseRoles != nil }.map(\.name))
-        try await grants.start { grant, reason in
-            var ended = Set(registry.terminateSessions(usingGrant: grant.id, reason: reason))
-            let scope = grant.connection.map { roleConnections.intersection([$0]) } ?? roleConnections
-            if !scope.isEmpty {
-                // A session may be both: it is counted once.
-                ended.formUnion(registry.terminateSessions(of: grant.requester, on: scope, reason: reason))
-            }
-            if !ended.isEmpty {
-                logger.notice(
-                    "sessions ended with their grant", metadata: ["grant": "\(grant.id)", "sessions": "\(ended.count)"])
+        // The role services are made below, once the grants are loaded; the hooks find them here.
+        let roleServicesBox = NIOLockedValueBox<[DatabaseRoleService]>([])
+        @Sendable func reconcile(_ grant: AccessRequest) async {
+            for service in roleServicesBox.withLockedValue({ $0 })
+            where grant.connection == nil || grant.connection == service.connection.name {
+                do { try await service.reconcile() } catch {
+                    // The service's own tick tries again several times a second.
+                    logger.warning(
+                        "cannot change the database roles for a grant yet",
+                        metadata: ["grant": "\(grant.id)", "connection": "\(service.connection.name)", "error": "\(error)"])
+                }
             }
         }
+        try await grants.start(
+            onGrantEnded: { grant, reason in
+                Task { await reconcile(grant) }
+                var ended = Set(registry.terminateSessions(usingGrant: grant.id, reason: reason))
+                let scope = grant.connection.map { roleConnections.intersection([$0]) } ?? roleConnections
+                if !scope.isEmpty {
+                    // A session may be both: it is counted once.
+                    ended.formUnion(registry.terminateSessions(of: grant.requester, on: scope, reason: reason))
+                }
+                if !ended.isEmpty {
+                    logger.notice(
+                        "sessions ended with their grant", metadata: ["grant": "\(grant.id)", "sessions": "\(ended.count)"])
+                }
+            }, onGrantStarted: { grant in await reconcile(grant) })
         var proxyEnvironment = ProxyEnvironment(
             config: gatewayConfig, tokens: tokens, identities: identities, store: store, registry: registry,
             guardrails: guardrails, geoIP: geoIP, stepUp: stepUp, grants: grants, clientTLS: tls.client,
@@ -188,6 +203,7 @@ struct Serve: AsyncParsableCommand {
                 proxyEnvironment.databaseRoles[connection.name] = service
                 roleServices.append(service)
             }
+            roleServicesBox.withLockedValue { $0 = roleServices }
         }
         let apiEnvironment = APIEnvironment(
             config: gatewayConfig, tokens: tokens, identities: identities, store: store, registry: registry, stepUp: stepUp,

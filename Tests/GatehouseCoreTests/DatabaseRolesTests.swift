@@ -83,3 +83,65 @@ struct DatabaseRolesTests {
         )
     }
 }
+
+@Suite("What `connections check` concludes from the database's roles")
+struct DatabaseRoleCheckTests {
+    let roles = DatabaseRoles(name: "gh_{user}", base: ["orders_read"], grants: ["dba": ["orders_write"]])
+
+    func facts(version: Int = 150_000, superuser: Bool = false, createRole: Bool = true) -> DatabaseRoleFacts {
+        DatabaseRoleFacts(
+            serverVersion: version, serverVersionText: "\(version / 10000).0", loginIsSuperuser: superuser,
+            loginCanCreateRoles: createRole,
+            handedOut: [
+                "orders_read": .init(exists: true, privileges: ["SELECT on table orders"]),
+                "orders_write": .init(exists: true, privileges: ["DELETE, SELECT on table orders"]),
+            ])
+    }
+
+    @Test("a CREATEROLE login on PostgreSQL 15 needs nothing more")
+    func fifteen() {
+        #expect(DatabaseRoleCheck.findings(roles: roles, login: "gatehouse", facts: facts()).isEmpty)
+    }
+
+    @Test("on PostgreSQL 16 and later each role handed out must be held WITH ADMIN OPTION")
+    func sixteen() {
+        var sixteen = facts(version: 160_004)
+        let findings = DatabaseRoleCheck.findings(roles: roles, login: "gatehouse", facts: sixteen)
+        #expect(
+            findings.map(\.fix) == [
+                #"GRANT "orders_read" TO "gatehouse" WITH ADMIN OPTION;"#,
+                #"GRANT "orders_write" TO "gatehouse" WITH ADMIN OPTION;"#,
+            ])
+        #expect(findings.allSatisfy { $0.severity == .problem && $0.message.contains("PostgreSQL 16") })
+        sixteen.handedOut["orders_read"]?.gatewayHasAdminOption = true
+        sixteen.handedOut["orders_write"]?.gatewayHasAdminOption = true
+        #expect(DatabaseRoleCheck.findings(roles: roles, login: "gatehouse", facts: sixteen).isEmpty)
+        // A superuser needs no ADMIN OPTION, but is told it has more than it needs.
+        let superuser = DatabaseRoleCheck.findings(
+            roles: roles, login: "gatehouse", facts: facts(version: 170_000, superuser: true, createRole: false))
+        #expect(superuser.map(\.severity) == [.warning])
+    }
+
+    @Test("no CREATEROLE, a missing role, a privileged role: each a problem with its fix; an empty role and a stranger warn")
+    func problems() {
+        var broken = facts(createRole: false)
+        broken.handedOut["orders_write"] = .init(exists: false)
+        broken.handedOut["orders_read"] = .init(exists: true, privilegedAttributes: ["BYPASSRLS"])
+        broken.strangers = ["gh_bob"]
+        let findings = DatabaseRoleCheck.findings(roles: roles, login: "gatehouse", facts: broken)
+        #expect(
+            findings.filter { $0.severity == .problem }.map(\.fix) == [
+                #"ALTER ROLE "gatehouse" CREATEROLE;"#, #"ALTER ROLE "orders_read" NOBYPASSRLS;"#,
+                #"CREATE ROLE "orders_write" NOLOGIN; -- then GRANT it what it should allow"#,
+            ])
+        let warnings = findings.filter { $0.severity == .warning }.map(\.message)
+        #expect(warnings.count == 2)
+        #expect(warnings.contains { $0.hasPrefix("orders_read holds no privilege") })
+        #expect(warnings.contains { $0.hasPrefix("gh_bob has the form of a person's role") })
+        let report = DatabaseRoleCheck.report(
+            connection: Connection(name: "orders", host: "db", database: "app", user: "gatehouse", password: nil),
+            roles: roles, facts: broken, findings: findings)
+        #expect(report.contains("  orders_write (grant of dba):\n    missing\n"))
+        #expect(report.hasSuffix("3 problems: run the fixes as a superuser, then check again.\n"))
+    }
+}

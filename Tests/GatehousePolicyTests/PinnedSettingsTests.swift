@@ -144,6 +144,9 @@ struct PinnedIdentityTests {
             "select set_config('ROLE', 'orders_write', true)",
             "select pg_catalog.set_config('session_authorization', 'x', false)",
             "select 1; set role x",
+            "alter role gh_alice password 'mine'", "ALTER USER gh_alice WITH PASSWORD 'SCRAM-SHA-256$4096:x'",
+            "alter role gh_alice set role = 'orders_write'", "alter user current_user set role to orders_write",
+            "alter role gh_alice in database app set session_authorization = 'postgres'",
         ]
         for sql in refused {
             #expect(PinnedIdentity.violation(in: Inspector.inspect(sql)) != nil, "\(sql)")
