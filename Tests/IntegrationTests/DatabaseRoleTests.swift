@@ -288,7 +288,7 @@ struct DatabaseRoleTests {
 
         for options in [
             "-c role=\(fixture.read)", "-c session_authorization=\(fixture.login)", "--role=\(fixture.read)",
-            "-crole=\(fixture.read)",
+            "-crole=\(fixture.read)", "-c ROLE=\(fixture.read)", "-c Session_Authorization=\(fixture.login)",
         ] {
             let result = try await gateway.psql(
                 connection: "orders", password: alice, environment: ["PGOPTIONS": options], ["-c", "select current_user"])
@@ -304,6 +304,26 @@ struct DatabaseRoleTests {
                     password: alice)
             }
         }
+        // A driver's extended protocol: prepared, with the setting's name or value as a parameter.
+        let script = """
+            import psycopg, sys
+            conn = psycopg.connect(host="127.0.0.1", port=\(gateway.postgresPort), dbname="orders", user="alice",
+                                   password=sys.argv[1], sslmode="disable", autocommit=True)
+            for sql, params in [("set role \(fixture.read)", None), ("select set_config(%s, %s, false)", ["role", "\(fixture.read)"]),
+                                ("select set_config('role', %s, false)", ["\(fixture.read)"]),
+                                ("select set_config(%s, 'x', false)", ["session_authorization"])]:
+                for prepare in [False, True]:
+                    try:
+                        conn.execute(sql, params, prepare=prepare)
+                        print("ran", sql)
+                    except psycopg.Error as e:
+                        print("refused", e.sqlstate)
+            print(conn.execute("select current_user").fetchone()[0])
+            """
+        let driver = try await Command.run("/usr/bin/python3", ["-c", script, alice], environment: [:])
+        #expect(driver.status == 0, "\(driver)")
+        #expect(!driver.stdout.contains("ran"), "\(driver)")
+        #expect(driver.stdout.hasSuffix("\(fixture.alice)\n"), "\(driver)")
         let raw = try RawClient(
             port: gateway.postgresPort, parameters: [("user", "alice"), ("database", "orders")], password: alice)
         #expect(try raw.query("select current_user").rows == [[fixture.alice]])
