@@ -168,7 +168,7 @@ struct DatabaseRoleTests {
         #expect(activity == "\(fixture.alice)\n", "\(activity)")
 
         let request = try await gateway.cli(
-            "alice", ["request", "dba", "--duration", "8s", "--reason", "clean up old orders", "--no-wait"])
+            "alice", ["request", "dba", "--duration", "15s", "--reason", "clean up old orders", "--no-wait"])
         let id = try Self.requestID(request.stdout + request.stderr)
         let approve = try await gateway.cli("bob", ["approve", id])
         #expect(approve.status == 0, "\(approve)")
@@ -217,7 +217,7 @@ struct DatabaseRoleTests {
         #expect(first.stdout == "\(fixture.alice)\n", "\(first)")
 
         let request = try await gateway.cli(
-            "alice", ["request", "dba", "--duration", "4s", "--reason", "crash test", "--no-wait"])
+            "alice", ["request", "dba", "--duration", "15s", "--reason", "crash test", "--no-wait"])
         let id = try Self.requestID(request.stdout + request.stderr)
         let approve = try await gateway.cli("bob", ["approve", id])
         #expect(approve.status == 0, "\(approve)")
@@ -227,7 +227,12 @@ struct DatabaseRoleTests {
         process.signal(SIGKILL)
         _ = try await process.wait(timeout: 30)
         // The grant runs out while nothing watches it: the database still holds what it gave.
-        try await Task.sleep(for: .seconds(5))
+        let until = try #require(approve.stdout.range(of: " until "))
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        let stamp = approve.stdout[until.upperBound...].prefix { $0 != "Z" } + "Z"
+        let expiry = try #require(formatter.date(from: String(stamp)), "\(approve)")
+        while Date() < expiry.addingTimeInterval(1) { try await Task.sleep(for: .milliseconds(200)) }
         #expect(try await fixture.memberships(of: fixture.alice, cluster) == [fixture.read, fixture.write])
 
         try await gateway.launch()
@@ -345,8 +350,7 @@ struct DatabaseRoleTests {
         let victim = try await Command.start(
             "\(cluster.binDirectory)/psql",
             [
-                gateway.conninfo(connection: "orders", user: "bob"), "-X", "-At", "-c", "select pg_sleep(10)", "-c",
-                "select 'survived'",
+                gateway.conninfo(connection: "orders", user: "bob"), "-X", "-At", "-c", "select pg_sleep(60)",
             ],
             environment: ["PGPASSWORD": bob, "PGAPPNAME": app])
         var pid = ""
@@ -368,8 +372,13 @@ struct DatabaseRoleTests {
             #expect(result.stderr.contains("42501"), "\(attack): \(result)")
             #expect(result.stderr.contains("pg_signal_backend") && result.stderr.contains("LOCATION:"), "\(attack): \(result)")
         }
+        // Still there, still running: then the superuser ends it.
+        let still = try await cluster.must("SELECT state FROM pg_stat_activity WHERE pid = \(pid)")
+        #expect(still == "active\n", "\(still)")
+        #expect(victim.isRunning)
+        try await cluster.must("SELECT pg_cancel_backend(\(pid))")
         let survived = try await victim.wait(timeout: 60)
-        #expect(survived.stdout.contains("survived"), "\(survived)")
+        #expect(survived.stderr.contains("canceling statement due to user request"), "\(survived)")
 
         // Her own session, though, is hers to end.
         let own = "own-\(fixture.tag)"
