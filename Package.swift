@@ -27,6 +27,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/swiftlang/swift-subprocess.git", from: "1.0.2"),
         .package(url: "https://github.com/apple/swift-system.git", from: "1.8.1"),
+        .package(url: "https://github.com/modelcontextprotocol/swift-sdk.git", from: "0.12.1"),
     ],
     targets: [
         // Pure values and rules: identities, tokens, audit chain, configuration model. No I/O.
@@ -137,6 +138,21 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        // AI agents over the Model Context Protocol: tools whose SQL goes through the gateway's own
+        // PostgreSQL listener, so it is judged, held and audited as any session's.
+        .target(
+            name: "GatehouseMCP",
+            dependencies: [
+                "GatehouseCore", "GatehouseConfig", "GatehouseAuth", "GatehouseStore", "GatehouseSessions",
+                .product(name: "MCP", package: "swift-sdk"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         // The PostgreSQL proxy: per-connection state machine, handlers, listener service.
         .target(
             name: "GatehouseProxy",
@@ -160,7 +176,7 @@ let package = Package(
             name: "GatehouseHTTP",
             dependencies: [
                 "GatehouseCore", "GatehouseAuth", "GatehouseStore", "GatehouseSessions", "GatehousePolicy", "SQLInspection",
-                "GatehouseConfig",
+                "GatehouseConfig", "GatehouseMCP",
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -178,7 +194,10 @@ let package = Package(
             name: "gatehouse",
             dependencies: [
                 "GatehouseCore", "GatehouseConfig", "GatehouseConfigYAML", "GatehouseStore", "GatehouseAuth", "GatehouseProxy",
-                "GatehouseSessions", "GatehouseServices", "GatehouseDatabaseRoles",
+                "GatehouseSessions", "GatehouseServices", "GatehouseDatabaseRoles", "GatehouseMCP",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 "GatehouseHTTP", "GatehousePolicy", "SQLInspection", "GatehouseGeo", "CQREncode",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -209,6 +228,9 @@ let package = Package(
         .testTarget(
             name: "GatehousePolicyTests",
             dependencies: ["GatehousePolicy", "SQLInspection", "GatehouseConfig", "GatehouseConfigYAML", "GatehouseTestSupport"]),
+        .testTarget(
+            name: "GatehouseMCPTests",
+            dependencies: ["GatehouseMCP", "GatehouseAuth", .product(name: "MCP", package: "swift-sdk")]),
         .testTarget(name: "GatehouseCoreTests", dependencies: ["GatehouseCore", "GatehouseConfig", "GatehouseConfigYAML"]),
         .testTarget(
             name: "GatehouseStoreTests",

@@ -15,16 +15,23 @@ public struct DatabaseRoleFacts: Sendable, Equatable {
         public var privileges: [String]
         /// Roles it is a member of (and so passes on).
         public var memberOf: [String]
+        /// Objects it owns (a few): a person holding it may act as their owner, and what an owner does
+        /// (grant, reassign) outlives the grant.
+        public var owns: [String]
+        /// Privileges it holds WITH GRANT OPTION (a few): granted on by a person, they outlive the grant.
+        public var grantOptions: [String]
 
         public init(
             exists: Bool, privilegedAttributes: [String] = [], gatewayHasAdminOption: Bool = false,
-            privileges: [String] = [], memberOf: [String] = []
+            privileges: [String] = [], memberOf: [String] = [], owns: [String] = [], grantOptions: [String] = []
         ) {
             self.exists = exists
             self.privilegedAttributes = privilegedAttributes
             self.gatewayHasAdminOption = gatewayHasAdminOption
             self.privileges = privileges
             self.memberOf = memberOf
+            self.owns = owns
+            self.grantOptions = grantOptions
         }
     }
 
@@ -33,6 +40,8 @@ public struct DatabaseRoleFacts: Sendable, Equatable {
     public var serverVersionText: String
     public var loginIsSuperuser: Bool
     public var loginCanCreateRoles: Bool
+    /// Whether the login may end other roles' backends (pg_signal_backend), as a killed session needs.
+    public var loginCanSignal: Bool = true
     public var handedOut: [String: HandedOut]
     /// People's roles the gateway made for this connection, and what each holds now.
     public var managed: [String: [String]]
@@ -92,6 +101,13 @@ public enum DatabaseRoleCheck {
                     .problem, "\(login) may not create roles, so it cannot make a role for each person",
                     fix: "ALTER ROLE \(who) CREATEROLE;"))
         }
+        if !facts.loginIsSuperuser && !facts.loginCanSignal {
+            findings.append(
+                DatabaseRoleFinding(
+                    .problem,
+                    "\(login) may not end a person's backend, as the gateway does when it ends their session (a kill, a grant's end)",
+                    fix: "GRANT pg_signal_backend TO \(who);"))
+        }
         let needsAdminOption = facts.serverVersion >= adminOptionVersion && !facts.loginIsSuperuser
         for name in roles.handedOut.sorted() {
             let role = RoleSQL.identifier(name)
@@ -116,6 +132,22 @@ public enum DatabaseRoleCheck {
                         .problem,
                         "\(login) does not hold \(name) WITH ADMIN OPTION, which PostgreSQL \(facts.serverVersion / 10000) requires to grant it",
                         fix: "GRANT \(role) TO \(who) WITH ADMIN OPTION;"))
+            }
+            if !held.owns.isEmpty && roles.grants.values.contains(where: { $0.contains(name) }) {
+                findings.append(
+                    DatabaseRoleFinding(
+                        .problem,
+                        "\(name) owns \(held.owns.joined(separator: ", ")): while a grant gives it, a person may act as the owner, and what an owner does (GRANT, REASSIGN OWNED) outlives the grant",
+                        fix:
+                            "REASSIGN OWNED BY \(role) TO <the objects' real owner>; -- then GRANT \(role) only the privileges it should give"
+                    ))
+            }
+            if !held.grantOptions.isEmpty && roles.grants.values.contains(where: { $0.contains(name) }) {
+                findings.append(
+                    DatabaseRoleFinding(
+                        .problem,
+                        "\(name) holds \(held.grantOptions.joined(separator: ", ")) WITH GRANT OPTION: a person holding it could grant them on, and those grants outlive theirs",
+                        fix: "REVOKE GRANT OPTION FOR ALL ON <those objects> FROM \(role);"))
             }
             if held.privileges.isEmpty && held.memberOf.isEmpty {
                 findings.append(

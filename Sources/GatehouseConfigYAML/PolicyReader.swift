@@ -129,7 +129,8 @@ extension Reader {
             node, "a rule's match",
             allowed: [
                 "connections", "users", "groups", "roles", "elevated", "source", "not_source", "countries",
-                "not_countries", "applications", "during", "outside", "session_age", "idle", "new_device", "kinds", "objects",
+                "not_countries", "applications", "agent", "agents", "during", "outside", "session_age", "idle", "new_device",
+                "kinds", "objects",
                 "tables", "tables_read", "tables_written", "not_tables_written", "writes", "no_where", "functions",
                 "multi_statement",
                 "unparsable", "dynamic", "copy_program", "admin_functions", "file_access", "user_functions", "settings",
@@ -162,6 +163,8 @@ extension Reader {
                 }
                 if key == "countries" { match.countries = codes } else { match.notCountries = codes }
             case "applications": match.applications = try strings(value, "match.applications").map(Glob.init)
+            case "agent": match.agent = try bool(value, "match.agent")
+            case "agents": match.agents = try strings(value, "match.agents").map(Glob.init)
             case "during": match.during = try timeWindow(value, "match.during")
             case "outside": match.outside = try timeWindow(value, "match.outside")
             case "session_age": match.sessionAgeAtLeast = try duration(value, "match.session_age")

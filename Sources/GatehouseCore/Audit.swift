@@ -48,6 +48,9 @@ public enum AuditEventType: String, Sendable, Codable, CaseIterable {
     case databaseRoleCreated = "database_role.created"
     case databaseRoleGranted = "database_role.granted"
     case databaseRoleRevoked = "database_role.revoked"
+    case mcpSessionStart = "mcp.session_start"
+    case mcpSessionEnd = "mcp.session_end"
+    case mcpToolCall = "mcp.tool_call"
 }
 
 /// What a caller records; the log adds the sequence number, time and chain.

@@ -45,9 +45,12 @@ public enum RoleSQL {
     /// that carry it.
     public static func marker(connection: String) -> String { "managed by Gatehouse for connection \(connection)" }
 
-    public static func create(_ role: String, verifier: String, connection: String) -> [String] {
+    /// `validUntil`: until when the password works (the gateway's login is about to use it), as
+    /// PostgreSQL reads a timestamptz. Outside the gateway's own logins the role's password has expired,
+    /// so a password the person set themselves (a role may change its own) opens nothing.
+    public static func create(_ role: String, verifier: String, connection: String, validUntil: String) -> [String] {
         [
-            "CREATE ROLE \(identifier(role)) LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS INHERIT PASSWORD \(literal(verifier))",
+            "CREATE ROLE \(identifier(role)) LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS INHERIT PASSWORD \(literal(verifier)) VALID UNTIL \(literal(validUntil))",
             "COMMENT ON ROLE \(identifier(role)) IS \(literal(marker(connection: connection)))",
         ]
     }
@@ -55,11 +58,16 @@ public enum RoleSQL {
     /// Puts a role the gateway made back as it makes it: its password, no attributes beyond LOGIN,
     /// no settings of its own (a `role` default would change who its sessions are). REPLICATION and
     /// BYPASSRLS only a superuser may even name in ALTER ROLE: the service refuses a role that has them.
-    public static func restore(_ role: String, verifier: String) -> [String] {
+    public static func restore(_ role: String, verifier: String, validUntil: String) -> [String] {
         [
-            "ALTER ROLE \(identifier(role)) LOGIN NOCREATEDB NOCREATEROLE INHERIT PASSWORD \(literal(verifier))",
+            "ALTER ROLE \(identifier(role)) LOGIN NOCREATEDB NOCREATEROLE INHERIT PASSWORD \(literal(verifier)) VALID UNTIL \(literal(validUntil))",
             "ALTER ROLE \(identifier(role)) RESET ALL",
         ]
+    }
+
+    /// The role's password stops working (its logins through the gateway are done).
+    public static func expire(_ role: String) -> String {
+        "ALTER ROLE \(identifier(role)) VALID UNTIL '1970-01-01 00:00:00+00'"
     }
 
     public static func grant(_ role: String, to member: String) -> String {

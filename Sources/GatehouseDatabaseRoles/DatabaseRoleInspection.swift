@@ -29,16 +29,18 @@ public enum DatabaseRoleInspection {
     ) async throws -> DatabaseRoleFacts {
         let login = try await postgres.query(
             """
-            SELECT current_setting('server_version_num')::int, current_setting('server_version'), rolsuper, rolcreaterole
+            SELECT current_setting('server_version_num')::int, current_setting('server_version'), rolsuper, rolcreaterole,
+              pg_has_role(current_user, 'pg_signal_backend', 'USAGE')
             FROM pg_roles WHERE rolname = current_user
             """,
             logger: logger
         ).collect()
         guard let row = login.first else { throw DatabaseRoleError("the login \(connection.user) is not in pg_roles") }
-        let (version, versionText, superuser, createRole) = try row.decode((Int, String, Bool, Bool).self)
+        let (version, versionText, superuser, createRole, signal) = try row.decode((Int, String, Bool, Bool, Bool).self)
         var facts = DatabaseRoleFacts(
             serverVersion: version, serverVersionText: versionText, loginIsSuperuser: superuser,
             loginCanCreateRoles: createRole, handedOut: [:])
+        facts.loginCanSignal = signal
         guard let roles = connection.databaseRoles else { return facts }
 
         let names = roles.handedOut.sorted()
@@ -80,7 +82,8 @@ public enum DatabaseRoleInspection {
               SELECT 'database', quote_ident(d.datname), d.datacl FROM pg_database d
               WHERE d.datacl IS NOT NULL AND d.datname = current_database()
             )
-            SELECT r.rolname::text, string_agg(DISTINCT e.privilege_type, ', ') || ' on ' || o.kind || ' ' || o.name
+            SELECT r.rolname::text, string_agg(DISTINCT e.privilege_type, ', ') || ' on ' || o.kind || ' ' || o.name,
+              bool_or(e.is_grantable)
             FROM objects o CROSS JOIN LATERAL aclexplode(o.acl) e JOIN pg_roles r ON r.oid = e.grantee
             WHERE r.rolname = ANY(\(names))
             GROUP BY r.rolname, o.kind, o.name ORDER BY 1, 2
@@ -88,8 +91,27 @@ public enum DatabaseRoleInspection {
             logger: logger
         ).collect()
         for row in privileges {
-            let (name, line) = try row.decode((String, String).self)
+            let (name, line, grantable) = try row.decode((String, String, Bool).self)
             facts.handedOut[name]?.privileges.append(line)
+            if grantable, facts.handedOut[name]?.grantOptions.count ?? 0 < 5 {
+                facts.handedOut[name]?.grantOptions.append(line)
+            }
+        }
+        // What each owns in this database (a few of each, enough to say so).
+        let owned = try await postgres.query(
+            """
+            SELECT r.rolname::text, o.name FROM pg_roles r CROSS JOIN LATERAL (
+              SELECT c.oid::regclass::text AS name FROM pg_class c WHERE c.relowner = r.oid AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+              UNION ALL SELECT quote_ident(n.nspname) FROM pg_namespace n WHERE n.nspowner = r.oid
+              UNION ALL SELECT p.oid::regprocedure::text FROM pg_proc p WHERE p.proowner = r.oid
+              LIMIT 5) o
+            WHERE r.rolname = ANY(\(names))
+            """,
+            logger: logger
+        ).collect()
+        for row in owned {
+            let (name, object) = try row.decode((String, String).self)
+            facts.handedOut[name]?.owns.append(object)
         }
         // The people's roles: those the gateway made (by its comment), and strangers of the same form.
         let people = try await postgres.query(

@@ -42,8 +42,9 @@ public actor DatabaseRoleService: DatabaseRoleLogins, Service {
     private var held: [String: Set<String>] = [:]
     /// Whether `held` was read from the database since the last failure.
     private var known = false
-    /// Roles whose password and attributes this process has put in place.
-    private var restored: Set<String> = []
+    /// Logins under way per role, and when the last began: its password works until the last is done
+    /// (a login never reported done counts for a minute, as long as the password's VALID UNTIL).
+    private var loggingIn: [String: (count: Int, last: ContinuousClock.Instant)] = [:]
     private var lastRead: ContinuousClock.Instant?
     private var busy = false
     private var waiting: [CheckedContinuation<Void, Never>] = []
@@ -70,7 +71,7 @@ public actor DatabaseRoleService: DatabaseRoleLogins, Service {
     // MARK: Logins
 
     /// Makes `user`'s role ready (created, its password and attributes as the gateway sets them, holding
-    /// what is due now) and returns how to log in as it.
+    /// what is due now, its password working for a minute) and returns how to log in as it.
     public func login(for user: String) async throws -> DatabaseLogin {
         let role = roles.role(for: user)
         guard role.utf8.count <= 63 else {
@@ -83,7 +84,28 @@ public actor DatabaseRoleService: DatabaseRoleLogins, Service {
             try await self.prepare(role, user: user)
             try await self.apply(role, user: user, reason: "session start")
         }
+        let under = loggingIn[role].map { ContinuousClock.now - $0.last < .seconds(60) ? $0.count : 0 } ?? 0
+        loggingIn[role] = (under + 1, .now)
         return DatabaseLogin(user: role, password: password(for: role))
+    }
+
+    /// A session's login as its role is done: when no other is under way, the password stops working, so
+    /// nobody logs in as the person but the gateway (a role may set its own password, not its expiry).
+    public func loggedIn(_ login: DatabaseLogin) async {
+        let left = max(0, (loggingIn[login.user]?.count ?? 1) - 1)
+        if left == 0 { loggingIn[login.user] = nil } else { loggingIn[login.user]?.count = left }
+        guard left == 0 else { return }
+        do {
+            try await exclusively {
+                guard self.loggingIn[login.user] == nil else { return }
+                try await self.run(RoleSQL.expire(login.user), on: try await self.adminConnection())
+            }
+        } catch {
+            // Its VALID UNTIL, a minute after the login began, ends it anyway.
+            logger.warning(
+                "cannot expire a database role's password after its login",
+                metadata: ["role": "\(login.user)", "error": "\(Self.describe(error))"])
+        }
     }
 
     private nonisolated func password(for role: String) -> String {
@@ -92,7 +114,8 @@ public actor DatabaseRoleService: DatabaseRoleLogins, Service {
 
     /// Creates the role, or checks it is one the gateway made (and still holds no attribute the gateway
     /// never gives) and reads what it holds now, so a membership added by hand is taken back before the
-    /// session starts; its password and attributes are put back once per process.
+    /// session starts; puts its password (which the person may have changed), attributes and settings
+    /// back, the password valid for the next minute by the server's clock.
     private func prepare(_ role: String, user: String) async throws {
         let admin = try await adminConnection()
         let existing = try await admin.query(
@@ -103,6 +126,11 @@ public actor DatabaseRoleService: DatabaseRoleLogins, Service {
             """,
             logger: logger
         ).collect()
+        let clock = try await admin.query(
+            "SELECT to_char((now() + interval '60 seconds') AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00'",
+            logger: logger
+        ).collect()
+        let validUntil = try clock.first?.decode(String.self) ?? "1970-01-01 00:00:00+00"
         let salt = Array(HMAC<SHA256>.authenticationCode(for: Array("salt\u{0}\(role)".utf8), using: key).prefix(16))
         let verifier = DatabaseRolePassword.scramVerifier(password: password(for: role), salt: salt)
         if let row = existing.first {
@@ -118,16 +146,16 @@ public actor DatabaseRoleService: DatabaseRoleLogins, Service {
                 )
             }
             held[role] = Set(memberOf)
-            guard !restored.contains(role) else { return }
-            for statement in RoleSQL.restore(role, verifier: verifier) { try await run(statement, on: admin) }
+            for statement in RoleSQL.restore(role, verifier: verifier, validUntil: validUntil) {
+                try await run(statement, on: admin)
+            }
         } else {
-            for statement in RoleSQL.create(role, verifier: verifier, connection: connection.name) {
+            for statement in RoleSQL.create(role, verifier: verifier, connection: connection.name, validUntil: validUntil) {
                 try await run(statement, on: admin)
             }
             held[role] = []
             try await audit(.databaseRoleCreated, user: user, detail: ["role": role])
         }
-        restored.insert(role)
     }
 
     // MARK: Reconciling
@@ -151,9 +179,16 @@ public actor DatabaseRoleService: DatabaseRoleLogins, Service {
     public func reconcile() async throws {
         try await exclusively {
             try await self.readIfNeeded()
+            // One role that cannot be changed now (a lock held on it) does not keep the others waiting.
+            var failures: [String] = []
             for role in self.held.keys.sorted() {
-                try await self.apply(role, user: self.roles.user(of: role), reason: "grants changed")
+                do {
+                    try await self.apply(role, user: self.roles.user(of: role), reason: "grants changed")
+                } catch {
+                    failures.append("\(role): \(Self.describe(error))")
+                }
             }
+            if !failures.isEmpty { throw DatabaseRoleError(failures.joined(separator: "; ")) }
         }
     }
 
@@ -231,6 +266,15 @@ public actor DatabaseRoleService: DatabaseRoleLogins, Service {
         let opened = try await Self.connect(
             connection, tlsContext: tlsContext, applicationName: "gatehouse-roles", purpose: "to manage database roles",
             logger: logger)
+        // A person can lock their own role's row (an open transaction that altered it): the gateway waits
+        // seconds for it, not forever, and goes on with everyone else.
+        do {
+            _ = try await opened.query("SET lock_timeout = '3s'", logger: logger).collect()
+            _ = try await opened.query("SET statement_timeout = '20s'", logger: logger).collect()
+        } catch {
+            try? await opened.close()
+            throw DatabaseRoleError("cannot set the role connection's timeouts: \(Self.describe(error))")
+        }
         admin = opened
         known = false
         return opened

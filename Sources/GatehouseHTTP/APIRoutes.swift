@@ -2,6 +2,7 @@ import Foundation
 import GatehouseAuth
 import GatehouseConfig
 import GatehouseCore
+import GatehouseMCP
 import GatehouseSessions
 import GatehouseStore
 import Hummingbird
@@ -34,6 +35,8 @@ public struct APIEnvironment: Sendable {
     public var guardrails: Guardrails?
     /// Where `/metrics` reads from; the route answers 404 without one.
     public var metrics: PrometheusCollectorRegistry?
+    /// The MCP server at `/mcp`; absent, the route is not served.
+    public var mcp: MCPGateway?
     public var logger: Logger
 
     public init(
@@ -75,6 +78,7 @@ public struct APIRoutes: Sendable {
         router.add(middleware: SecurityHeadersMiddleware())
         addAPIRoutes(to: router)
         router.get("metrics", use: metrics)
+        if let mcp = environment.mcp { MCPRoutes(gateway: mcp).add(to: router) }
         ConsoleRoutes(api: self).add(to: router)
         return router
     }

@@ -22,6 +22,8 @@ public struct SessionContext: Sendable {
     public var sourceAddress: String
     public var country: String?
     public var applicationName: String
+    /// The MCP client's name when the session is an AI agent's; nil for every other client.
+    public var agent: String?
     public var sessionStartedAt: Date
     public var lastActivityAt: Date
     /// Grants active now; the evaluator ignores any that have expired at `now`.
@@ -349,6 +351,10 @@ extension RuleMatch {
             if let country = context.country, notCountries.contains(country) { return false }
         }
         if let applications, !applications.contains(where: { $0.matches(context.applicationName) }) { return false }
+        if let agent, agent != (context.agent != nil) { return false }
+        if let agents {
+            guard let name = context.agent, agents.contains(where: { $0.matches(name) }) else { return false }
+        }
         return true
     }
 

@@ -112,6 +112,10 @@ public struct RuleMatch: Sendable, Equatable {
     public var countries: [String]?
     public var notCountries: [String]?
     public var applications: [Glob]?
+    /// true: the session is an AI agent's, come in over MCP; false: it is not.
+    public var agent: Bool?
+    /// The agent's client name (what its MCP client says it is) matches one of these.
+    public var agents: [Glob]?
     /// Matches inside (`during`) or outside (`outside`) these windows.
     public var during: TimeWindow?
     public var outside: TimeWindow?

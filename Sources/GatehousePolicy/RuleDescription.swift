@@ -33,6 +33,8 @@ extension RuleMatch {
         add("countries", countries)
         add("not countries", notCountries)
         add("applications", applications?.map(\.pattern))
+        flag("AI agent", agent)
+        add("agents", agents?.map(\.pattern))
         if let during { lines.append("during: \(during)") }
         if let outside { lines.append("outside: \(outside)") }
         if let sessionAgeAtLeast { lines.append("session older than \(Int(sessionAgeAtLeast))s") }

@@ -31,6 +31,8 @@ public struct ProxyEnvironment: Sendable {
     /// Per connection name, for connections with `database_roles`: each session logs in as its
     /// person's own role, made ready here first.
     public var databaseRoles: [String: any DatabaseRoleLogins] = [:]
+    /// The tickets the gateway's MCP tools open their sessions with (the agent's token checked already).
+    public var agentTickets = AgentTickets()
 
     public init(
         config: GatehouseConfig, tokens: TokenService, identities: IdentityService, store: any GatehouseStore,

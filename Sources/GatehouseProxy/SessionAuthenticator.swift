@@ -49,6 +49,9 @@ struct VerifiedClient: Sendable {
     var user: User
     var connection: Connection
     var token: TokenClaims
+    /// The MCP client's name when an agent's tool call opened the session (with an agent ticket).
+    var agent: String?
+    var onSession: @Sendable (String) -> Void = { _ in }
 }
 
 /// A refusal at startup: what the client reads, and what the audit log says (it may say more).
@@ -77,8 +80,9 @@ struct SessionAuthenticator: Sendable {
         var detail = ["application": request.applicationName, "tls": tls ? "true" : "false"]
         let type: AuditEventType
         switch outcome {
-        case .success:
+        case .success(let client):
             type = .authSuccess
+            if let agent = client.agent { detail["agent"] = agent }
         case .failure(let refusal):
             type = .authFailure
             detail["reason"] = refusal.auditReason
@@ -91,7 +95,18 @@ struct SessionAuthenticator: Sendable {
 
     private func check(_ request: StartupRequest, token: String) async -> Result<VerifiedClient, StartupRefusal> {
         do {
-            let claims = try await environment.tokens.verify(token, kind: .access)
+            var agent: AgentTickets.Ticket?
+            let claims: TokenClaims
+            if token.hasPrefix(AgentTickets.prefix) {
+                guard let ticket = environment.agentTickets.redeem(token) else {
+                    return .failure(
+                        StartupRefusal(.accountRefused("the agent ticket is not valid (each is used once, within seconds)")))
+                }
+                agent = ticket
+                claims = ticket.claims
+            } else {
+                claims = try await environment.tokens.verify(token, kind: .access)
+            }
             guard claims.sub == request.user else {
                 return .failure(StartupRefusal(.tokenOfAnotherUser(requested: request.user, owner: claims.sub)))
             }
@@ -103,7 +118,12 @@ struct SessionAuthenticator: Sendable {
                     let names = environment.config.connections.map(\.name).sorted()
                     return .failure(StartupRefusal(.unknownConnection(request.connection, configured: names)))
                 }
-                return .success(VerifiedClient(user: user, connection: connection, token: claims))
+                var client = VerifiedClient(user: user, connection: connection, token: claims)
+                if let agent {
+                    client.agent = agent.client
+                    client.onSession = agent.onSession
+                }
+                return .success(client)
             }
         } catch let error as TokenError {
             return .failure(StartupRefusal(.tokenRefused(user: request.user, error), auditReason: error.description))
@@ -124,6 +144,7 @@ struct SessionAuthenticator: Sendable {
                 source: source, country: environment.geoIP?.country(for: source), applicationName: request.applicationName,
                 startedAt: environment.now(), statementText: environment.config.auditStatementText,
                 pinnedIdentity: client.connection.databaseRoles != nil))
+        judge.session.agent = client.agent
         let world = environment.judgeWorld(user: client.user.name, connection: client.connection.name)
         let limits = environment.config.limits
         let session = judge.session

@@ -115,6 +115,7 @@ final class SessionLifecycle {
                 switch authenticator.admit(client, request: request, session: session, source: source) {
                 case .success(let admitted):
                     (self.judge, self.upstreamParameters) = (admitted.judge, admitted.upstream)
+                    client.onSession(session)
                     then(nil)
                 case .failure(let message):
                     then(message)
@@ -153,7 +154,14 @@ final class SessionLifecycle {
             case .success(let login):
                 var connection = client.connection
                 (connection.user, connection.password) = (login.user, login.password)
-                self.connect(as: connection, events: events, connected: connected, abandoned: abandoned, then: then)
+                self.connect(
+                    as: connection, terminator: client.connection, events: events, connected: connected,
+                    abandoned: abandoned
+                ) { opened in
+                    // The role's password works only while one of its logins is under way.
+                    Task { await roles.loggedIn(login) }
+                    then(opened)
+                }
             case .failure(let error):
                 self.logger.error("cannot make the database role ready", metadata: ["error": "\(error)"])
                 self.refuse(
@@ -164,12 +172,13 @@ final class SessionLifecycle {
     }
 
     private func connect(
-        as connection: Connection, events: any SessionEvents, connected: @escaping (UpstreamHandler) -> Void,
-        abandoned: @escaping () -> Bool, then: @escaping (Opened) -> Void
+        as connection: Connection, terminator: Connection? = nil, events: any SessionEvents,
+        connected: @escaping (UpstreamHandler) -> Void, abandoned: @escaping () -> Bool,
+        then: @escaping (Opened) -> Void
     ) {
         let connector = UpstreamConnector(
             connection: connection, tlsContext: environment.upstreamTLS[connection.name], limits: environment.config.limits,
-            logger: logger)
+            logger: logger, terminator: terminator)
         self.connector = connector
         let parameters = upstreamParameters ?? StartupSettings().upstream(defaultApplicationName: "gatehouse")
         connector.open(parameters, on: eventLoop, opened: connected).assumeIsolated().whenComplete { result in

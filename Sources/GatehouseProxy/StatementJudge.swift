@@ -20,6 +20,8 @@ struct StatementJudge: Sendable {
         var source: String
         var country: String?
         var applicationName: String
+        /// The MCP client's name when an AI agent's tool call opened the session.
+        var agent: String?
         var startedAt: Date
         /// Whether decisions record statements in full or with their constants masked.
         var statementText: AuditStatementText = .full
@@ -110,6 +112,7 @@ struct StatementJudge: Sendable {
             user: session.user, groups: session.groups, connection: session.connection, sourceAddress: session.source,
             country: session.country, applicationName: session.applicationName, sessionStartedAt: session.startedAt,
             lastActivityAt: lastActivity, grants: world.grants, now: world.now, newDevice: newDevice)
+        context.agent = session.agent
         context.searchPath = searchPath
         return context
     }

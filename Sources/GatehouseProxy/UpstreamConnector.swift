@@ -21,6 +21,10 @@ struct UpstreamConnector: Sendable {
     let tlsContext: NIOSSLContext?
     let limits: Limits
     let logger: Logger
+    /// Who ends a backend with `pg_terminate_backend`: the session's own login, or, when sessions log in
+    /// as their person's role (which cannot log in outside the gateway's own logins), the gateway's
+    /// login, which holds pg_signal_backend.
+    var terminator: Connection?
 
     /// Connects and logs in on `eventLoop`. `opened` gets the upstream handler as soon as the channel
     /// exists, so the session can close it if its client leaves first. Fails with `UpstreamFailure`,
@@ -74,7 +78,7 @@ struct UpstreamConnector: Sendable {
         let eventLoop = MultiThreadedEventLoopGroup.singleton.next()
         cancel(target, on: eventLoop)
         let ready = eventLoop.makePromise(of: UpstreamStartup.self)
-        let (connection, tlsContext, logger) = (connection, tlsContext, logger)
+        let (connection, tlsContext, logger) = (terminator ?? connection, tlsContext, logger)
         let parameters = StartupSettings().upstream(defaultApplicationName: "gatehouse-terminator")
         let bootstrap = ClientBootstrap(group: eventLoop)
             .connectTimeout(.milliseconds(Int64(limits.upstreamConnectTimeout * 1000)))

@@ -250,5 +250,9 @@ public struct DatabaseLogin: Sendable, Equatable {
 
 /// A connection's database roles, as the proxy sees them: the login of a person's own role, made ready.
 public protocol DatabaseRoleLogins: Sendable {
+    /// Makes the role ready and able to log in for a moment (until `loggedIn`, or a minute at most).
     func login(for user: String) async throws -> DatabaseLogin
+    /// The session's login as `login` is done (or failed): the role can no longer log in with a password
+    /// unless another of its logins is under way.
+    func loggedIn(_ login: DatabaseLogin) async
 }

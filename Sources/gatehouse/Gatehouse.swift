@@ -17,7 +17,7 @@ struct Gatehouse: AsyncParsableCommand {
             Serve.self, Login.self, Logout.self, Token.self, Tokens.self, Sessions.self, Audit.self, Users.self,
             HashPassword.self, ConfigCommand.self, PolicyCommand.self, MFA.self, Verify.self, Approve.self, Deny.self,
             ChallengesCommand.self, RequestCommand.self, RequestsCommand.self, Revoke.self, GrantsCommand.self,
-            ConnectionsCommand.self,
+            ConnectionsCommand.self, MCPBridge.self,
         ]
     )
 

@@ -8,6 +8,7 @@ import GatehouseCore
 import GatehouseDatabaseRoles
 import GatehouseGeo
 import GatehouseHTTP
+import GatehouseMCP
 import GatehouseProxy
 import GatehouseServices
 import GatehouseSessions
@@ -205,9 +206,15 @@ struct Serve: AsyncParsableCommand {
             }
             roleServicesBox.withLockedValue { $0 = roleServices }
         }
-        let apiEnvironment = APIEnvironment(
+        var apiEnvironment = APIEnvironment(
             config: gatewayConfig, tokens: tokens, identities: identities, store: store, registry: registry, stepUp: stepUp,
             grants: grants, guardrails: guardrails, metrics: metrics, logger: logger)
+        // AI agents over MCP: their tools' SQL comes back in through the PostgreSQL listener.
+        let mcp = MCPGateway(
+            connections: gatewayConfig.connections, tokens: tokens, tickets: proxyEnvironment.agentTickets, stepUp: stepUp,
+            store: store, proxyHost: gatewayConfig.postgresListen.host, proxyPort: gatewayConfig.postgresListen.port,
+            logger: logger)
+        apiEnvironment.mcp = mcp
 
         var demoToken: String?
         if config == nil, let demo = try await store.user(named: "demo") {
@@ -251,6 +258,7 @@ struct Serve: AsyncParsableCommand {
         _ = try await store.appendAudit(AuditRecord(.gatewayStart, actor: "gatehouse", detail: startDetail))
         var services: [any Service] = [listener, app, ChallengeExpiry(stepUp), GrantExpiry(grants)] + roleServices
         if let notifier { services.append(notifier) }
+        services.append(MCPShutdown(mcp))
         if let path = config {
             services.append(
                 PolicyWatcher(path: path, initial: gatewayConfig, guardrails: guardrails, store: store, logger: logger))

@@ -61,7 +61,14 @@ struct DatabaseRolesTests {
         #expect(RoleSQL.identifier("gh_a\"b") == "\"gh_a\"\"b\"")
         #expect(RoleSQL.literal("it's") == "'it''s'")
         #expect(
-            RoleSQL.create("gh_x", verifier: "v", connection: "c'1")[1].hasSuffix("'managed by Gatehouse for connection c''1'"))
+            RoleSQL.create("gh_x", verifier: "v", connection: "c'1", validUntil: "2026-12-07 10:00:00+00")[1].hasSuffix(
+                "'managed by Gatehouse for connection c''1'"))
+        // The password works only until the moment the gateway gave, and stops again after its login.
+        #expect(
+            RoleSQL.restore("gh_x", verifier: "v", validUntil: "2026-12-07 10:00:00+00")[0]
+                == #"ALTER ROLE "gh_x" LOGIN NOCREATEDB NOCREATEROLE INHERIT PASSWORD 'v' VALID UNTIL '2026-12-07 10:00:00+00'"#)
+        #expect(RoleSQL.restore("gh_x", verifier: "v", validUntil: "t")[1] == #"ALTER ROLE "gh_x" RESET ALL"#)
+        #expect(RoleSQL.expire("gh_x") == #"ALTER ROLE "gh_x" VALID UNTIL '1970-01-01 00:00:00+00'"#)
     }
 
     @Test func thePasswordIsDerivedPerConnectionAndRole() {

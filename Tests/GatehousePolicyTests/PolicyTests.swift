@@ -205,6 +205,29 @@ struct PolicyDecisionTests {
         #expect(decide(p, "select 1", context(user: "jo", groups: ["contractors"], country: "FR")).action == .allow)
     }
 
+    @Test("agents: `agent` tells an MCP tool's session from any other, `agents` matches the client's name")
+    func agents() throws {
+        let p = try policy(
+            """
+              rules:
+                - {name: bots-read-only, action: deny, match: {agents: ["cursor*"], writes: true}}
+                - {name: agents-approve-writes, action: approve, approvers: [bob], match: {agent: true, writes: true}}
+                - {name: people-no-agents-table, action: deny, match: {agent: false, tables: [agent_memory]}}
+            """)
+        func agent(_ name: String?) -> SessionContext {
+            var session = context()
+            session.agent = name
+            return session
+        }
+        let write = "delete from orders where id = 1"
+        #expect(decide(p, write, agent(nil)).action == .allow)
+        #expect(decide(p, write, agent("claude-code")).decidingRules.map(\.name) == ["agents-approve-writes"])
+        #expect(decide(p, write, agent("cursor-vscode")).decidingRules.map(\.name) == ["bots-read-only"])
+        #expect(decide(p, "select * from agent_memory", agent(nil)).action == .deny)
+        #expect(decide(p, "select * from agent_memory", agent("claude-code")).action == .allow)
+        #expect(throws: (any Error).self) { try policy("  rules:\n    - {name: x, action: deny, match: {agent: maybe}}") }
+    }
+
     @Test("SQL-level PREPARE is remembered so EXECUTE is judged by what it runs")
     func preparedStatements() throws {
         let p = try policy("  rules:\n    - {name: no-deletes, action: deny, match: {kinds: [delete]}}")

@@ -189,7 +189,8 @@ struct JSONStyleTests {
     }
 }
 
-@Suite("Command line: help", .timeLimit(.minutes(2)))
+/// A hang guard, generous: the walk spawns some 40 commands, which wait their turn when the suite loads both cores.
+@Suite("Command line: help", .timeLimit(.minutes(5)))
 struct HelpTests {
     /// The subcommands a help text lists.
     static func subcommands(in help: String) -> [String] {

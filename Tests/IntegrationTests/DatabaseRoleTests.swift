@@ -63,6 +63,7 @@ struct DatabaseRoleTests {
                 CREATE ROLE \(fixture.read) NOLOGIN;
                 CREATE ROLE \(fixture.write) NOLOGIN;
                 GRANT \(fixture.read), \(fixture.write) TO \(fixture.login) WITH ADMIN OPTION;
+                GRANT pg_signal_backend TO \(fixture.login);
                 CREATE TABLE \(fixture.table) (id int PRIMARY KEY, note text);
                 INSERT INTO \(fixture.table) VALUES (1, 'old'), (2, 'old'), (3, 'new');
                 GRANT SELECT ON \(fixture.table) TO \(fixture.read);
@@ -181,6 +182,14 @@ struct DatabaseRoleTests {
         #expect(ended.stdout.contains("ready\n2\n"), "\(ended)")
         #expect(ended.stderr.contains("terminating connection: grant \(id) (dba) expired"), "\(ended)")
         #expect(try await fixture.rows(cluster) == "3")
+        // Its backend is gone too: the gateway's own login ended it (pg_signal_backend).
+        var backends = ""
+        for _ in 0..<50 {
+            backends = try await cluster.must("SELECT count(*) FROM pg_stat_activity WHERE application_name = '\(app)'")
+            if backends == "0\n" { break }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        #expect(backends == "0\n")
 
         // The privilege is taken back in the database, and a new session is refused by the server again.
         #expect(try await Self.waitForMemberships(fixture, fixture.alice, [fixture.read], cluster) == [fixture.read])
@@ -432,6 +441,7 @@ struct DatabaseRoleTests {
         try await cluster.must(
             """
             ALTER ROLE \(fixture.login) NOCREATEROLE;
+            REVOKE pg_signal_backend FROM \(fixture.login);
             REVOKE ALL ON \(fixture.table) FROM \(fixture.write);
             DROP ROLE \(fixture.write);
             """)
@@ -440,21 +450,92 @@ struct DatabaseRoleTests {
         for line in [
             "PROBLEM: \(fixture.login) may not create roles", "  fix: ALTER ROLE \"\(fixture.login)\" CREATEROLE;",
             "PROBLEM: \(fixture.write) does not exist in the database", "  fix: CREATE ROLE \"\(fixture.write)\" NOLOGIN;",
-            "2 problems: run the fixes as a superuser, then check again.",
+            "PROBLEM: \(fixture.login) may not end a person's backend",
+            "  fix: GRANT pg_signal_backend TO \"\(fixture.login)\";",
+            "3 problems: run the fixes as a superuser, then check again.",
         ] {
             #expect(broken.stdout.contains(line), "missing \(line): \(broken)")
         }
         // Nothing changed in the database by checking.
         #expect(try await fixture.memberships(of: fixture.alice, cluster) == [fixture.read])
 
-        try await cluster.must("ALTER ROLE \(fixture.login) CREATEROLE; CREATE ROLE \(fixture.write) NOLOGIN;")
+        try await cluster.must(
+            "ALTER ROLE \(fixture.login) CREATEROLE; GRANT pg_signal_backend TO \(fixture.login); CREATE ROLE \(fixture.write) NOLOGIN;"
+        )
         let fixed = try await check()
         #expect(fixed.status == 0, "\(fixed)")
         #expect(fixed.stdout.contains("warning: \(fixture.write) holds no privilege"), "\(fixed)")
+
+        // A role a grant hands out that owns a table, or may grant on: what a person does with it outlives the grant.
+        try await cluster.must(
+            "CREATE TABLE \(fixture.table)_owned (id int); ALTER TABLE \(fixture.table)_owned OWNER TO \(fixture.write); GRANT SELECT ON \(fixture.table) TO \(fixture.write) WITH GRANT OPTION;"
+        )
+        let owner = try await check()
+        #expect(owner.status == 1, "\(owner)")
+        #expect(owner.stdout.contains("PROBLEM: \(fixture.write) owns \(fixture.table)_owned"), "\(owner)")
+        #expect(
+            owner.stdout.contains("PROBLEM: \(fixture.write) holds SELECT on table \(fixture.table) WITH GRANT OPTION"),
+            "\(owner)")
 
         let unknown = try await check("order")
         #expect(unknown.status != 0)
         #expect(unknown.stderr.contains("no connection named 'order'"), "\(unknown)")
         #expect(unknown.stderr.contains("orders"), "\(unknown)")
+    }
+    @Test("a password the person sets themselves opens nothing: the role logs in only while the gateway logs it in")
+    func ownPasswordOpensNothing() async throws {
+        let cluster = try TestCluster.fromEnvironment()
+        let fixture = try await Fixture.make(cluster)
+        let config = fixture.config.replacingOccurrences(
+            of: "match: {groups: [developer], writes: true, elevated: false}\n      action: deny",
+            with: "match: {groups: [developer]}\n      action: allow")
+        let gateway = try await Gateway.start(extraConfig: config + "\n  unclassified: allow")
+        let alice = try await gateway.aliceToken()
+        // The database lets a role set its own password; hidden in dynamic SQL the gateway cannot see it.
+        let set = try await gateway.psql(
+            connection: "orders", password: alice,
+            ["-c", "DO $$BEGIN EXECUTE 'ALTER ROLE ' || current_user || ' PASSWORD ''mine-now'''; END$$"])
+        #expect(set.status == 0, "\(set)")
+        // Straight to the server with it: the role's password has expired since the gateway's login.
+        let direct = try await Command.run(
+            "\(cluster.binDirectory)/psql",
+            [
+                "host=127.0.0.1 port=\(cluster.port) dbname=app user=\(fixture.alice) connect_timeout=10", "-X", "-At", "-c",
+                "select 1",
+            ],
+            environment: ["PGPASSWORD": "mine-now"])
+        #expect(direct.status != 0, "\(direct)")
+        #expect(direct.stderr.contains("password authentication failed"), "\(direct)")
+        let expired = try await cluster.must("SELECT rolvaliduntil < now() FROM pg_roles WHERE rolname = '\(fixture.alice)'")
+        #expect(expired == "t\n", "\(expired)")
+        // The gateway puts its own password back at the next session, which works as before.
+        let again = try await gateway.psql(connection: "orders", password: alice, ["-c", "select current_user"])
+        #expect(again.stdout == "\(fixture.alice)\n", "\(again)")
+    }
+
+    @Test("a lock held on one person's role delays only that person, for seconds, with a clear refusal")
+    func lockedRole() async throws {
+        let cluster = try TestCluster.fromEnvironment()
+        let fixture = try await Fixture.make(cluster)
+        let gateway = try await Gateway.start(extraConfig: fixture.config)
+        let alice = try await gateway.aliceToken()
+        let bob = try await gateway.token(for: "bob", password: Gateway.bobPassword)
+        let first = try await gateway.psql(connection: "orders", password: alice, ["-c", "select 1"])
+        #expect(first.status == 0, "\(first)")
+        // A transaction that altered alice's role and stays open holds its row (she could do it herself).
+        let holder = try await Command.start(
+            "\(cluster.binDirectory)/psql",
+            [
+                "-h", cluster.socketDirectory, "-p", String(cluster.port), "-U", "postgres", "-d", "app", "-X", "-At",
+                "-c", "BEGIN; ALTER ROLE \(fixture.alice) CONNECTION LIMIT 5; SELECT 'locked'; SELECT pg_sleep(30); COMMIT;",
+            ])
+        defer { holder.signal(SIGKILL) }
+        try await Task.sleep(for: .seconds(1))
+        let bobs = try await gateway.psql(connection: "orders", user: "bob", password: bob, ["-c", "select current_user"])
+        #expect(bobs.stdout == "p\(fixture.tag)_bob\n", "\(bobs)")
+        let refused = try await gateway.psql(connection: "orders", password: alice, ["-c", "select 1"])
+        #expect(refused.status != 0, "\(refused)")
+        #expect(refused.stderr.contains("your database role is not ready"), "\(refused)")
+        #expect(refused.stderr.contains("lock timeout"), "\(refused)")
     }
 }

@@ -1,0 +1,106 @@
+import Foundation
+import MCP
+import Testing
+
+@testable import GatehouseAuth
+@testable import GatehouseMCP
+
+@Suite("MCP tools: arguments, results and refusals as the agent reads them")
+struct MCPToolTests {
+    let connections = ["main", "orders"]
+
+    func message(_ name: String, _ arguments: [String: Value]) -> String? {
+        if case .failure(let error) = MCPTools.parse(name, arguments, connections: connections) { return error.message }
+        return nil
+    }
+
+    @Test("each tool names a configured connection, takes only its own arguments and never an empty statement")
+    func arguments() {
+        #expect(message("drop_everything", [:])?.hasPrefix("no tool named 'drop_everything'") == true)
+        #expect(message("query", ["sql": "select 1"])?.contains("`connection` is required: one of main, orders") == true)
+        #expect(message("query", ["connection": "prod", "sql": "select 1"])?.contains("no connection named 'prod'") == true)
+        #expect(message("query", ["connection": "main", "sql": "  \n"]) == "`sql` is required and may not be empty")
+        #expect(message("query", ["connection": "main", "sql": 7]) == "`sql` is required and may not be empty")
+        #expect(message("query", ["connection": "main", "sql": "select 1", "role": "dba"]) == "query takes no argument `role`")
+        #expect(message("list_tables", ["connection": "main", "schema": 3]) == "`schema` must be a string")
+        #expect(message("query", ["connection": "main", "sql": "select 1"]) == nil)
+    }
+
+    @Test("names an agent gives are quoted as text: a table name cannot end the catalogue query it is put in")
+    func quoting() throws {
+        guard
+            case .success(let describe) = MCPTools.parse(
+                "describe_table", ["connection": "main", "table": "x'); drop table t; --"], connections: connections)
+        else { Issue.record("refused"); return }
+        #expect(describe.query.sql.contains("to_regclass('x''); drop table t; --')"))
+        guard
+            case .success(let list) = MCPTools.parse(
+                "list_tables", ["connection": "main", "schema": "a'b"], connections: connections)
+        else { Issue.record("refused"); return }
+        #expect(list.query.sql.contains("table_schema = 'a''b'"))
+        guard
+            case .success(let explain) = MCPTools.parse(
+                "explain", ["connection": "main", "sql": "select 1"], connections: connections)
+        else { Issue.record("refused"); return }
+        #expect(explain.query.sql == "EXPLAIN select 1")
+    }
+
+    @Test("the tool list offers exactly the configured connections")
+    func list() {
+        let tools = MCPTools.list(connections: connections, limits: MCPLimits())
+        #expect(tools.map(\.name) == ["query", "list_tables", "describe_table", "explain"])
+        for tool in tools {
+            guard case .object(let schema) = tool.inputSchema, case .object(let properties)? = schema["properties"],
+                case .object(let connection)? = properties["connection"]
+            else {
+                Issue.record("\(tool.name) has no connection argument")
+                continue
+            }
+            #expect(connection["enum"] == .array([.string("main"), .string("orders")]))
+            #expect(schema["additionalProperties"] == .bool(false))
+        }
+    }
+}
+
+@Suite("Agent tickets: made by the gateway only, used once, within seconds")
+struct AgentTicketTests {
+    let claims = TokenClaims(
+        iss: "gatehouse", sub: "alice", groups: ["developer"], kind: .access, iat: 0, exp: 4_000_000_000, jti: "t1")
+
+    @Test("a ticket is redeemed once; a made-up one, a spent one or an expired one finds nothing")
+    func once() async throws {
+        let tickets = AgentTickets(lifetime: 30)
+        let ticket = tickets.issue(for: claims, client: "claude-code")
+        #expect(ticket.hasPrefix(AgentTickets.prefix) && ticket.count > AgentTickets.prefix.count + 40)
+        #expect(tickets.redeem(AgentTickets.prefix + "0000") == nil)
+        #expect(tickets.redeem("not-a-ticket") == nil)
+        let redeemed = try #require(tickets.redeem(ticket))
+        #expect(redeemed.claims.sub == "alice" && redeemed.client == "claude-code")
+        #expect(tickets.redeem(ticket) == nil)
+
+        let brief = AgentTickets(lifetime: 0.05)
+        let late = brief.issue(for: claims, client: "x")
+        try await Task.sleep(for: .milliseconds(100))
+        #expect(brief.redeem(late) == nil)
+    }
+}
+
+@Suite("Event streams, read as the bridge reads them")
+struct ServerSentEventsTests {
+    @Test("events end at a blank line, in any line ending, split anywhere; comments and empty events are nothing")
+    func events() {
+        var parser = ServerSentEvents()
+        let stream = ": priming\n\nid: 1\ndata: {\"a\":1}\n\nevent: message\r\ndata: first\r\ndata:second\r\n\r\nretry: 5\n\n"
+        var events: [String] = []
+        for chunk in Array(stream.utf8).chunked(by: 3) { events += parser.feed(chunk) }
+        #expect(events == ["{\"a\":1}", "first\nsecond"])
+        #expect(parser.feed(Array("data: unfinished\n".utf8)).isEmpty)
+        #expect(parser.feed(Array("\n".utf8)) == ["unfinished"])
+    }
+}
+
+extension Array {
+    fileprivate func chunked(by size: Int) -> [[Element]] {
+        stride(from: 0, to: count, by: size).map { Array(self[$0..<Swift.min($0 + size, count)]) }
+    }
+}

@@ -1,0 +1,245 @@
+import Foundation
+import Testing
+
+/// AI agents over MCP, driven by the official Python SDK's client against `/mcp`.
+@Suite("MCP: agents' tool calls judged, held and audited", .timeLimit(.minutes(5)))
+struct MCPTests {
+    static func policy(timeout: String = "60s") -> String {
+        """
+        step_up: {timeout: \(timeout)}
+        policy:
+          rules:
+            - name: agents-one-statement
+              match: {agent: true, multi_statement: true}
+              action: deny
+              hint: send one statement per call
+            - name: agents-never-drop
+              match: {agent: true, kinds: [drop, truncate]}
+              action: deny
+              message: agents may not drop or truncate tables
+              hint: ask a person to do it, with a reason
+            - name: agents-writes-four-eyes
+              match: {agent: true, writes: true}
+              action: approve
+              approvers: [bob]
+        """
+    }
+
+    /// The MCP client's Python: scripts/test sets it (a virtual environment with the `mcp` package).
+    static func python() throws -> String {
+        guard let python = ProcessInfo.processInfo.environment["GATEHOUSE_TEST_PYTHON"], !python.isEmpty else {
+            throw HarnessError("GATEHOUSE_TEST_PYTHON is not set: run the tests with scripts/test, which makes it")
+        }
+        return python
+    }
+
+    static let client = ExampleCommandsTests.root.appendingPathComponent("Tests/Fixtures/mcp_client.py").path
+
+    static func arguments(_ gateway: Gateway, token: String, _ steps: [[String: Any]]) throws -> [String] {
+        let json = String(decoding: try JSONSerialization.data(withJSONObject: steps), as: UTF8.self)
+        return [client, "\(gateway.server)/mcp", token, json]
+    }
+
+    /// Runs the steps in one MCP session; one JSON object per line of output.
+    static func run(
+        _ gateway: Gateway, token: String, _ steps: [[String: Any]]
+    ) async throws -> (
+        lines: [[String: Any]], result: CommandResult
+    ) {
+        let result = try await Command.run(try python(), try arguments(gateway, token: token, steps), timeout: 120)
+        return (lines(result.stdout), result)
+    }
+
+    static func lines(_ text: String) -> [[String: Any]] {
+        text.split(separator: "\n").compactMap {
+            try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+        }
+    }
+
+    static func table(_ cluster: TestCluster) async throws -> String {
+        let table = uniqueTable("mcp")
+        try await cluster.must(
+            """
+            CREATE TABLE \(table) (id int PRIMARY KEY, note text, price numeric, paid boolean, at timestamptz);
+            INSERT INTO \(table) VALUES (1, 'one', 9.50, true, '2026-12-01T10:00:00Z'), (2, NULL, 12, false, NULL);
+            GRANT ALL ON \(table) TO gh_scram;
+            """)
+        return table
+    }
+
+    @Test("lists tools, reads with typed columns, refuses a drop with rule and hint, refuses what hides a write")
+    func readsAndRefusals() async throws {
+        let gateway = try await Gateway.start(extraConfig: Self.policy())
+        let table = try await Self.table(gateway.cluster)
+        let alice = try await gateway.aliceToken()
+        let (lines, result) = try await Self.run(
+            gateway, token: alice,
+            [
+                ["list": true],
+                ["call": "query", "arguments": ["connection": "main", "sql": "select * from \(table) order by id"]],
+                ["call": "list_tables", "arguments": ["connection": "main", "schema": "public"]],
+                ["call": "describe_table", "arguments": ["connection": "main", "table": table]],
+                ["call": "explain", "arguments": ["connection": "main", "sql": "select * from \(table) where id = 1"]],
+                ["call": "query", "arguments": ["connection": "main", "sql": "drop table \(table)"]],
+                ["call": "query", "arguments": ["connection": "main", "sql": "select 1; delete from \(table)"]],
+                [
+                    "call": "query",
+                    "arguments": ["connection": "main", "sql": "/* read */ select 1 from \(table); commit; truncate \(table)"],
+                ],
+                ["call": "query", "arguments": ["connection": "nowhere", "sql": "select 1"]],
+                ["call": "query", "arguments": ["connection": "main", "sql": "select count(*) from \(table)"]],
+            ])
+        #expect(result.status == 0, "\(result)")
+        #expect(lines.count == 11, "\(result)")
+        guard lines.count == 11 else { return }
+        #expect(lines[0]["server"] as? String == "gatehouse")
+        #expect(lines[1]["tools"] as? [String] == ["describe_table", "explain", "list_tables", "query"])
+
+        let read = try #require(lines[2]["structured"] as? [String: Any], "\(lines[2])")
+        #expect(lines[2]["is_error"] as? Bool == false)
+        let columns = (read["columns"] as? [[String: Any]])?.compactMap { $0["name"] as? String }
+        #expect(columns == ["id", "note", "price", "paid", "at"], "\(read)")
+        let types = (read["columns"] as? [[String: Any]])?.compactMap { $0["type"] as? String }
+        #expect(types?.first == "integer" && types?[3] == "boolean", "\(read)")
+        let rows = try #require(read["rows"] as? [[Any]])
+        #expect(rows.count == 2)
+        #expect(rows.first?.first as? Int == 1)
+        #expect(rows.first?[1] as? String == "one")
+        #expect(rows.first?[3] as? Bool == true)
+        #expect(rows.last?[1] is NSNull)
+        #expect(read["row_count"] as? Int == 2)
+
+        #expect((lines[3]["text"] as? String)?.contains(table) == true, "\(lines[3])")
+        #expect(
+            (lines[4]["text"] as? String)?.contains("\"note\"") == true
+                || (lines[4]["text"] as? String)?.contains("note") == true, "\(lines[4])")
+        #expect(
+            (lines[5]["text"] as? String)?.contains("Index Scan") == true
+                || (lines[5]["text"] as? String)?.contains("Scan") == true, "\(lines[5])")
+
+        let drop = lines[6]
+        #expect(drop["is_error"] as? Bool == true)
+        let dropText = drop["text"] as? String ?? ""
+        #expect(dropText.contains("agents-never-drop"), "\(drop)")
+        #expect(dropText.contains("hint: ask a person to do it, with a reason"), "\(drop)")
+        for refused in [lines[7], lines[8]] {
+            #expect(refused["is_error"] as? Bool == true, "\(refused)")
+            #expect((refused["text"] as? String)?.contains("agents-one-statement") == true, "\(refused)")
+        }
+        #expect((lines[9]["text"] as? String)?.contains("no connection named 'nowhere'") == true, "\(lines[9])")
+        let count = try #require(lines[10]["structured"] as? [String: Any])
+        #expect((count["rows"] as? [[Any]])?.first?.first as? Int == 2, "\(count)")
+        // The database says so too.
+        #expect(try await gateway.cluster.must("SELECT count(*) FROM \(table)") == "2\n")
+
+        // Each call is an audit event naming the principal and the agent; the gateway session says agent too.
+        let audit = try await DatabaseRoleTests.auditRows(
+            gateway, "select detail from audit_events where type = 'mcp.tool_call' order by seq", count: 9)
+        #expect(audit.stdout.split(separator: "\n").count == 9, "\(audit)")
+        #expect(audit.stdout.contains("\"client\":\"mcp\""), "\(audit)")
+        let sessions = try await DatabaseRoleTests.auditRows(
+            gateway, "select detail from audit_events where type = 'auth.success' and detail like '%agent%'", count: 1)
+        #expect(!sessions.stdout.isEmpty, "\(sessions)")
+    }
+
+    @Test("without a token, with a bad one, or with another's session the agent is refused")
+    func unauthenticated() async throws {
+        let gateway = try await Gateway.start(extraConfig: Self.policy())
+        for token in ["-", "not-a-token"] {
+            let (lines, result) = try await Self.run(gateway, token: token, [["list": true]])
+            #expect(result.status != 0, "\(result)")
+            #expect((lines.last?["failed"] as? String)?.contains("401") == true || result.stdout.contains("401"), "\(result)")
+        }
+    }
+
+    @Test("a DELETE is held until a person approves it; the agent hears why meanwhile and gets the row count")
+    func heldUntilApproved() async throws {
+        let gateway = try await Gateway.start(extraConfig: Self.policy())
+        let table = try await Self.table(gateway.cluster)
+        let alice = try await gateway.aliceToken()
+        _ = try await gateway.token(for: "bob", password: Gateway.bobPassword)
+        let agent = try await Command.start(
+            try Self.python(),
+            try Self.arguments(
+                gateway, token: alice,
+                [
+                    [
+                        "call": "query", "progress": true,
+                        "arguments": ["connection": "main", "sql": "delete from \(table) where id = 2"],
+                    ]
+                ]))
+        try await agent.waitForOutput("gatehouse approve ", timeout: 60)
+        let range = try #require(agent.stdout.range(of: "gatehouse approve "))
+        let id = String(agent.stdout[range.upperBound...].prefix { $0.isHexDigit })
+        // Nothing ran yet.
+        #expect(try await gateway.cluster.must("SELECT count(*) FROM \(table)") == "2\n")
+        let approve = try await gateway.cli("bob", ["approve", id])
+        #expect(approve.status == 0, "\(approve)")
+        let done = try await agent.wait(timeout: 60)
+        let lines = Self.lines(done.stdout)
+        let final = try #require(lines.last)
+        #expect(final["is_error"] as? Bool == false, "\(done)")
+        let structured = final["structured"] as? [String: Any]
+        #expect(structured?["command"] as? String == "DELETE", "\(done)")
+        #expect(structured?["row_count"] as? Int == 1, "\(done)")
+        #expect((final["progress"] as? [String])?.first?.contains("held for approval by rule agents-writes-four-eyes") == true)
+        #expect(try await gateway.cluster.must("SELECT string_agg(id::text, ',') FROM \(table)") == "1\n")
+    }
+
+    @Test("a held call nobody answers ends with a clear error when its time runs out, and nothing ran")
+    func heldTimesOut() async throws {
+        let gateway = try await Gateway.start(extraConfig: Self.policy(timeout: "3s"))
+        let table = try await Self.table(gateway.cluster)
+        let alice = try await gateway.aliceToken()
+        let (lines, result) = try await Self.run(
+            gateway, token: alice,
+            [["call": "query", "arguments": ["connection": "main", "sql": "update \(table) set note = 'x'"]]])
+        #expect(result.status == 0, "\(result)")
+        let final = try #require(lines.last)
+        #expect(final["is_error"] as? Bool == true, "\(result)")
+        #expect(
+            (final["text"] as? String)?.contains("expired") == true || (final["text"] as? String)?.contains("time") == true,
+            "\(result)")
+        #expect(try await gateway.cluster.must("SELECT count(*) FROM \(table) WHERE note = 'x'") == "0\n")
+    }
+
+    @Test("`gatehouse mcp` over stdio: the same tools, a refusal with its rule, and a held call released by a person")
+    func stdioBridge() async throws {
+        let gateway = try await Gateway.start(extraConfig: Self.policy())
+        let table = try await Self.table(gateway.cluster)
+        let alice = try await gateway.aliceToken()
+        _ = try await gateway.token(for: "bob", password: Gateway.bobPassword)
+        let url = "stdio:\(gateway.cluster.gatehouse):\(gateway.server)"
+        let agent = try await Command.start(
+            try Self.python(),
+            [
+                Self.client, url, alice,
+                String(
+                    decoding: try JSONSerialization.data(withJSONObject: [
+                        ["list": true],
+                        ["call": "query", "arguments": ["connection": "main", "sql": "select count(*) from \(table)"]],
+                        ["call": "query", "arguments": ["connection": "main", "sql": "truncate \(table)"]],
+                        [
+                            "call": "query", "progress": true,
+                            "arguments": ["connection": "main", "sql": "delete from \(table) where id = 1"],
+                        ],
+                    ]), as: UTF8.self),
+            ])
+        try await agent.waitForOutput("gatehouse approve ", timeout: 60)
+        let range = try #require(agent.stdout.range(of: "gatehouse approve "))
+        let id = String(agent.stdout[range.upperBound...].prefix { $0.isHexDigit })
+        let approve = try await gateway.cli("bob", ["approve", id])
+        #expect(approve.status == 0, "\(approve)")
+        let done = try await agent.wait(timeout: 60)
+        #expect(done.status == 0, "\(done)")
+        let lines = Self.lines(done.stdout).filter { $0["progress"] == nil || $0["is_error"] != nil }
+        #expect(lines.count == 5, "\(done)")
+        guard lines.count == 5 else { return }
+        #expect(lines[1]["tools"] as? [String] == ["describe_table", "explain", "list_tables", "query"])
+        let count = lines[2]["structured"] as? [String: Any]
+        #expect((count?["rows"] as? [[Any]])?.first?.first as? Int == 2, "\(done)")
+        #expect((lines[3]["text"] as? String)?.contains("agents-never-drop") == true, "\(done)")
+        #expect((lines[4]["structured"] as? [String: Any])?["row_count"] as? Int == 1, "\(done)")
+        #expect(try await gateway.cluster.must("SELECT string_agg(id::text, ',') FROM \(table)") == "2\n")
+    }
+}
