@@ -13,6 +13,8 @@ public final class AgentTickets: Sendable {
         public var claims: TokenClaims
         /// The MCP client's name, as it gave it in `initialize`.
         public var client: String
+        /// The address the agent's HTTP request came from.
+        public var source: String?
         /// Called with the proxy's session id once the session is admitted.
         public var onSession: @Sendable (String) -> Void
     }
@@ -26,13 +28,16 @@ public final class AgentTickets: Sendable {
     }
 
     public func issue(
-        for claims: TokenClaims, client: String, onSession: @escaping @Sendable (String) -> Void = { _ in }
+        for claims: TokenClaims, client: String, source: String? = nil,
+        onSession: @escaping @Sendable (String) -> Void = { _ in }
     ) -> String {
         let secret = Self.prefix + RandomSecret.hex(24)
         let now = Date()
         tickets.withLockedValue { tickets in
             tickets = tickets.filter { $0.value.expires > now }
-            tickets[secret] = (Ticket(claims: claims, client: client, onSession: onSession), now.addingTimeInterval(lifetime))
+            tickets[secret] = (
+                Ticket(claims: claims, client: client, source: source, onSession: onSession), now.addingTimeInterval(lifetime)
+            )
         }
         return secret
     }

@@ -15,11 +15,13 @@ struct MCPRoutes {
 
     func add(to router: Router<GatehouseRequestContext>) {
         for method in [HTTPTypes.HTTPRequest.Method.post, .get, .delete] {
-            router.on("mcp", method: method) { request, _ in try await handle(request) }
+            router.on("mcp", method: method) { request, context in
+                try await handle(request, source: context.remoteAddress?.ipAddress)
+            }
         }
     }
 
-    private func handle(_ request: Request) async throws -> Response {
+    private func handle(_ request: Request, source: String?) async throws -> Response {
         var request = request
         var headers: [String: String] = [:]
         for field in request.headers { headers[field.name.canonicalName] = field.value }
@@ -29,7 +31,8 @@ struct MCPRoutes {
             body = Data(buffer.readableBytesView)
         }
         let answer = await gateway.handle(
-            MCP.HTTPRequest(method: request.method.rawValue, headers: headers, body: body, path: request.uri.path))
+            MCP.HTTPRequest(method: request.method.rawValue, headers: headers, body: body, path: request.uri.path),
+            source: source)
         var fields = HTTPFields()
         for (name, value) in answer.headers {
             if let field = HTTPField.Name(name) { fields[field] = value }

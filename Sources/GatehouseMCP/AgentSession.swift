@@ -12,6 +12,8 @@ import PostgresNIO
 final class AgentSession: Sendable {
     private struct State {
         var claims: TokenClaims
+        /// Where its requests come from (the latest).
+        var source: String?
         var client = "unknown"
         var id: String?
         var lastUsed = ContinuousClock.now
@@ -31,13 +33,13 @@ final class AgentSession: Sendable {
     /// One tool call at a time per database connection, as a client speaks on one session.
     private let calls = CallQueue()
 
-    init(claims: TokenClaims, gateway: MCPGateway) {
+    init(claims: TokenClaims, source: String?, gateway: MCPGateway) {
         self.principal = claims.sub
         self.gateway = gateway
         // Every request is authenticated by its bearer token before it reaches the transport, so an
         // Origin check adds nothing (a page elsewhere cannot make a browser send the token).
         let id = UUID().uuidString.lowercased()
-        self.state = NIOLockedValueBox(State(claims: claims, id: id))
+        self.state = NIOLockedValueBox(State(claims: claims, source: source, id: id))
         self.transport = StatefulHTTPServerTransport(
             sessionIDGenerator: FixedSessionID(id: id),
             validationPipeline: StandardValidationPipeline(validators: [
@@ -60,9 +62,10 @@ final class AgentSession: Sendable {
     var lastUsed: ContinuousClock.Instant { state.withLockedValue { $0.lastUsed } }
 
     /// A later request of the session, with its own (checked) token.
-    func touch(_ claims: TokenClaims) {
+    func touch(_ claims: TokenClaims, source: String?) {
         state.withLockedValue {
             $0.claims = claims
+            $0.source = source
             $0.lastUsed = .now
         }
     }
@@ -153,8 +156,9 @@ final class AgentSession: Sendable {
     /// The session on `connection`, opened at first use (or again after it ended).
     private func database(_ connection: String) async throws -> PostgresConnection {
         if let open = state.withLockedValue({ $0.databases[connection] }), !open.isClosed { return open }
-        let (claims, client) = state.withLockedValue { ($0.claims, $0.client) }
-        let opened = try await gateway.open(connection, claims: claims, client: client) { [weak self] session in
+        let (claims, client, source) = state.withLockedValue { ($0.claims, $0.client, $0.source) }
+        let opened = try await gateway.open(connection, claims: claims, client: client, source: source) {
+            [weak self] session in
             self?.state.withLockedValue { $0.gatewaySessions[connection] = session }
         }
         let closed = state.withLockedValue { state -> Bool in

@@ -65,7 +65,8 @@ public actor MCPGateway {
     public static let endpoint = "/mcp"
 
     /// Answers one HTTP request to `/mcp`.
-    public func handle(_ request: MCP.HTTPRequest) async -> MCP.HTTPResponse {
+    /// `source`: the address the request came from (the sessions its tools open are from there).
+    public func handle(_ request: MCP.HTTPRequest, source: String? = nil) async -> MCP.HTTPResponse {
         guard let header = request.header("Authorization"), header.lowercased().hasPrefix("bearer "),
             case let token = String(header.dropFirst("bearer ".count)).trimmingCharacters(in: .whitespaces),
             !token.isEmpty
@@ -84,7 +85,7 @@ public actor MCPGateway {
             guard session.principal == claims.sub else {
                 return .error(statusCode: 403, .invalidRequest("this MCP session belongs to another principal"))
             }
-            session.touch(claims)
+            session.touch(claims, source: source)
             let response = await session.transport.handleRequest(request)
             if request.method == "DELETE" {
                 sessions[id] = nil
@@ -100,7 +101,7 @@ public actor MCPGateway {
                 statusCode: 429,
                 .invalidRequest("\(claims.sub) has \(limits.sessionsPerPrincipal) MCP sessions open: end one first"))
         }
-        let session = AgentSession(claims: claims, gateway: self)
+        let session = AgentSession(claims: claims, source: source, gateway: self)
         do {
             try await session.start()
         } catch {
@@ -157,9 +158,10 @@ public actor MCPGateway {
 
     /// Opens a session on the gateway's own listener as the principal, with a fresh agent ticket.
     nonisolated func open(
-        _ connection: String, claims: TokenClaims, client: String, onSession: @escaping @Sendable (String) -> Void
+        _ connection: String, claims: TokenClaims, client: String, source: String?,
+        onSession: @escaping @Sendable (String) -> Void
     ) async throws -> PostgresConnection {
-        let ticket = tickets.issue(for: claims, client: client, onSession: onSession)
+        let ticket = tickets.issue(for: claims, client: client, source: source, onSession: onSession)
         var configuration = PostgresConnection.Configuration(
             host: proxyHost, port: proxyPort, username: claims.sub, password: ticket, database: connection, tls: .disable)
         configuration.options.additionalStartupParameters = [("application_name", "mcp:\(client)".prefix(63).description)]

@@ -51,6 +51,8 @@ struct VerifiedClient: Sendable {
     var token: TokenClaims
     /// The MCP client's name when an agent's tool call opened the session (with an agent ticket).
     var agent: String?
+    /// Where the agent's HTTP request came from: the session's source, for rules and the audit log.
+    var agentSource: String?
     var onSession: @Sendable (String) -> Void = { _ in }
 }
 
@@ -121,6 +123,7 @@ struct SessionAuthenticator: Sendable {
                 var client = VerifiedClient(user: user, connection: connection, token: claims)
                 if let agent {
                     client.agent = agent.client
+                    client.agentSource = agent.source
                     client.onSession = agent.onSession
                 }
                 return .success(client)

@@ -31,7 +31,8 @@ protocol SessionEvents: AnyObject {
 /// Used on the session's event loop only.
 final class SessionLifecycle {
     let id = RandomSecret.hex(8)
-    let source: String
+    /// The client's address; for a session an MCP tool opened (on loopback), the agent's own address.
+    private(set) var source: String
     let environment: ProxyEnvironment
     let eventLoop: any EventLoop
     let logger: Logger
@@ -112,7 +113,10 @@ final class SessionLifecycle {
             case .success(.success(let client)):
                 self.client = client
                 self.endAuthentication()
-                switch authenticator.admit(client, request: request, session: session, source: source) {
+                if let agentSource = client.agentSource {
+                    self.source = agentSource
+                }
+                switch authenticator.admit(client, request: request, session: session, source: self.source) {
                 case .success(let admitted):
                     (self.judge, self.upstreamParameters) = (admitted.judge, admitted.upstream)
                     client.onSession(session)

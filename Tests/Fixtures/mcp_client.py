@@ -16,6 +16,9 @@ import json
 import sys
 
 import contextlib
+import os
+
+import httpx
 
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
@@ -33,7 +36,17 @@ async def transport(url, token):
             yield read, write
     else:
         headers = {} if token == "-" else {"Authorization": f"Bearer {token}"}
-        async with streamablehttp_client(url, headers=headers, timeout=30, sse_read_timeout=300) as (read, write, _):
+        extra = {}
+        local = os.environ.get("MCP_LOCAL_ADDRESS")
+        if local:
+            # Connect from another loopback address, as an agent on another host would come from its own.
+            def factory(headers=None, timeout=None, auth=None):
+                return httpx.AsyncClient(
+                    headers=headers, timeout=timeout, auth=auth,
+                    transport=httpx.AsyncHTTPTransport(local_address=local))
+            extra["httpx_client_factory"] = factory
+        async with streamablehttp_client(
+                url, headers=headers, timeout=30, sse_read_timeout=300, **extra) as (read, write, _):
             yield read, write
 
 

@@ -41,12 +41,15 @@ struct MCPTests {
     }
 
     /// Runs the steps in one MCP session; one JSON object per line of output.
+    /// `from`: the loopback address the client connects from.
     static func run(
-        _ gateway: Gateway, token: String, _ steps: [[String: Any]]
+        _ gateway: Gateway, token: String, from: String? = nil, _ steps: [[String: Any]]
     ) async throws -> (
         lines: [[String: Any]], result: CommandResult
     ) {
-        let result = try await Command.run(try python(), try arguments(gateway, token: token, steps), timeout: 120)
+        let result = try await Command.run(
+            try python(), try arguments(gateway, token: token, steps),
+            environment: from.map { ["MCP_LOCAL_ADDRESS": $0] } ?? [:], timeout: 120)
         return (lines(result.stdout), result)
     }
 
@@ -241,5 +244,28 @@ struct MCPTests {
         #expect((lines[3]["text"] as? String)?.contains("agents-never-drop") == true, "\(done)")
         #expect((lines[4]["structured"] as? [String: Any])?["row_count"] as? Int == 1, "\(done)")
         #expect(try await gateway.cluster.must("SELECT string_agg(id::text, ',') FROM \(table)") == "2\n")
+    }
+
+    @Test("rules on the source address see the agent's own address, not the gateway's loopback")
+    func agentSource() async throws {
+        let gateway = try await Gateway.start(
+            extraConfig: """
+                policy:
+                  rules:
+                    - name: agents-from-the-jump-host-only
+                      match: {agent: true, not_source: ["127.0.0.1/32"]}
+                      action: deny
+                      hint: run the agent on the jump host
+                """)
+        let alice = try await gateway.aliceToken()
+        let query: [[String: Any]] = [["call": "query", "arguments": ["connection": "main", "sql": "select 1"]]]
+        let near = try await Self.run(gateway, token: alice, from: "127.0.0.1", query)
+        #expect(near.lines.last?["is_error"] as? Bool == false, "\(near.result)")
+        let far = try await Self.run(gateway, token: alice, from: "127.0.0.2", query)
+        #expect(far.lines.last?["is_error"] as? Bool == true, "\(far.result)")
+        #expect((far.lines.last?["text"] as? String)?.contains("agents-from-the-jump-host-only") == true, "\(far.result)")
+        let starts = try await DatabaseRoleTests.auditRows(
+            gateway, "select source from audit_events where type = 'session.start' order by seq", count: 2)
+        #expect(starts.stdout.contains("127.0.0.2"), "\(starts)")
     }
 }
