@@ -104,7 +104,9 @@ struct StepUpTests {
 
     @Test("a replayed code is refused as used, costs the held statement no attempt, and is audited as a replay")
     func replayedCode() async throws {
-        let gateway = try await Gateway.start(extraConfig: Self.policy())
+        // The held statement waits for a fresh code (up to a 30 s step) after five refusals: time enough
+        // under the suite's load.
+        let gateway = try await Gateway.start(extraConfig: Self.policy(timeout: "120s"))
         let token = try await gateway.aliceToken()
         let totp = try await Self.enrol(gateway, "alice")
         var codes = RisingCodes(totp, after: totp.step(at: Date()))
