@@ -189,7 +189,7 @@ public actor StepUpService {
                 "challenge": challenge.id, "kind": challenge.kind.rawValue, "rules": challenge.rules.joined(separator: ","),
                 "fingerprint": challenge.fingerprint, "statement": String(challenge.statement.prefix(2000)),
                 "approvers": challenge.approvers.joined(separator: ","), "expires_at": Timestamp.format(challenge.expiresAt),
-            ])
+            ].merging(challenge.agent.map { ["agent": $0] } ?? [:]) { $1 })
         // Its expiry is `ChallengeExpiry`'s, one loop for every challenge.
     }
 

@@ -39,6 +39,8 @@ public struct Challenge: Sendable, Equatable, Codable {
     public var decidedBy: String?
     public var decisionReason: String?
     public var decidedAt: Date?
+    /// The MCP client's name when an AI agent's tool call sent the statement.
+    public var agent: String?
 
     public init(
         id: String, kind: Kind, user: String, session: String, connection: String, statement: String, fingerprint: String,

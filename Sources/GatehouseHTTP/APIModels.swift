@@ -172,8 +172,11 @@ public enum API {
         public var created_at: String
         public var expires_at: String
         public var decided_by: String?
+        /// The MCP client's name when an AI agent sent the statement.
+        public var agent: String?
 
         public init(_ challenge: Challenge) {
+            agent = challenge.agent
             id = challenge.id
             kind = challenge.kind.rawValue
             state = challenge.state.rawValue

@@ -227,14 +227,15 @@ struct StatementJudge: Sendable {
             verdict = .proceed
         case .stepUp, .approve:
             if let holdTimeout = world.holdTimeout {
-                verdict = .hold(
-                    Challenge(
-                        id: world.newChallengeID(), kind: decision.action == .stepUp ? .stepUp : .approve, user: session.user,
-                        session: session.id, connection: session.connection, statement: sql,
-                        fingerprint: inspection.statements.map(\.fingerprint).joined(separator: ","),
-                        rules: decision.decidingRules.map(\.name), reason: decision.reason, approvers: decision.approvers,
-                        approverStepUp: decision.approverStepUp, createdAt: world.now,
-                        expiresAt: world.now.addingTimeInterval(holdTimeout)))
+                var challenge = Challenge(
+                    id: world.newChallengeID(), kind: decision.action == .stepUp ? .stepUp : .approve, user: session.user,
+                    session: session.id, connection: session.connection, statement: sql,
+                    fingerprint: inspection.statements.map(\.fingerprint).joined(separator: ","),
+                    rules: decision.decidingRules.map(\.name), reason: decision.reason, approvers: decision.approvers,
+                    approverStepUp: decision.approverStepUp, createdAt: world.now,
+                    expiresAt: world.now.addingTimeInterval(holdTimeout))
+                challenge.agent = session.agent
+                verdict = .hold(challenge)
             } else {
                 verdict = .refuse(.refused(decision))
             }

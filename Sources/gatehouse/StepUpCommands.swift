@@ -163,7 +163,10 @@ struct ChallengesCommand: AsyncParsableCommand {
         if response.challenges.isEmpty { return print("Nothing is waiting for you.") }
         for challenge in response.challenges {
             let action = challenge.kind == "step_up" ? "gatehouse verify \(challenge.id)" : "gatehouse approve \(challenge.id)"
-            print("\(challenge.id)  \(challenge.kind)  \(challenge.user)@\(challenge.connection)  until \(challenge.expires_at)")
+            let agent = challenge.agent.map { "  (AI agent \($0))" } ?? ""
+            print(
+                "\(challenge.id)  \(challenge.kind)  \(challenge.user)@\(challenge.connection)  until \(challenge.expires_at)\(agent)"
+            )
             print("    rules: \(challenge.rules.joined(separator: ", "))")
             print(
                 "    statement: \(challenge.statement.truncated(to: 200))"

@@ -174,8 +174,12 @@ struct MCPTests {
         try await agent.waitForOutput("gatehouse approve ", timeout: 60)
         let range = try #require(agent.stdout.range(of: "gatehouse approve "))
         let id = String(agent.stdout[range.upperBound...].prefix { $0.isHexDigit })
-        // Nothing ran yet.
+        // Nothing ran yet; the approver sees an agent sent it, and what.
         #expect(try await gateway.cluster.must("SELECT count(*) FROM \(table)") == "2\n")
+        let waiting = try await gateway.cli("bob", ["challenges"])
+        #expect(waiting.stdout.contains("\(id)  approve  alice@main"), "\(waiting)")
+        #expect(waiting.stdout.contains("(AI agent mcp)"), "\(waiting)")
+        #expect(waiting.stdout.contains("delete from \(table) where id = 2"), "\(waiting)")
         let approve = try await gateway.cli("bob", ["approve", id])
         #expect(approve.status == 0, "\(approve)")
         let done = try await agent.wait(timeout: 60)

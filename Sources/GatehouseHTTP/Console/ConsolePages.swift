@@ -6,6 +6,12 @@ import Hummingbird
 
 /// The console's pages. Each renders the part that changes (the live fragment); `page` wraps it.
 extension ConsoleRoutes {
+    /// "sent by an AI agent": a person deciding on a held statement knows a program wrote it.
+    static func agentBadge(_ challenge: Challenge) -> HTML {
+        guard let agent = challenge.agent else { return .empty }
+        return " <span class=\"badge agent\">AI agent \(agent)</span>"
+    }
+
     func hidden(_ caller: APIRoutes.Caller) -> HTML {
         "<input type=\"hidden\" name=\"csrf\" value=\"\(csrfToken(for: caller))\">"
     }
@@ -39,7 +45,7 @@ extension ConsoleRoutes {
                 sections.append(
                     """
                     <div class="card challenge" id="challenge-\(challenge.id)">
-                      <div><span class="badge step_up">step-up</span> on <b>\(challenge.connection)</b>, session \(challenge.session)</div>
+                      <div><span class="badge step_up">step-up</span>\(html: Self.agentBadge(challenge)) on <b>\(challenge.connection)</b>, session \(challenge.session)</div>
                       <pre>\(challenge.statement)</pre>
                       <div class="meta">\(challenge.reason) · expires in \(html: clock.countdown(challenge.expiresAt))</div>
                       <form class="inline" method="post" action="/console/challenges/\(challenge.id)/verify">\(html: hidden(caller))
@@ -58,7 +64,7 @@ extension ConsoleRoutes {
                 sections.append(
                     """
                     <div class="card challenge" id="challenge-\(challenge.id)">
-                      <div><span class="badge approve">approval</span> <b>\(challenge.user)</b> on <b>\(challenge.connection)</b></div>
+                      <div><span class="badge approve">approval</span>\(html: Self.agentBadge(challenge)) <b>\(challenge.user)</b> on <b>\(challenge.connection)</b></div>
                       <pre>\(challenge.statement)</pre>
                       <div class="meta">\(challenge.reason) · expires in \(html: clock.countdown(challenge.expiresAt))</div>
                       <form class="inline" method="post" action="/console/challenges/\(challenge.id)/approve">\(html: hidden(caller))\(html: code)
