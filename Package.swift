@@ -143,7 +143,7 @@ let package = Package(
         .target(
             name: "GatehouseMCP",
             dependencies: [
-                "GatehouseCore", "GatehouseConfig", "GatehouseAuth", "GatehouseStore", "GatehouseSessions",
+                "GatehouseCore", "GatehouseConfig", "GatehouseAuth", "GatehouseStore", "GatehouseSessions", "GatehousePolicy",
                 .product(name: "MCP", package: "swift-sdk"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

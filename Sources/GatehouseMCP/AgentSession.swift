@@ -61,6 +61,12 @@ final class AgentSession: Sendable {
     var client: String { state.withLockedValue { $0.client } }
     var lastUsed: ContinuousClock.Instant { state.withLockedValue { $0.lastUsed } }
 
+    /// The connections this principal may use, as the policy in force says now.
+    var connections: [String] {
+        let (claims, source, client) = state.withLockedValue { ($0.claims, $0.source, $0.client) }
+        return gateway.connectionNames(user: claims.sub, groups: claims.groups, source: source, client: client)
+    }
+
     /// A later request of the session, with its own (checked) token.
     func touch(_ claims: TokenClaims, source: String?) {
         state.withLockedValue {
@@ -72,8 +78,8 @@ final class AgentSession: Sendable {
 
     func start() async throws {
         let gateway = self.gateway
-        await server.withMethodHandler(ListTools.self) { _ in
-            ListTools.Result(tools: MCPTools.list(connections: gateway.connectionNames, limits: gateway.toolLimits))
+        await server.withMethodHandler(ListTools.self) { [weak self] _ in
+            ListTools.Result(tools: MCPTools.list(connections: self?.connections ?? [], limits: gateway.toolLimits))
         }
         await server.withMethodHandler(CallTool.self) { [weak self] params in
             guard let self else {
@@ -112,7 +118,7 @@ final class AgentSession: Sendable {
 
     private func call(_ params: CallTool.Parameters) async -> CallTool.Result {
         state.withLockedValue { $0.lastUsed = .now }
-        let names = gateway.connectionNames
+        let names = connections
         let request: MCPTools.Request
         switch MCPTools.parse(params.name, params.arguments ?? [:], connections: names) {
         case .failure(let error):

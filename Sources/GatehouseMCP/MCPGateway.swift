@@ -2,6 +2,8 @@ import Foundation
 import GatehouseAuth
 import GatehouseConfig
 import GatehouseCore
+import GatehousePolicy
+import GatehouseSessions
 import GatehouseStore
 import Logging
 import MCP
@@ -39,6 +41,7 @@ public actor MCPGateway {
     private let tokens: TokenService
     private let tickets: AgentTickets
     private let stepUp: StepUpService?
+    private let guardrails: Guardrails?
     private let store: any GatehouseStore
     private let proxyHost: String
     private let proxyPort: Int
@@ -48,12 +51,14 @@ public actor MCPGateway {
 
     public init(
         connections: [Connection], tokens: TokenService, tickets: AgentTickets, stepUp: StepUpService?,
-        store: any GatehouseStore, proxyHost: String, proxyPort: Int, limits: MCPLimits = MCPLimits(), logger: Logger
+        guardrails: Guardrails? = nil, store: any GatehouseStore, proxyHost: String, proxyPort: Int,
+        limits: MCPLimits = MCPLimits(), logger: Logger
     ) {
         self.connections = connections
         self.tokens = tokens
         self.tickets = tickets
         self.stepUp = stepUp
+        self.guardrails = guardrails
         self.store = store
         // A listener on every address is reached on loopback.
         self.proxyHost = ["0.0.0.0", "::", "[::]", "*"].contains(proxyHost) ? "127.0.0.1" : proxyHost
@@ -138,7 +143,20 @@ public actor MCPGateway {
 
     // MARK: What sessions read
 
-    nonisolated var connectionNames: [String] { connections.map(\.name).sorted() }
+    /// The connections a principal may use: all but those where a rule denies every statement of theirs
+    /// (by who and where they are), which are not offered at all.
+    nonisolated func connectionNames(user: String, groups: [String], source: String?, client: String) -> [String] {
+        let policy = guardrails?.compiled
+        let now = Date()
+        return connections.map(\.name).sorted().filter { name in
+            guard let policy else { return true }
+            var context = SessionContext(
+                user: user, groups: groups, connection: name, sourceAddress: source ?? "127.0.0.1", sessionStartedAt: now,
+                lastActivityAt: now, now: now)
+            context.agent = client
+            return !policy.refusesEverything(context)
+        }
+    }
     nonisolated var toolLimits: MCPLimits { limits }
 
     nonisolated func audit(_ type: AuditEventType, session: AgentSession, connection: String? = nil, detail: [String: String]) {

@@ -197,6 +197,14 @@ public final class CompiledPolicy: Sendable {
             rules: rules.filter { $0.rule.match.matchesSession(context: context, source: source) })
     }
 
+    /// Whether every statement of a session in `context` is denied whatever it is (a deny rule that asks
+    /// only who and where the session is matches): such a connection is of no use to it.
+    public func refusesEverything(_ context: SessionContext) -> Bool {
+        sessionRules(for: context).rules.contains {
+            $0.rule.mode != .shadow && $0.rule.action == .deny && $0.rule.match.asksOnlyOfTheSession
+        }
+    }
+
     /// Judges every statement of `inspection` and returns the most restrictive outcome.
     ///
     /// - Parameter session: this policy's `sessionRules(for:)` for the same session; computed here when nil.
@@ -356,6 +364,15 @@ extension RuleMatch {
             guard let name = context.agent, agents.contains(where: { $0.matches(name) }) else { return false }
         }
         return true
+    }
+
+    /// Whether the rule asks only who and where the session is: nothing of its statements, its grants,
+    /// its device or the clock.
+    var asksOnlyOfTheSession: Bool {
+        roles == nil && elevated == nil && newDevice == nil && !speaksOfTime && unparsable == nil && multiStatement == nil
+            && kinds == nil && objectTypes == nil && tables == nil && tablesRead == nil && tablesWritten == nil
+            && notTablesWritten == nil && writes == nil && wherelessWrite == nil && functions == nil && dynamic == nil
+            && copyProgram == nil && adminFunctions == nil && fileAccess == nil && userFunctions == nil && settings == nil
     }
 
     /// Whether the rule's statement conditions read the clock.

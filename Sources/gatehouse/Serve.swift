@@ -212,6 +212,7 @@ struct Serve: AsyncParsableCommand {
         // AI agents over MCP: their tools' SQL comes back in through the PostgreSQL listener.
         let mcp = MCPGateway(
             connections: gatewayConfig.connections, tokens: tokens, tickets: proxyEnvironment.agentTickets, stepUp: stepUp,
+            guardrails: guardrails,
             store: store, proxyHost: gatewayConfig.postgresListen.host, proxyPort: gatewayConfig.postgresListen.port,
             logger: logger)
         apiEnvironment.mcp = mcp

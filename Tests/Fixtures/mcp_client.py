@@ -58,7 +58,9 @@ async def main(url, token, steps):
             for step in steps:
                 if step.get("list"):
                     tools = await session.list_tools()
-                    print(json.dumps({"tools": sorted(t.name for t in tools.tools)}), flush=True)
+                    query = next((t for t in tools.tools if t.name == "query"), None)
+                    connections = query.inputSchema["properties"]["connection"]["enum"] if query else []
+                    print(json.dumps({"tools": sorted(t.name for t in tools.tools), "connections": connections}), flush=True)
                     continue
                 heard = []
 

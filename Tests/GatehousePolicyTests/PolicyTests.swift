@@ -228,6 +228,23 @@ struct PolicyDecisionTests {
         #expect(throws: (any Error).self) { try policy("  rules:\n    - {name: x, action: deny, match: {agent: maybe}}") }
     }
 
+    @Test("a session every statement of which a rule denies, whatever it is, is told apart from one some are")
+    func refusesEverything() throws {
+        let p = try policy(
+            """
+              rules:
+                - {name: contractors-not-on-prod, action: deny, match: {groups: [contractors], connections: [prod]}}
+                - {name: no-writes, action: deny, match: {writes: true}}
+                - {name: nights, action: deny, match: {users: [night-owl], during: {hours: "22:00-06:00"}}}
+                - {name: shadowed, action: deny, mode: shadow, match: {users: [ada]}}
+            """)
+        let compiled = CompiledPolicy(p)
+        #expect(compiled.refusesEverything(context(groups: ["contractors"])))
+        #expect(!compiled.refusesEverything(context(groups: ["contractors"], connection: "staging")))
+        #expect(!compiled.refusesEverything(context()))
+        #expect(!compiled.refusesEverything(context(user: "night-owl")))
+    }
+
     @Test("SQL-level PREPARE is remembered so EXECUTE is judged by what it runs")
     func preparedStatements() throws {
         let p = try policy("  rules:\n    - {name: no-deletes, action: deny, match: {kinds: [delete]}}")

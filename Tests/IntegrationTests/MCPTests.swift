@@ -257,7 +257,7 @@ struct MCPTests {
                 policy:
                   rules:
                     - name: agents-from-the-jump-host-only
-                      match: {agent: true, not_source: ["127.0.0.1/32"]}
+                      match: {agent: true, not_source: ["127.0.0.1/32"], writes: false}
                       action: deny
                       hint: run the agent on the jump host
                 """)
@@ -271,5 +271,25 @@ struct MCPTests {
         let starts = try await DatabaseRoleTests.auditRows(
             gateway, "select source from audit_events where type = 'session.start' order by seq", count: 2)
         #expect(starts.stdout.contains("127.0.0.2"), "\(starts)")
+    }
+
+    @Test("a connection where every statement of the principal would be denied is not offered")
+    func hiddenConnections() async throws {
+        let gateway = try await Gateway.start(
+            extraConfig: """
+                policy:
+                  rules:
+                    - {name: developers-not-on-md5, action: deny, match: {groups: [developer], connections: [md5]}}
+                    - {name: no-writes-on-tls, action: deny, match: {connections: [tls], writes: true}}
+                """)
+        let alice = try await gateway.aliceToken()
+        let (lines, result) = try await Self.run(
+            gateway, token: alice,
+            [["list": true], ["call": "query", "arguments": ["connection": "md5", "sql": "select 1"]]])
+        #expect(result.status == 0, "\(result)")
+        #expect(lines.count == 3, "\(result)")
+        guard lines.count == 3 else { return }
+        #expect(lines[1]["connections"] as? [String] == ["down", "main", "tls", "trusted"], "\(result)")
+        #expect((lines[2]["text"] as? String)?.contains("no connection named 'md5'") == true, "\(result)")
     }
 }
