@@ -54,7 +54,7 @@ final class AgentSession: Sendable {
                 what to do instead) or held until a person approves it or its owner proves a second factor (the call \
                 stays open and reports progress meanwhile).
                 """,
-            capabilities: .init(tools: .init(listChanged: false)))
+            capabilities: .init(resources: .init(subscribe: false, listChanged: false), tools: .init(listChanged: false)))
     }
 
     var id: String? { state.withLockedValue { $0.id } }
@@ -80,6 +80,14 @@ final class AgentSession: Sendable {
         let gateway = self.gateway
         await server.withMethodHandler(ListTools.self) { [weak self] _ in
             ListTools.Result(tools: MCPTools.list(connections: self?.connections ?? [], limits: gateway.toolLimits))
+        }
+        await server.withMethodHandler(ListResources.self) { [weak self] _ in
+            guard let self else { return ListResources.Result(resources: []) }
+            return ListResources.Result(resources: await self.tables())
+        }
+        await server.withMethodHandler(ReadResource.self) { [weak self] params in
+            guard let self else { throw MCPError.internalError("the session ended") }
+            return try await self.read(params.uri)
         }
         await server.withMethodHandler(CallTool.self) { [weak self] params in
             guard let self else {
@@ -111,6 +119,62 @@ final class AgentSession: Sendable {
         await transport.disconnect()
         if state.withLockedValue({ $0.initialized }) {
             gateway.audit(.mcpSessionEnd, session: self, detail: ["reason": reason])
+        }
+    }
+
+    // MARK: Resources: the tables, each with its columns
+
+    /// Every table and view the principal may see, per connection (read through the gateway, judged).
+    private func tables() async -> [Resource] {
+        var resources: [Resource] = []
+        for connection in connections {
+            guard
+                case .success(let request) = MCPTools.parse(
+                    "list_tables", ["connection": .string(connection)], connections: [connection])
+            else { continue }
+            let rows = await calls.run(connection) { await self.rows(request) }
+            guard let rows else { continue }
+            for row in rows.rows {
+                guard row.count >= 2, case .string(let schema) = row[0], case .string(let table) = row[1] else { continue }
+                resources.append(
+                    Resource(
+                        name: "\(connection): \(schema).\(table)", uri: MCPTools.resourceURI(connection, schema, table),
+                        description: "The columns of \(schema).\(table) on \(connection)", mimeType: "application/json"))
+            }
+        }
+        return resources
+    }
+
+    private func read(_ uri: String) async throws -> ReadResource.Result {
+        guard let (connection, schema, table) = MCPTools.parseResourceURI(uri), connections.contains(connection) else {
+            throw MCPError.invalidParams("no such resource: \(uri) (resources/list names them)")
+        }
+        let name = RoleSQL.identifier(schema) + "." + RoleSQL.identifier(table)
+        guard
+            case .success(let request) = MCPTools.parse(
+                "describe_table", ["connection": .string(connection), "table": .string(name)], connections: [connection])
+        else { throw MCPError.invalidParams("no such resource: \(uri)") }
+        let result = await calls.run(connection) { await self.run(request, progress: nil) }
+        gateway.audit(
+            .mcpToolCall, session: self, connection: connection,
+            detail: [
+                "tool": "resources/read", "uri": String(uri.prefix(500)), "outcome": result.isError == true ? "error" : "ok",
+            ])
+        guard case .text(let text, _, _)? = result.content.first else { throw MCPError.internalError("no content") }
+        if result.isError == true { throw MCPError.invalidRequest(text) }
+        return ReadResource.Result(contents: [.text(text, uri: uri, mimeType: "application/json")])
+    }
+
+    /// A catalogue query's rows, or nil when it was refused or failed.
+    private func rows(_ request: MCPTools.Request) async -> RowCollector.Rows? {
+        guard let database = try? await database(request.connection) else { return nil }
+        let collector = RowCollector(limits: gateway.toolLimits)
+        do {
+            _ = try await database.query(request.query, logger: Logger(label: "gatehouse.mcp")) { collector.add($0) }.get()
+            return collector.finish()
+        } catch {
+            if database.isClosed { forget(request.connection) }
+            return nil
         }
     }
 

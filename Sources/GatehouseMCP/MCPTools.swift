@@ -132,6 +132,29 @@ enum MCPTools {
         }
     }
 
+    // MARK: Resources
+
+    static func resourceURI(_ connection: String, _ schema: String, _ table: String) -> String {
+        func part(_ text: String) -> String {
+            text.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "/.")))
+                ?? text
+        }
+        return "gatehouse://\(part(connection))/\(part(schema)).\(part(table))"
+    }
+
+    /// The connection, schema and table a resource URI names.
+    static func parseResourceURI(_ uri: String) -> (String, String, String)? {
+        guard uri.hasPrefix("gatehouse://") else { return nil }
+        let path = uri.dropFirst("gatehouse://".count).split(separator: "/", omittingEmptySubsequences: false)
+        guard path.count == 2 else { return nil }
+        let names = path[1].split(separator: ".", omittingEmptySubsequences: false)
+        guard names.count == 2, let connection = String(path[0]).removingPercentEncoding,
+            let schema = String(names[0]).removingPercentEncoding, let table = String(names[1]).removingPercentEncoding,
+            !connection.isEmpty, !schema.isEmpty, !table.isEmpty
+        else { return nil }
+        return (connection, schema, table)
+    }
+
     // MARK: Results
 
     static func result(_ request: Request, rows: RowCollector.Rows, command: String, rowCount: Int?) -> CallTool.Result {

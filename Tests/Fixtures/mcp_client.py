@@ -6,6 +6,7 @@ URL is the gateway's /mcp (streamable HTTP), or stdio:GATEHOUSE_BINARY:SERVER to
 `gatehouse mcp --server SERVER` with GATEHOUSE_TOKEN=TOKEN and speak to it on stdin and stdout.
 
 STEPS_JSON is a list of steps, run in one MCP session: {"list": true} lists the tools,
+{"resources": true} the resources, {"read": URI} reads one,
 {"call": NAME, "arguments": {...}, "progress": true} calls one. Each step prints one JSON line:
 the tool names, or the call's is_error, text, structured content and the progress messages heard.
 A TOKEN of "-" sends no Authorization header.
@@ -56,6 +57,17 @@ async def main(url, token, steps):
             info = await session.initialize()
             print(json.dumps({"server": info.serverInfo.name}), flush=True)
             for step in steps:
+                if step.get("resources"):
+                    listed = await session.list_resources()
+                    print(json.dumps({"resources": sorted(str(r.uri) for r in listed.resources)}), flush=True)
+                    continue
+                if "read" in step:
+                    try:
+                        read = await session.read_resource(step["read"])
+                        print(json.dumps({"contents": [c.text for c in read.contents]}), flush=True)
+                    except Exception as error:
+                        print(json.dumps({"read_error": str(error)}), flush=True)
+                    continue
                 if step.get("list"):
                     tools = await session.list_tools()
                     query = next((t for t in tools.tools if t.name == "query"), None)

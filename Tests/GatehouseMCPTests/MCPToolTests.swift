@@ -45,6 +45,17 @@ struct MCPToolTests {
         #expect(explain.query.sql == "EXPLAIN select 1")
     }
 
+    @Test("a resource URI names its connection, schema and table, any characters in them")
+    func resourceURIs() {
+        let uri = MCPTools.resourceURI("orders-prod", "Sales Data", "q1.totals/x")
+        #expect(!uri.dropFirst("gatehouse://".count).split(separator: "/").dropFirst().first!.contains("/"))
+        let parsed = MCPTools.parseResourceURI(uri)
+        #expect(parsed?.0 == "orders-prod" && parsed?.1 == "Sales Data" && parsed?.2 == "q1.totals/x")
+        #expect(MCPTools.parseResourceURI("gatehouse://main/public") == nil)
+        #expect(MCPTools.parseResourceURI("gatehouse://main/a.b/c") == nil)
+        #expect(MCPTools.parseResourceURI("http://main/a.b") == nil)
+    }
+
     @Test("the tool list offers exactly the configured connections")
     func list() {
         let tools = MCPTools.list(connections: connections, limits: MCPLimits())

@@ -292,4 +292,26 @@ struct MCPTests {
         #expect(lines[1]["connections"] as? [String] == ["down", "main", "tls", "trusted"], "\(result)")
         #expect((lines[2]["text"] as? String)?.contains("no connection named 'md5'") == true, "\(result)")
     }
+
+    @Test("each table is a resource with its columns; a made-up resource is refused")
+    func schemaResources() async throws {
+        let gateway = try await Gateway.start(extraConfig: Self.policy())
+        let table = try await Self.table(gateway.cluster)
+        let alice = try await gateway.aliceToken()
+        let uri = "gatehouse://main/public.\(table)"
+        let (lines, result) = try await Self.run(
+            gateway, token: alice,
+            [
+                ["resources": true], ["read": uri], ["read": "gatehouse://main/public.nothing_here"],
+                ["read": "file:///etc/passwd"],
+            ])
+        #expect(result.status == 0, "\(result)")
+        #expect(lines.count == 5, "\(result)")
+        guard lines.count == 5 else { return }
+        #expect((lines[1]["resources"] as? [String])?.contains(uri) == true, "\(result)")
+        let contents = (lines[2]["contents"] as? [String])?.first ?? ""
+        #expect(contents.contains("\"note\"") && contents.contains("numeric"), "\(result)")
+        #expect((lines[3]["read_error"] as? String)?.contains("no table or view named") == true, "\(result)")
+        #expect((lines[4]["read_error"] as? String)?.contains("no such resource") == true, "\(result)")
+    }
 }
