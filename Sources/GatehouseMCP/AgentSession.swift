@@ -328,6 +328,15 @@ final class RowCollector: Sendable {
                 rows.truncated = "only the first \(limits.maxRows) rows are shown"
                 return
             }
+            // Sized before it is decoded: one huge value is never copied into a string.
+            let raw = row.reduce(0) { $0 + ($1.bytes?.readableBytes ?? 0) }
+            guard rows.bytes + raw <= limits.maxBytes else {
+                rows.truncated =
+                    raw > limits.maxBytes
+                    ? "row \(rows.seen) holds \(raw) bytes, more than the \(limits.maxBytes) a result may carry: select fewer or shorter columns (left(col, n)); only the first \(rows.rows.count) rows are shown"
+                    : "only the first \(rows.rows.count) rows are shown (\(limits.maxBytes) bytes at most)"
+                return
+            }
             let values = row.map(MCPTools.value)
             let size = values.reduce(0) { $0 + MCPTools.size($1) }
             guard rows.bytes + size <= limits.maxBytes else {

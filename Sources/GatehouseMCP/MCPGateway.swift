@@ -101,10 +101,19 @@ public actor MCPGateway {
         guard request.method == "POST" else {
             return .error(statusCode: 400, .invalidRequest("no Mcp-Session-Id: initialize first (POST)"))
         }
-        guard sessions.values.filter({ $0.principal == claims.sub }).count < limits.sessionsPerPrincipal else {
-            return .error(
-                statusCode: 429,
-                .invalidRequest("\(claims.sub) has \(limits.sessionsPerPrincipal) MCP sessions open: end one first"))
+        let own = sessions.filter { $0.value.principal == claims.sub }
+        if own.count >= limits.sessionsPerPrincipal {
+            // An agent that crashed leaves sessions behind: the longest idle goes, if it is idle at all.
+            guard let (id, stale) = own.min(by: { $0.value.lastUsed < $1.value.lastUsed }),
+                ContinuousClock.now - stale.lastUsed > .seconds(60)
+            else {
+                return .error(
+                    statusCode: 429,
+                    .invalidRequest(
+                        "\(claims.sub) has \(limits.sessionsPerPrincipal) MCP sessions in use: end one (DELETE) first"))
+            }
+            sessions[id] = nil
+            await stale.close(reason: "replaced by a new session of \(claims.sub) (\(limits.sessionsPerPrincipal) at most)")
         }
         let session = AgentSession(claims: claims, source: source, gateway: self)
         do {

@@ -314,4 +314,25 @@ struct MCPTests {
         #expect((lines[3]["read_error"] as? String)?.contains("no table or view named") == true, "\(result)")
         #expect((lines[4]["read_error"] as? String)?.contains("no such resource") == true, "\(result)")
     }
+
+    @Test("results are capped in rows and bytes, a huge value is left out unread, and the agent is told how")
+    func caps() async throws {
+        let gateway = try await Gateway.start(extraConfig: Self.policy())
+        let alice = try await gateway.aliceToken()
+        let (lines, result) = try await Self.run(
+            gateway, token: alice,
+            [
+                ["call": "query", "arguments": ["connection": "main", "sql": "select n from generate_series(1, 1000) n"]],
+                ["call": "query", "arguments": ["connection": "main", "sql": "select repeat('x', 300000) as big"]],
+            ])
+        #expect(lines.count == 3, "\(result)")
+        guard lines.count == 3 else { return }
+        let many = try #require(lines[1]["structured"] as? [String: Any])
+        #expect((many["rows"] as? [[Any]])?.count == 200)
+        #expect(many["row_count"] as? Int == 1000)
+        #expect(many["truncated"] as? String == "only the first 200 rows are shown of 1000", "\(many)")
+        let big = try #require(lines[2]["structured"] as? [String: Any])
+        #expect((big["rows"] as? [[Any]])?.isEmpty == true)
+        #expect((big["truncated"] as? String)?.contains("row 1 holds 300000 bytes, more than the 262144") == true, "\(big)")
+    }
 }
