@@ -230,7 +230,10 @@ let package = Package(
             dependencies: ["GatehousePolicy", "SQLInspection", "GatehouseConfig", "GatehouseConfigYAML", "GatehouseTestSupport"]),
         .testTarget(
             name: "GatehouseMCPTests",
-            dependencies: ["GatehouseMCP", "GatehouseAuth", .product(name: "MCP", package: "swift-sdk")]),
+            dependencies: [
+                "GatehouseMCP", "GatehouseAuth", "GatehouseConfig", "GatehousePolicy",
+                .product(name: "MCP", package: "swift-sdk"),
+            ]),
         .testTarget(name: "GatehouseCoreTests", dependencies: ["GatehouseCore", "GatehouseConfig", "GatehouseConfigYAML"]),
         .testTarget(
             name: "GatehouseStoreTests",

@@ -25,6 +25,8 @@ public struct GatehouseConfig: Sendable, Equatable {
     public var serviceAccounts: [UserEntry] = []
     /// Where notifications go.
     public var webhooks: [Webhook] = []
+    /// Other MCP servers whose tools the gateway's `/mcp` relays, and the rules on their calls.
+    public var mcp = MCPSettings()
     /// Roles people may request just in time.
     public var roles: [RequestableRole] = []
     /// How long a statement held for step-up or approval waits before it fails.
@@ -227,5 +229,46 @@ public struct Webhook: Sendable, Equatable {
 
     public func wants(_ type: String) -> Bool {
         (events.isEmpty ? Self.defaultEvents : events).contains { $0.hasSuffix(".") ? type.hasPrefix($0) : type == $0 }
+    }
+}
+
+/// `mcp:`: MCP servers the gateway relays (their tools appear under a prefix) and rules on those tools.
+public struct MCPSettings: Sendable, Equatable {
+    public var upstreams: [MCPUpstream] = []
+    public var toolRules: [ToolRule] = []
+
+    public init() {}
+}
+
+/// An MCP server the gateway starts (a command speaking MCP on stdin and stdout) and relays.
+public struct MCPUpstream: Sendable, Equatable {
+    public var name: String
+    public var command: [String]
+    /// What its tools are called under at the gateway: `PREFIX` + the tool's own name.
+    public var prefix: String
+
+    public init(name: String, command: [String], prefix: String? = nil) {
+        self.name = name
+        self.command = command
+        self.prefix = prefix ?? name + "_"
+    }
+}
+
+/// A rule on relayed tool calls: the tool's name (with its prefix) and argument values, as globs.
+public struct ToolRule: Sendable, Equatable {
+    public enum Action: String, Sendable, Equatable, CaseIterable { case allow, alert, deny }
+    public var name: String
+    public var action: Action
+    public var tools: [Glob]?
+    /// Argument name → patterns its value (as text) must match one of.
+    public var arguments: [String: [Glob]]?
+    public var message: String?
+    public var hint: String?
+
+    public init(name: String, action: Action, tools: [Glob]? = nil, arguments: [String: [Glob]]? = nil) {
+        self.name = name
+        self.action = action
+        self.tools = tools
+        self.arguments = arguments
     }
 }

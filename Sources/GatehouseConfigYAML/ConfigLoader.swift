@@ -1,6 +1,7 @@
 import Foundation
 import GatehouseConfig
 import GatehouseCore
+import GatehousePolicy
 import Yams
 
 /// A configuration problem, with the file and line it was found at.
@@ -265,7 +266,7 @@ struct Reader {
             root, "the configuration",
             allowed: [
                 "listen", "data_dir", "store", "tls", "tokens", "limits", "connections", "users", "groups", "policy", "geoip",
-                "step_up", "roles", "webhooks", "service_accounts", "audit",
+                "step_up", "roles", "webhooks", "service_accounts", "audit", "mcp",
             ])
         {
             switch key {
@@ -360,6 +361,8 @@ struct Reader {
                 rolesNode = value
             case "service_accounts":
                 servicesNode = value
+            case "mcp":
+                config.mcp = try readMCP(value)
             case "webhooks":
                 for item in try sequence(value, "webhooks") {
                     let hook = try readWebhook(item)
@@ -447,6 +450,86 @@ struct Reader {
             throw fail(node, "\(what): cannot read \(path)")
         }
         return path
+    }
+
+    /// `mcp:`: upstream MCP servers and the rules on their tools.
+    func readMCP(_ node: Node) throws -> MCPSettings {
+        var settings = MCPSettings()
+        for (key, _, value) in try mapping(node, "mcp", allowed: ["upstreams", "tool_rules"]) {
+            switch key {
+            case "upstreams":
+                for item in try sequence(value, "mcp.upstreams") {
+                    var name: String?
+                    var command: [String] = []
+                    var prefix: String?
+                    for (field, _, fieldValue) in try mapping(item, "an MCP upstream", allowed: ["name", "command", "prefix"]) {
+                        switch field {
+                        case "name": name = try string(fieldValue, "mcp.upstreams.name")
+                        case "command":
+                            command = try sequence(fieldValue, "mcp.upstreams.command").map {
+                                try string($0, "mcp.upstreams.command")
+                            }
+                        default: prefix = try string(fieldValue, "mcp.upstreams.prefix")
+                        }
+                    }
+                    guard let name, Name.isValid(name) else {
+                        throw fail(item, "an MCP upstream needs a name (letters, digits, - and _)")
+                    }
+                    guard !command.isEmpty, !command[0].isEmpty else {
+                        throw fail(item, "MCP upstream '\(name)' needs a command: [program, arguments...]")
+                    }
+                    let upstream = MCPUpstream(name: name, command: command, prefix: prefix)
+                    guard !settings.upstreams.contains(where: { $0.name == name || $0.prefix == upstream.prefix }) else {
+                        throw fail(item, "MCP upstream '\(name)' repeats a name or prefix")
+                    }
+                    settings.upstreams.append(upstream)
+                }
+            default:
+                for item in try sequence(value, "mcp.tool_rules") {
+                    var rule = ToolRule(name: "", action: .deny)
+                    var hasAction = false
+                    for (field, _, fieldValue) in try mapping(
+                        item, "a tool rule", allowed: ["name", "action", "tools", "arguments", "message", "hint"])
+                    {
+                        switch field {
+                        case "name": rule.name = try string(fieldValue, "mcp.tool_rules.name")
+                        case "action":
+                            let text = try string(fieldValue, "mcp.tool_rules.action")
+                            guard let action = ToolRule.Action(rawValue: text) else {
+                                throw fail(fieldValue, "a tool rule's action is allow, alert or deny, not '\(text)'")
+                            }
+                            rule.action = action
+                            hasAction = true
+                        case "tools":
+                            rule.tools = try sequence(fieldValue, "mcp.tool_rules.tools").map {
+                                Glob(try string($0, "mcp.tool_rules.tools"))
+                            }
+                        case "arguments":
+                            var arguments: [String: [Glob]] = [:]
+                            guard let pairs = fieldValue.mapping else {
+                                throw fail(fieldValue, "mcp.tool_rules.arguments must map argument names to patterns")
+                            }
+                            for (key, patterns) in pairs {
+                                guard let argument = key.string else { throw fail(key, "argument names must be strings") }
+                                arguments[argument] =
+                                    try patterns.scalar != nil
+                                    ? [Glob(try string(patterns, "mcp.tool_rules.arguments"))]
+                                    : sequence(patterns, "mcp.tool_rules.arguments").map {
+                                        Glob(try string($0, "mcp.tool_rules.arguments"))
+                                    }
+                            }
+                            rule.arguments = arguments
+                        case "message": rule.message = try string(fieldValue, "mcp.tool_rules.message")
+                        default: rule.hint = try string(fieldValue, "mcp.tool_rules.hint")
+                        }
+                    }
+                    guard !rule.name.isEmpty else { throw fail(item, "a tool rule needs a name") }
+                    guard hasAction else { throw fail(item, "tool rule '\(rule.name)' needs an action (allow, alert, deny)") }
+                    settings.toolRules.append(rule)
+                }
+            }
+        }
+        return settings
     }
 
     func readWebhook(_ node: Node) throws -> Webhook {

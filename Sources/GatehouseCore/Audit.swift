@@ -51,6 +51,7 @@ public enum AuditEventType: String, Sendable, Codable, CaseIterable {
     case mcpSessionStart = "mcp.session_start"
     case mcpSessionEnd = "mcp.session_end"
     case mcpToolCall = "mcp.tool_call"
+    case mcpToolChanged = "mcp.tool_changed"
 }
 
 /// What a caller records; the log adds the sequence number, time and chain.

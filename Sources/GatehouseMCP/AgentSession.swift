@@ -79,7 +79,8 @@ final class AgentSession: Sendable {
     func start() async throws {
         let gateway = self.gateway
         await server.withMethodHandler(ListTools.self) { [weak self] _ in
-            ListTools.Result(tools: MCPTools.list(connections: self?.connections ?? [], limits: gateway.toolLimits))
+            let own = MCPTools.list(connections: self?.connections ?? [], limits: gateway.toolLimits)
+            return ListTools.Result(tools: own + (await gateway.upstreams?.tools() ?? []))
         }
         await server.withMethodHandler(ListResources.self) { [weak self] _ in
             guard let self else { return ListResources.Result(resources: []) }
@@ -182,6 +183,9 @@ final class AgentSession: Sendable {
 
     private func call(_ params: CallTool.Parameters) async -> CallTool.Result {
         state.withLockedValue { $0.lastUsed = .now }
+        if let upstreams = gateway.upstreams, upstreams.relays(params.name) {
+            return await upstreams.call(params.name, arguments: params.arguments ?? [:], principal: principal, client: client)
+        }
         let names = connections
         let request: MCPTools.Request
         switch MCPTools.parse(params.name, params.arguments ?? [:], connections: names) {

@@ -47,13 +47,16 @@ public actor MCPGateway {
     private let proxyPort: Int
     private let limits: MCPLimits
     private let logger: Logger
+    /// Other MCP servers whose tools are relayed.
+    nonisolated let upstreams: MCPUpstreams?
     private var sessions: [String: AgentSession] = [:]
 
     public init(
         connections: [Connection], tokens: TokenService, tickets: AgentTickets, stepUp: StepUpService?,
         guardrails: Guardrails? = nil, store: any GatehouseStore, proxyHost: String, proxyPort: Int,
-        limits: MCPLimits = MCPLimits(), logger: Logger
+        limits: MCPLimits = MCPLimits(), upstreams: MCPUpstreams? = nil, logger: Logger
     ) {
+        self.upstreams = upstreams
         self.connections = connections
         self.tokens = tokens
         self.tickets = tickets
@@ -132,6 +135,7 @@ public actor MCPGateway {
 
     /// Ends every MCP session (the gateway stops).
     public func shutdown() async {
+        await upstreams?.shutdown()
         for session in sessions.values { await session.close(reason: "the gateway stopped") }
         sessions = [:]
     }

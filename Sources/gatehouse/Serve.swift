@@ -210,11 +210,29 @@ struct Serve: AsyncParsableCommand {
             config: gatewayConfig, tokens: tokens, identities: identities, store: store, registry: registry, stepUp: stepUp,
             grants: grants, guardrails: guardrails, metrics: metrics, logger: logger)
         // AI agents over MCP: their tools' SQL comes back in through the PostgreSQL listener.
+        var upstreams: MCPUpstreams?
+        if !gatewayConfig.mcp.upstreams.isEmpty {
+            let auditStore = store
+            let auditLogger = logger
+            upstreams = MCPUpstreams(
+                upstreams: gatewayConfig.mcp.upstreams, rules: gatewayConfig.mcp.toolRules, logger: logger
+            ) { type, detail in
+                var detail = detail
+                let actor = detail.removeValue(forKey: "principal")
+                do {
+                    try auditStore.enqueueAudit(AuditRecord(type, actor: actor, source: "mcp", detail: detail)) { error in
+                        auditLogger.error("cannot commit an MCP event to the audit log", metadata: ["error": "\(error)"])
+                    }
+                } catch {
+                    auditLogger.error("cannot record an MCP event in the audit log", metadata: ["error": "\(error)"])
+                }
+            }
+        }
         let mcp = MCPGateway(
             connections: gatewayConfig.connections, tokens: tokens, tickets: proxyEnvironment.agentTickets, stepUp: stepUp,
             guardrails: guardrails,
             store: store, proxyHost: gatewayConfig.postgresListen.host, proxyPort: gatewayConfig.postgresListen.port,
-            logger: logger)
+            upstreams: upstreams, logger: logger)
         apiEnvironment.mcp = mcp
 
         var demoToken: String?

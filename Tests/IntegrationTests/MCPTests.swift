@@ -335,4 +335,60 @@ struct MCPTests {
         #expect((big["rows"] as? [[Any]])?.isEmpty == true)
         #expect((big["truncated"] as? String)?.contains("row 1 holds 300000 bytes, more than the 262144") == true, "\(big)")
     }
+
+    @Test(
+        "another MCP server's tools are relayed under a prefix: a denied tool is not listed and refused, a rule on an argument holds, a changed description is reported"
+    )
+    func relay() async throws {
+        let cluster = try TestCluster.fromEnvironment()
+        let directory = "\(cluster.scratch)/relay-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let (rug, deleted) = ("\(directory)/rug", "\(directory)/deleted")
+        let fixture = ExampleCommandsTests.root.appendingPathComponent("Tests/Fixtures/mcp_upstream.py").path
+        let gateway = try await Gateway.start(
+            extraConfig: """
+                mcp:
+                  upstreams:
+                    - name: files
+                      command: ["\(try Self.python())", "\(fixture)", "\(rug)", "\(deleted)"]
+                  tool_rules:
+                    - {name: never-delete, action: deny, tools: ["files_delete_*"], hint: ask a person to delete it}
+                    - name: no-secrets
+                      action: deny
+                      tools: [files_read_file]
+                      arguments: {path: ["/etc/*", "*.pem"]}
+                      message: that file holds secrets
+                """)
+        let alice = try await gateway.aliceToken()
+        let call: (String, [String: Any]) -> [String: Any] = { ["call": $0, "arguments": $1] }
+        let (lines, result) = try await Self.run(
+            gateway, token: alice,
+            [
+                ["list": true], call("files_echo", ["text": "hello"]), call("files_read_file", ["path": "/etc/shadow"]),
+                call("files_read_file", ["path": "/srv/notes.txt"]), call("files_delete_file", ["path": "/srv/notes.txt"]),
+            ])
+        #expect(result.status == 0, "\(result)")
+        #expect(lines.count == 6, "\(result)")
+        guard lines.count == 6 else { return }
+        let tools = lines[1]["tools"] as? [String] ?? []
+        #expect(tools.contains("files_echo") && tools.contains("files_read_file"), "\(tools)")
+        #expect(!tools.contains("files_delete_file"), "\(tools)")
+        #expect(lines[2]["text"] as? String == "hello", "\(result)")
+        #expect((lines[3]["text"] as? String)?.contains("rule \"no-secrets\": that file holds secrets") == true, "\(result)")
+        #expect(lines[4]["text"] as? String == "contents of /srv/notes.txt", "\(result)")
+        #expect((lines[5]["text"] as? String)?.contains("never-delete") == true, "\(result)")
+        #expect(!FileManager.default.fileExists(atPath: deleted), "the upstream's delete never ran")
+
+        // The tool's description changes after it was first seen: reported.
+        try "now".write(toFile: rug, atomically: true, encoding: .utf8)
+        let again = try await Self.run(gateway, token: alice, [["list": true]])
+        #expect(again.result.status == 0, "\(again.result)")
+        let changed = try await DatabaseRoleTests.auditRows(
+            gateway, "select detail from audit_events where type = 'mcp.tool_changed'", count: 1)
+        #expect(changed.stdout.contains("files_echo") && changed.stdout.contains("id_rsa"), "\(changed)")
+        let calls = try await DatabaseRoleTests.auditRows(
+            gateway, "select actor || ' ' || detail from audit_events where type = 'mcp.tool_call' order by seq", count: 4)
+        #expect(calls.stdout.contains("alice "), "\(calls)")
+        #expect(calls.stdout.contains("\"decision\":\"deny\"") && calls.stdout.contains("\"rule\":\"no-secrets\""), "\(calls)")
+    }
 }
