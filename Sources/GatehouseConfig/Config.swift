@@ -256,7 +256,7 @@ public struct MCPUpstream: Sendable, Equatable {
 
 /// A rule on relayed tool calls: the tool's name (with its prefix) and argument values, as globs.
 public struct ToolRule: Sendable, Equatable {
-    public enum Action: String, Sendable, Equatable, CaseIterable { case allow, alert, deny }
+    public enum Action: String, Sendable, Equatable, CaseIterable { case allow, alert, approve, deny }
     public var name: String
     public var action: Action
     public var tools: [Glob]?
@@ -264,6 +264,8 @@ public struct ToolRule: Sendable, Equatable {
     public var arguments: [String: [Glob]]?
     public var message: String?
     public var hint: String?
+    /// Who may approve a call an `approve` rule holds: users, or `group:NAME`.
+    public var approvers: [String] = []
 
     public init(name: String, action: Action, tools: [Glob]? = nil, arguments: [String: [Glob]]? = nil) {
         self.name = name

@@ -489,14 +489,14 @@ struct Reader {
                     var rule = ToolRule(name: "", action: .deny)
                     var hasAction = false
                     for (field, _, fieldValue) in try mapping(
-                        item, "a tool rule", allowed: ["name", "action", "tools", "arguments", "message", "hint"])
+                        item, "a tool rule", allowed: ["name", "action", "tools", "arguments", "message", "hint", "approvers"])
                     {
                         switch field {
                         case "name": rule.name = try string(fieldValue, "mcp.tool_rules.name")
                         case "action":
                             let text = try string(fieldValue, "mcp.tool_rules.action")
                             guard let action = ToolRule.Action(rawValue: text) else {
-                                throw fail(fieldValue, "a tool rule's action is allow, alert or deny, not '\(text)'")
+                                throw fail(fieldValue, "a tool rule's action is allow, alert, approve or deny, not '\(text)'")
                             }
                             rule.action = action
                             hasAction = true
@@ -519,12 +519,26 @@ struct Reader {
                                     }
                             }
                             rule.arguments = arguments
+                        case "approvers":
+                            for approver in try sequence(fieldValue, "mcp.tool_rules.approvers") {
+                                let text = try string(approver, "mcp.tool_rules.approvers")
+                                let bare = text.hasPrefix("group:") ? String(text.dropFirst("group:".count)) : text
+                                guard Name.isValid(bare) else {
+                                    throw fail(approver, "approver '\(text)' is not a user or group:NAME")
+                                }
+                                rule.approvers.append(text)
+                            }
                         case "message": rule.message = try string(fieldValue, "mcp.tool_rules.message")
                         default: rule.hint = try string(fieldValue, "mcp.tool_rules.hint")
                         }
                     }
                     guard !rule.name.isEmpty else { throw fail(item, "a tool rule needs a name") }
-                    guard hasAction else { throw fail(item, "tool rule '\(rule.name)' needs an action (allow, alert, deny)") }
+                    guard hasAction else {
+                        throw fail(item, "tool rule '\(rule.name)' needs an action (allow, alert, approve, deny)")
+                    }
+                    guard rule.action != .approve || !rule.approvers.isEmpty else {
+                        throw fail(item, "tool rule '\(rule.name)' approves: it needs approvers (users or group:NAME)")
+                    }
                     settings.toolRules.append(rule)
                 }
             }

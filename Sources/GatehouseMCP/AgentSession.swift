@@ -184,7 +184,19 @@ final class AgentSession: Sendable {
     private func call(_ params: CallTool.Parameters) async -> CallTool.Result {
         state.withLockedValue { $0.lastUsed = .now }
         if let upstreams = gateway.upstreams, upstreams.relays(params.name) {
-            return await upstreams.call(params.name, arguments: params.arguments ?? [:], principal: principal, client: client)
+            let progress = params._meta?.progressToken
+            let server = self.server
+            return await upstreams.call(
+                params.name, arguments: params.arguments ?? [:], principal: principal, client: client, session: id ?? ""
+            ) { challenge in
+                // A held relayed call: the agent hears once that a person decides, and how.
+                guard let progress else { return }
+                Task {
+                    try? await server.notify(
+                        ProgressNotification.message(
+                            .init(progressToken: progress, progress: 1, total: nil, message: MCPTools.holdMessage(challenge))))
+                }
+            }
         }
         let names = connections
         let request: MCPTools.Request

@@ -1,4 +1,6 @@
+import Crypto
 import Foundation
+import GatehouseAuth
 import GatehouseConfig
 import GatehouseCore
 import Logging
@@ -24,11 +26,14 @@ public actor MCPUpstreams {
     /// Fingerprints of each tool as first seen, by its name at the gateway.
     private var firstSeen: [String: String] = [:]
     private let audit: @Sendable (AuditEventType, [String: String]) -> Void
+    /// Where a call an `approve` rule holds waits for a person; nil: such calls are refused.
+    private let stepUp: StepUpService?
 
     public init(
-        upstreams: [MCPUpstream], rules: [ToolRule], logger: Logger,
+        upstreams: [MCPUpstream], rules: [ToolRule], stepUp: StepUpService? = nil, logger: Logger,
         audit: @escaping @Sendable (AuditEventType, [String: String]) -> Void
     ) {
+        self.stepUp = stepUp
         self.upstreams = upstreams
         self.policy = ToolPolicy(rules: rules)
         self.logger = logger
@@ -58,7 +63,11 @@ public actor MCPUpstreams {
     nonisolated func relays(_ name: String) -> Bool { upstreams.contains { name.hasPrefix($0.prefix) } }
 
     /// Calls a relayed tool, if the rules allow it.
-    func call(_ name: String, arguments: [String: Value], principal: String, client: String) async -> CallTool.Result {
+    /// `session`: the MCP session (a held call's challenge names it); `held` is told when a person must decide.
+    func call(
+        _ name: String, arguments: [String: Value], principal: String, client: String, session: String,
+        held: @escaping @Sendable (Challenge) -> Void = { _ in }
+    ) async -> CallTool.Result {
         var detail = [
             "tool": name, "principal": principal, "client": client, "arguments": ToolPolicy.masked(arguments),
         ]
@@ -72,14 +81,43 @@ public actor MCPUpstreams {
             if let hint = decision.hint { text += "\nhint: \(hint)" }
             return MCPTools.errorResult(text)
         }
-        guard let upstream = upstreams.first(where: { name.hasPrefix($0.prefix) }), var tools = running[upstream.name]?.tools
-        else {
+        guard let upstream = upstreams.first(where: { name.hasPrefix($0.prefix) }) else {
             return MCPTools.errorResult("no tool named '\(name)'")
         }
+        var tools = running[upstream.name]?.tools ?? [:]
         if tools[name] == nil, let fresh = await refresh(upstream) { tools = fresh }
-        guard let entry = tools[name], let connected = running[upstream.name] else {
+        guard let entry = tools[name], running[upstream.name] != nil else {
             audit(.mcpToolCall, detail.merging(["outcome": "invalid"]) { $1 })
             return MCPTools.errorResult("no tool named '\(name)' on \(upstream.name)")
+        }
+        if decision.action == .approve {
+            guard let stepUp else {
+                audit(.mcpToolCall, detail.merging(["outcome": "denied"]) { $1 })
+                return MCPTools.errorResult(
+                    "Gatehouse did not run this tool call: rule \"\(decision.rule ?? "")\" needs a person's approval, which is not enabled on this gateway"
+                )
+            }
+            let text = "MCP tool \(name) \(ToolPolicy.masked(arguments))"
+            let now = Date()
+            var challenge = Challenge(
+                id: RandomSecret.hex(8), kind: .approve, user: principal, session: session, connection: "mcp:\(upstream.name)",
+                statement: text,
+                fingerprint: SHA256.hash(data: Data(text.utf8)).prefix(8).map { String(format: "%02x", $0) }.joined(),
+                rules: [decision.rule ?? ""],
+                reason: decision.message ?? "rule \(decision.rule ?? "") holds this tool call for approval",
+                approvers: decision.approvers, createdAt: now, expiresAt: now.addingTimeInterval(stepUp.holdTimeout))
+            challenge.agent = client
+            held(challenge)
+            let holding = challenge
+            let final = await Self.wait(for: holding, on: stepUp)
+            guard final.state.releases else {
+                audit(.mcpToolCall, detail.merging(["outcome": "not approved", "challenge": final.id]) { $1 })
+                let why = final.decisionReason.map { ": \($0)" } ?? ""
+                return MCPTools.errorResult(
+                    "Gatehouse did not run this tool call: approval \(final.state.rawValue) (challenge \(final.id))\(why)")
+            }
+            detail["challenge"] = final.id
+            detail["approved_by"] = final.decidedBy ?? ""
         }
         if decision.action == .alert {
             logger.warning(
@@ -87,7 +125,9 @@ public actor MCPUpstreams {
                 metadata: ["tool": "\(name)", "rule": "\(decision.rule ?? "")"])
         }
         do {
-            let (content, isError) = try await connected.client.callTool(name: entry.own, arguments: arguments)
+            // Started again if it stopped while the call was held.
+            let client = try await connected(upstream)
+            let (content, isError) = try await client.callTool(name: entry.own, arguments: arguments)
             audit(.mcpToolCall, detail.merging(["outcome": isError == true ? "error" : "ok"]) { $1 })
             return CallTool.Result(content: content, structuredContent: nil, isError: isError)
         } catch {
@@ -170,6 +210,13 @@ public actor MCPUpstreams {
 
     public func shutdown() {
         for name in running.keys { stop(name) }
+    }
+
+    /// Holds the call until the challenge is decided, fails or expires.
+    private nonisolated static func wait(for challenge: Challenge, on stepUp: StepUpService) async -> Challenge {
+        await withCheckedContinuation { (done: CheckedContinuation<Challenge, Never>) in
+            Task { await stepUp.hold(challenge) { done.resume(returning: $0) } }
+        }
     }
 
     /// A command name as a shell would find it on PATH.

@@ -14,6 +14,8 @@ public struct ToolPolicy: Sendable {
         public var hint: String?
         /// Every rule that matched, for the audit log.
         public var matched: [String]
+        /// Who may approve, when the decision is `approve`.
+        public var approvers: [String] = []
     }
 
     public let rules: [ToolRule]
@@ -28,13 +30,14 @@ public struct ToolPolicy: Sendable {
     /// deny beats alert beats allow; with no rule matching, the call is allowed.
     public func decide(tool: String, arguments: [String: Value]) -> Decision {
         let matching = rules.filter { Self.names(tool, $0) && Self.fits(arguments, $0) }
-        let rank: (ToolRule.Action) -> Int = { [.allow: 0, .alert: 1, .deny: 2][$0]! }
+        let rank: (ToolRule.Action) -> Int = { [.allow: 0, .alert: 1, .approve: 2, .deny: 3][$0]! }
         guard let deciding = matching.max(by: { rank($0.action) < rank($1.action) }) else {
             return Decision(action: .allow, rule: nil, message: nil, hint: nil, matched: [])
         }
         return Decision(
             action: deciding.action, rule: deciding.name, message: deciding.message, hint: deciding.hint,
-            matched: matching.map(\.name))
+            matched: matching.map(\.name),
+            approvers: Array(Set(matching.filter { $0.action == .approve }.flatMap(\.approvers))).sorted())
     }
 
     static func names(_ tool: String, _ rule: ToolRule) -> Bool {

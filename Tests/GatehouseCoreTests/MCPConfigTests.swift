@@ -30,9 +30,14 @@ struct MCPConfigTests {
             configError(Self.yaml("  upstreams: [{name: a, command: [x]}, {name: b, command: [y], prefix: a_}]"))?.reason
                 .contains("repeats a name or prefix") == true)
         #expect(
-            configError(Self.yaml("  tool_rules: [{name: r, action: approve}]"))?.reason.contains("allow, alert or deny")
+            configError(Self.yaml("  tool_rules: [{name: r, action: hold}]"))?.reason.contains("allow, alert, approve or deny")
                 == true)
         #expect(configError(Self.yaml("  tool_rules: [{name: r}]"))?.reason.contains("needs an action") == true)
+        #expect(
+            configError(Self.yaml("  tool_rules: [{name: r, action: approve}]"))?.reason.contains("it needs approvers") == true)
+        #expect(
+            configError(Self.yaml("  tool_rules: [{name: r, action: approve, approvers: [\"group:\"]}]"))?.reason
+                .contains("is not a user or group:NAME") == true)
         #expect(configError(Self.yaml("  servers: []"))?.reason.contains("unknown key 'servers'") == true)
     }
 }

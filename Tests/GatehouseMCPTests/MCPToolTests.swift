@@ -142,6 +142,24 @@ struct ToolPolicyTests {
         #expect(policy.lists("files_read_file"))
     }
 
+    @Test("approve sits between alert and deny, and names every approver of the rules that hold the call")
+    func approvals() {
+        var four = ToolRule(name: "four-eyes", action: .approve, tools: [Glob("deploy_*")])
+        four.approvers = ["bob", "group:sre"]
+        var leads = ToolRule(name: "leads", action: .approve, arguments: ["env": [Glob("prod*")]])
+        leads.approvers = ["group:leads"]
+        let policy = ToolPolicy(rules: [
+            four, leads, ToolRule(name: "watch", action: .alert),
+            ToolRule(name: "no-friday", action: .deny, arguments: ["day": [Glob("fri")]]),
+        ])
+        let held = policy.decide(tool: "deploy_app", arguments: ["env": "production"])
+        #expect(held.action == .approve)
+        #expect(held.approvers == ["bob", "group:leads", "group:sre"])
+        #expect(policy.decide(tool: "deploy_app", arguments: ["env": "prod", "day": "fri"]).action == .deny)
+        #expect(policy.decide(tool: "status", arguments: [:]).action == .alert)
+        #expect(policy.lists("deploy_app"))
+    }
+
     @Test("a tool's fingerprint changes with its description or its schema, not with nothing")
     func fingerprints() {
         let tool = MCP.Tool(name: "echo", description: "Echoes.", inputSchema: .object(["type": "object"]))

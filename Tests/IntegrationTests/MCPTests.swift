@@ -391,4 +391,53 @@ struct MCPTests {
         #expect(calls.stdout.contains("alice "), "\(calls)")
         #expect(calls.stdout.contains("\"decision\":\"deny\"") && calls.stdout.contains("\"rule\":\"no-secrets\""), "\(calls)")
     }
+
+    @Test("a relayed tool call an approve rule holds waits for a person, then runs; a denied one never reaches the server")
+    func relayHeldForApproval() async throws {
+        let cluster = try TestCluster.fromEnvironment()
+        let directory = "\(cluster.scratch)/relay-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let fixture = ExampleCommandsTests.root.appendingPathComponent("Tests/Fixtures/mcp_upstream.py").path
+        let gateway = try await Gateway.start(
+            extraConfig: """
+                step_up: {timeout: 60s}
+                mcp:
+                  upstreams:
+                    - name: files
+                      command: ["\(try Self.python())", "\(fixture)", "\(directory)/rug", "\(directory)/deleted"]
+                  tool_rules:
+                    - name: deletes-four-eyes
+                      action: approve
+                      tools: [files_delete_file]
+                      approvers: [bob]
+                    - {name: not-etc, action: deny, tools: [files_delete_file], arguments: {path: ["/etc/*"]}}
+                """)
+        let alice = try await gateway.aliceToken()
+        _ = try await gateway.token(for: "bob", password: Gateway.bobPassword)
+        let agent = try await Command.start(
+            try Self.python(),
+            try Self.arguments(
+                gateway, token: alice,
+                [
+                    ["call": "files_delete_file", "arguments": ["path": "/etc/hosts"]],
+                    ["call": "files_delete_file", "progress": true, "arguments": ["path": "/srv/old.log"]],
+                ]))
+        try await agent.waitForOutput("gatehouse approve ", timeout: 60)
+        let range = try #require(agent.stdout.range(of: "gatehouse approve "))
+        let id = String(agent.stdout[range.upperBound...].prefix { $0.isHexDigit })
+        #expect(!FileManager.default.fileExists(atPath: "\(directory)/deleted"), "nothing ran before the approval")
+        let waiting = try await gateway.cli("bob", ["challenges"])
+        #expect(waiting.stdout.contains("MCP tool files_delete_file"), "\(waiting)")
+        #expect(waiting.stdout.contains("(AI agent mcp)"), "\(waiting)")
+        let approve = try await gateway.cli("bob", ["approve", id])
+        #expect(approve.status == 0, "\(approve)")
+        let done = try await agent.wait(timeout: 60)
+        let lines = Self.lines(done.stdout).filter { $0["is_error"] != nil }
+        #expect(lines.count == 2, "\(done)")
+        guard lines.count == 2 else { return }
+        #expect((lines[0]["text"] as? String)?.contains("not-etc") == true, "\(done)")
+        #expect(lines[1]["text"] as? String == "deleted", "\(done)")
+        let log = try String(contentsOfFile: "\(directory)/deleted", encoding: .utf8)
+        #expect(log == "/srv/old.log\n", "only the approved call ran: \(log)")
+    }
 }
