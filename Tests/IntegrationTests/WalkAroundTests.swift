@@ -210,7 +210,8 @@ struct WalkAroundTests {
             "\(gateway.cluster.binDirectory)/psql",
             [
                 "host=127.0.0.1 port=\(gateway.cluster.port) dbname=app user=gh_scram application_name=\(victim)", "-X", "-At",
-                "-c", "select pg_sleep(60)",
+                // Longer than the test may take under the suite's load; ended below.
+                "-c", "select pg_sleep(900)",
             ],
             environment: ["PGPASSWORD": gateway.cluster.scramPassword])
         defer { sleeper.signal(SIGKILL) }
@@ -245,6 +246,8 @@ struct WalkAroundTests {
             "the victim's backend still runs its statement")
         #expect(try await gateway.cluster.must("SELECT count(*) FROM pg_largeobject_metadata WHERE oid = \(object)") == "1\n")
         try await gateway.cluster.must("SELECT lo_unlink(\(object))")
+        try await gateway.cluster.must(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '\(victim)'")
     }
 
     @Test("EXECUTE arguments and SQL-running built-ins are judged: the role never changes")
