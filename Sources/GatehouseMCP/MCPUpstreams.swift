@@ -8,9 +8,11 @@ import MCP
 import SystemPackage
 
 /// The MCP servers the gateway relays: each started as a command speaking MCP on its stdin and stdout,
-/// its tools offered under its prefix, each call judged by the tool rules and audited. A tool whose
-/// description or schema changes after the gateway first saw it is reported (audited and logged as an
-/// alert): what an agent was approved to use is not what it now says it is.
+/// its tools offered under its prefix, each call judged by the tool rules and audited. Each tool's
+/// fingerprint (name, description, input schema) is kept, as first seen, in `approvedFile`; a tool that
+/// no longer matches it is reported (audited, logged as an alert), no longer listed and refused: what
+/// agents were allowed to use is not what it now says it is. Removing its entry from the file accepts
+/// the tool as it now is.
 public actor MCPUpstreams {
     private struct Running {
         var client: Client
@@ -23,16 +25,20 @@ public actor MCPUpstreams {
     private let policy: ToolPolicy
     private let logger: Logger
     private var running: [String: Running] = [:]
-    /// Fingerprints of each tool as first seen, by its name at the gateway.
+    /// Fingerprints of each tool as first seen, by its name at the gateway (kept in `approvedFile`).
     private var firstSeen: [String: String] = [:]
+    private let approvedFile: String?
+    /// Tools whose fingerprint is not the approved one, with the fingerprint reported.
+    private var changed: [String: String] = [:]
     private let audit: @Sendable (AuditEventType, [String: String]) -> Void
     /// Where a call an `approve` rule holds waits for a person; nil: such calls are refused.
     private let stepUp: StepUpService?
 
     public init(
-        upstreams: [MCPUpstream], rules: [ToolRule], stepUp: StepUpService? = nil, logger: Logger,
-        audit: @escaping @Sendable (AuditEventType, [String: String]) -> Void
+        upstreams: [MCPUpstream], rules: [ToolRule], stepUp: StepUpService? = nil, approvedFile: String? = nil,
+        logger: Logger, audit: @escaping @Sendable (AuditEventType, [String: String]) -> Void
     ) {
+        self.approvedFile = approvedFile
         self.stepUp = stepUp
         self.upstreams = upstreams
         self.policy = ToolPolicy(rules: rules)
@@ -47,7 +53,7 @@ public actor MCPUpstreams {
         var listed: [MCP.Tool] = []
         for upstream in upstreams {
             guard let tools = await refresh(upstream) else { continue }
-            for (name, entry) in tools.sorted(by: { $0.key < $1.key }) where policy.lists(name) {
+            for (name, entry) in tools.sorted(by: { $0.key < $1.key }) where policy.lists(name) && changed[name] == nil {
                 listed.append(
                     MCP.Tool(
                         name: name, title: entry.tool.title,
@@ -85,10 +91,17 @@ public actor MCPUpstreams {
             return MCPTools.errorResult("no tool named '\(name)'")
         }
         var tools = running[upstream.name]?.tools ?? [:]
-        if tools[name] == nil, let fresh = await refresh(upstream) { tools = fresh }
+        // A tool not seen yet, or held back (perhaps accepted since), is looked at again.
+        if tools[name] == nil || changed[name] != nil, let fresh = await refresh(upstream) { tools = fresh }
         guard let entry = tools[name], running[upstream.name] != nil else {
             audit(.mcpToolCall, detail.merging(["outcome": "invalid"]) { $1 })
             return MCPTools.errorResult("no tool named '\(name)' on \(upstream.name)")
+        }
+        guard changed[name] == nil else {
+            audit(.mcpToolCall, detail.merging(["outcome": "refused", "reason": "tool changed"]) { $1 })
+            return MCPTools.errorResult(
+                "Gatehouse did not run this tool call: \(name) changed its description or input schema since it was approved, and is held back until an administrator accepts it"
+            )
         }
         if decision.action == .approve {
             guard let stepUp else {
@@ -149,27 +162,34 @@ public actor MCPUpstreams {
                 cursor = page.nextCursor
             } while cursor != nil && all.count < 10_000
             var tools: [String: (own: String, tool: MCP.Tool)] = [:]
+            loadApproved()
+            var added = false
             for tool in all {
                 let name = upstream.prefix + tool.name
                 tools[name] = (tool.name, tool)
                 let fingerprint = ToolPolicy.fingerprint(tool)
-                if let seen = firstSeen[name] {
-                    if seen != fingerprint {
-                        logger.warning(
-                            "ALERT: a relayed MCP tool changed its description or schema since it was first seen",
-                            metadata: ["tool": "\(name)", "upstream": "\(upstream.name)"])
-                        audit(
-                            .mcpToolChanged,
-                            [
-                                "tool": name, "upstream": upstream.name, "was": seen, "now": fingerprint,
-                                "description": String((tool.description ?? "").prefix(500)),
-                            ])
-                        firstSeen[name] = fingerprint
-                    }
-                } else {
+                guard let seen = firstSeen[name] else {
                     firstSeen[name] = fingerprint
+                    changed[name] = nil
+                    added = true
+                    continue
+                }
+                if seen == fingerprint {
+                    changed[name] = nil
+                } else if changed[name] != fingerprint {
+                    changed[name] = fingerprint
+                    logger.warning(
+                        "ALERT: a relayed MCP tool changed its description or schema since it was approved; it is held back",
+                        metadata: ["tool": "\(name)", "upstream": "\(upstream.name)", "approved": "\(approvedFile ?? "")"])
+                    audit(
+                        .mcpToolChanged,
+                        [
+                            "tool": name, "upstream": upstream.name, "was": seen, "now": fingerprint,
+                            "description": String((tool.description ?? "").prefix(500)),
+                        ])
                 }
             }
+            if added { saveApproved() }
             running[upstream.name]?.tools = tools
             return tools
         } catch {
@@ -216,6 +236,22 @@ public actor MCPUpstreams {
     private nonisolated static func wait(for challenge: Challenge, on stepUp: StepUpService) async -> Challenge {
         await withCheckedContinuation { (done: CheckedContinuation<Challenge, Never>) in
             Task { await stepUp.hold(challenge) { done.resume(returning: $0) } }
+        }
+    }
+
+    /// The approved fingerprints, read again each time (an administrator accepts a changed tool by
+    /// removing its entry).
+    private func loadApproved() {
+        guard let approvedFile, let data = FileManager.default.contents(atPath: approvedFile),
+            let read = try? JSONDecoder().decode([String: String].self, from: data)
+        else { return }
+        firstSeen = read
+    }
+
+    private func saveApproved() {
+        guard let approvedFile, let data = try? JSONEncoder.sorted.encode(firstSeen) else { return }
+        do { try data.write(to: URL(fileURLWithPath: approvedFile), options: .atomic) } catch {
+            logger.error("cannot keep the approved MCP tools", metadata: ["file": "\(approvedFile)", "error": "\(error)"])
         }
     }
 

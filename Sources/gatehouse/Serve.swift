@@ -215,7 +215,8 @@ struct Serve: AsyncParsableCommand {
             let auditStore = store
             let auditLogger = logger
             upstreams = MCPUpstreams(
-                upstreams: gatewayConfig.mcp.upstreams, rules: gatewayConfig.mcp.toolRules, stepUp: stepUp, logger: logger
+                upstreams: gatewayConfig.mcp.upstreams, rules: gatewayConfig.mcp.toolRules, stepUp: stepUp,
+                approvedFile: (gatewayConfig.dataDirectory as NSString).appendingPathComponent("mcp-tools.json"), logger: logger
             ) { type, detail in
                 var detail = detail
                 let actor = detail.removeValue(forKey: "principal")

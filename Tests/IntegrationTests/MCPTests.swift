@@ -379,10 +379,23 @@ struct MCPTests {
         #expect((lines[5]["text"] as? String)?.contains("never-delete") == true, "\(result)")
         #expect(!FileManager.default.fileExists(atPath: deleted), "the upstream's delete never ran")
 
-        // The tool's description changes after it was first seen: reported.
+        // The tool's description changes after it was first seen: reported, no longer listed, refused.
         try "now".write(toFile: rug, atomically: true, encoding: .utf8)
-        let again = try await Self.run(gateway, token: alice, [["list": true]])
+        let again = try await Self.run(gateway, token: alice, [["list": true], call("files_echo", ["text": "hi"])])
         #expect(again.result.status == 0, "\(again.result)")
+        #expect((again.lines.dropFirst().first?["tools"] as? [String])?.contains("files_echo") == false, "\(again.result)")
+        #expect(
+            (again.lines.last?["text"] as? String)?.contains("changed its description or input schema since it was approved")
+                == true, "\(again.result)")
+        // An administrator accepts it as it now is by removing its entry from the approved fingerprints.
+        let approved = "\(gateway.directory)/data/mcp-tools.json"
+        var fingerprints =
+            try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: approved))) as? [String: String] ?? [:]
+        #expect(fingerprints["files_echo"] != nil, "\(fingerprints)")
+        fingerprints["files_echo"] = nil
+        try JSONSerialization.data(withJSONObject: fingerprints).write(to: URL(fileURLWithPath: approved))
+        let accepted = try await Self.run(gateway, token: alice, [call("files_echo", ["text": "back"])])
+        #expect(accepted.lines.last?["text"] as? String == "back", "\(accepted.result)")
         let changed = try await DatabaseRoleTests.auditRows(
             gateway, "select detail from audit_events where type = 'mcp.tool_changed'", count: 1)
         #expect(changed.stdout.contains("files_echo") && changed.stdout.contains("id_rsa"), "\(changed)")
