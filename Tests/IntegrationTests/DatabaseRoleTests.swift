@@ -494,7 +494,13 @@ struct DatabaseRoleTests {
         // The database lets a role set its own password; hidden in dynamic SQL the gateway cannot see it.
         let set = try await gateway.psql(
             connection: "orders", password: alice,
-            ["-c", "DO $$BEGIN EXECUTE 'ALTER ROLE ' || current_user || ' PASSWORD ''mine-now'''; END$$"])
+            [
+                // First wait for the gateway to expire the password after this very login (it does so beside
+                // the session, and two ALTER ROLEs at once collide), then set one's own.
+                "-c",
+                "DO $$BEGIN WHILE (SELECT rolvaliduntil > now() FROM pg_roles WHERE rolname = current_user) LOOP PERFORM pg_sleep(0.1); END LOOP; END$$",
+                "-c", "DO $$BEGIN EXECUTE 'ALTER ROLE ' || current_user || ' PASSWORD ''mine-now'''; END$$",
+            ])
         #expect(set.status == 0, "\(set)")
         // Straight to the server with it: the role's password has expired since the gateway's login.
         let direct = try await Command.run(
