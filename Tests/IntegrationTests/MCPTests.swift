@@ -171,9 +171,7 @@ struct MCPTests {
                         "arguments": ["connection": "main", "sql": "delete from \(table) where id = 2"],
                     ]
                 ]))
-        try await agent.waitForOutput("gatehouse approve ", timeout: 60)
-        let range = try #require(agent.stdout.range(of: "gatehouse approve "))
-        let id = String(agent.stdout[range.upperBound...].prefix { $0.isHexDigit })
+        let id = try await StepUpTests.challengeID(of: agent, command: "approve", timeout: 60)
         // Nothing ran yet; the approver sees an agent sent it, and what.
         #expect(try await gateway.cluster.must("SELECT count(*) FROM \(table)") == "2\n")
         let waiting = try await gateway.cli("bob", ["challenges"])
@@ -232,9 +230,7 @@ struct MCPTests {
                         ],
                     ]), as: UTF8.self),
             ])
-        try await agent.waitForOutput("gatehouse approve ", timeout: 60)
-        let range = try #require(agent.stdout.range(of: "gatehouse approve "))
-        let id = String(agent.stdout[range.upperBound...].prefix { $0.isHexDigit })
+        let id = try await StepUpTests.challengeID(of: agent, command: "approve", timeout: 60)
         let approve = try await gateway.cli("bob", ["approve", id])
         #expect(approve.status == 0, "\(approve)")
         let done = try await agent.wait(timeout: 60)
@@ -435,9 +431,7 @@ struct MCPTests {
                     ["call": "files_delete_file", "arguments": ["path": "/etc/hosts"]],
                     ["call": "files_delete_file", "progress": true, "arguments": ["path": "/srv/old.log"]],
                 ]))
-        try await agent.waitForOutput("gatehouse approve ", timeout: 60)
-        let range = try #require(agent.stdout.range(of: "gatehouse approve "))
-        let id = String(agent.stdout[range.upperBound...].prefix { $0.isHexDigit })
+        let id = try await StepUpTests.challengeID(of: agent, command: "approve", timeout: 60)
         #expect(!FileManager.default.fileExists(atPath: "\(directory)/deleted"), "nothing ran before the approval")
         let waiting = try await gateway.cli("bob", ["challenges"])
         #expect(waiting.stdout.contains("MCP tool files_delete_file"), "\(waiting)")

@@ -41,9 +41,10 @@ struct StepUpTests {
     }
 
     /// The challenge id from the NOTICE psql printed, once it has printed it.
-    static func challengeID(of psql: RunningCommand, command: String = "verify") async throws -> String {
-        try await psql.waitForOutput("gatehouse \(command) ", timeout: 30)
-        let text = psql.stderr
+    static func challengeID(of psql: RunningCommand, command: String = "verify", timeout: Double = 30) async throws -> String {
+        try await psql.waitForOutput("gatehouse \(command) ", timeout: timeout)
+        // psql prints the notice on stderr; an MCP client's progress lines are on stdout.
+        let text = psql.stderr + psql.stdout
         let range = try #require(text.range(of: "gatehouse \(command) "))
         return String(text[range.upperBound...].prefix { $0.isHexDigit })
     }
